@@ -1,0 +1,6 @@
+//! Duplex: a policy-driven runner for active upgrades of two-sided systems.
+//!
+//! Dependencies point one way: `model` (pure) ← `policy` ← `cli`.
+//! See ARCHITECTURE.md at the repository root.
+
+pub mod model;
