@@ -3,4 +3,9 @@
 //! Dependencies point one way: `model` (pure) ← `policy` ← `cli`.
 //! See ARCHITECTURE.md at the repository root.
 
+pub mod cli;
+pub mod journal;
 pub mod model;
+pub mod plan;
+pub mod plugins;
+pub mod policy;

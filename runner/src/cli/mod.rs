@@ -48,12 +48,40 @@ pub enum Verb {
 mod plan;
 mod validate;
 
+/// Print a value as pretty JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
+}
+
+/// Report a policy that failed to load; returns the exit code.
+pub(crate) fn report_load_error(err: &crate::policy::LoadError) -> u8 {
+    match err {
+        crate::policy::LoadError::Invalid(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            exit::INVALID
+        }
+        crate::policy::LoadError::Unreadable { .. } => {
+            eprintln!("error: {err}");
+            exit::USAGE
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     let code = match cli.command {

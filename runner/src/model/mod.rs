@@ -57,12 +57,42 @@ pub const TRANSITIONS: &[Transition] = &[
     row(WORKING, When::Is(Phase::Running), C::Fail, Effect::Failed),
     row(WORKING, When::Is(Phase::Failed), C::Retry, Effect::Rerun),
     // Forward, one state at a time, only once the state's request is done.
-    row(&[PrepareSplit], When::Is(Phase::Done), C::Advance, Effect::Enter(Split)),
-    row(&[Split], When::Is(Phase::Done), C::Advance, Effect::Enter(PrepareMerge)),
-    row(&[PrepareMerge], When::Is(Phase::Done), C::Advance, Effect::Enter(Merge)),
-    row(&[Merge], When::Is(Phase::Done), C::Advance, Effect::Enter(Commit)),
-    row(&[Commit, Abort], When::Is(Phase::Done), C::Finish, Effect::Enter(Finish)),
-    row(&[Finish], When::Is(Phase::Done), C::Advance, Effect::Enter(Idle)),
+    row(
+        &[PrepareSplit],
+        When::Is(Phase::Done),
+        C::Advance,
+        Effect::Enter(Split),
+    ),
+    row(
+        &[Split],
+        When::Is(Phase::Done),
+        C::Advance,
+        Effect::Enter(PrepareMerge),
+    ),
+    row(
+        &[PrepareMerge],
+        When::Is(Phase::Done),
+        C::Advance,
+        Effect::Enter(Merge),
+    ),
+    row(
+        &[Merge],
+        When::Is(Phase::Done),
+        C::Advance,
+        Effect::Enter(Commit),
+    ),
+    row(
+        &[Commit, Abort],
+        When::Is(Phase::Done),
+        C::Finish,
+        Effect::Enter(Finish),
+    ),
+    row(
+        &[Finish],
+        When::Is(Phase::Done),
+        C::Advance,
+        Effect::Enter(Idle),
+    ),
     // Abort restores the original configuration; never while a request runs.
     row(ABORTABLE, When::NotRunning, C::Abort, Effect::Enter(Abort)),
     // The partner side's health is observed at any time.
@@ -223,9 +253,9 @@ impl Configuration {
     }
 
     fn row_for(&self, kind: CommandKind) -> Option<&'static Transition> {
-        TRANSITIONS
-            .iter()
-            .find(|t| t.command == kind && t.from.contains(&self.state) && t.when.matches(self.phase))
+        TRANSITIONS.iter().find(|t| {
+            t.command == kind && t.from.contains(&self.state) && t.when.matches(self.phase)
+        })
     }
 
     /// Whether the model accepts a command of this kind here.

@@ -62,7 +62,11 @@ fn config(state: UpgradeState, phase: Phase) -> Configuration {
         state,
         phase,
         failure: (phase == Phase::Failed).then(|| "earlier failure".to_string()),
-        attempt: if matches!(phase, Phase::Pending) { 0 } else { 2 },
+        attempt: if matches!(phase, Phase::Pending) {
+            0
+        } else {
+            2
+        },
         partner: PartnerState::Unknown,
     }
 }
@@ -85,7 +89,9 @@ fn every_state_phase_and_command_matches_the_oracle() {
                         assert!(!err.allowed.contains(&kind), "{err}");
                         assert!(!err.why.is_empty());
                     }
-                    (want, got) => panic!("{state} {phase:?} {kind}: oracle {want:?}, model {got:?}"),
+                    (want, got) => {
+                        panic!("{state} {phase:?} {kind}: oracle {want:?}, model {got:?}")
+                    }
                 }
                 assert_eq!(from.allows(kind), oracle(state, phase, kind).is_some());
                 checked += 1;
@@ -109,8 +115,15 @@ fn attempts_count_runs_of_the_current_request() {
     assert_eq!(c.status(), OpStatus::Broken);
     assert_eq!(c.failure.as_deref(), Some("disk offline"));
     let c = c.apply(&Command::Retry).unwrap();
-    assert_eq!((c.attempt, c.status(), c.failure.clone()), (2, OpStatus::Busy, None));
-    let c = c.apply(&Command::Complete).unwrap().apply(&Command::Advance).unwrap();
+    assert_eq!(
+        (c.attempt, c.status(), c.failure.clone()),
+        (2, OpStatus::Busy, None)
+    );
+    let c = c
+        .apply(&Command::Complete)
+        .unwrap()
+        .apply(&Command::Advance)
+        .unwrap();
     assert_eq!((c.state, c.attempt), (Split, 0));
 }
 
@@ -145,7 +158,16 @@ fn refusals_say_what_refused_them_and_what_is_allowed() {
 fn paths_are_derived_from_the_table() {
     assert_eq!(
         forward_path(),
-        vec![Idle, PrepareSplit, Split, PrepareMerge, Merge, Commit, Finish, Idle]
+        vec![
+            Idle,
+            PrepareSplit,
+            Split,
+            PrepareMerge,
+            Merge,
+            Commit,
+            Finish,
+            Idle
+        ]
     );
     for from in [PrepareSplit, Split, PrepareMerge, Merge] {
         assert_eq!(abort_path(from), vec![Abort, Finish, Idle]);

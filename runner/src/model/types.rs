@@ -97,9 +97,7 @@ impl fmt::Display for OpStatus {
 
 /// The health of the side that keeps production running while the other
 /// side is upgraded.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 pub enum PartnerState {
     #[default]
     Unknown,

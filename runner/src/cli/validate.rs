@@ -1,0 +1,84 @@
+//! `duplex validate FILE...`
+
+use super::{Output, exit};
+use crate::policy::{self, Diagnostic, LoadError};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct FileReport {
+    file: String,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<Diagnostic>,
+    /// Set when the file could not be read at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable: Option<String>,
+}
+
+pub fn run(args: &Args, output: Output) -> u8 {
+    let mut code = exit::OK;
+    let mut reports = Vec::new();
+    for file in &args.files {
+        let name = file.display().to_string();
+        let report = match policy::load_file(file) {
+            Ok(loaded) => FileReport {
+                file: name,
+                valid: true,
+                policy: Some(loaded.policy.metadata.name),
+                errors: Vec::new(),
+                unreadable: None,
+            },
+            Err(LoadError::Invalid(errors)) => {
+                code = code.max(exit::INVALID);
+                FileReport {
+                    file: name,
+                    valid: false,
+                    policy: None,
+                    errors,
+                    unreadable: None,
+                }
+            }
+            Err(err @ LoadError::Unreadable { .. }) => {
+                code = exit::USAGE;
+                FileReport {
+                    file: name,
+                    valid: false,
+                    policy: None,
+                    errors: Vec::new(),
+                    unreadable: Some(err.to_string()),
+                }
+            }
+        };
+        reports.push(report);
+    }
+    match output {
+        Output::Json => super::print_json(&serde_json::json!({
+            "valid": code == exit::OK,
+            "files": reports,
+        })),
+        Output::Human => {
+            for r in &reports {
+                if let Some(why) = &r.unreadable {
+                    eprintln!("error: {why}");
+                } else if r.valid {
+                    println!("{}: valid", r.file);
+                } else {
+                    for e in &r.errors {
+                        eprintln!("{e}");
+                    }
+                }
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,255 @@
+//! Loading a policy file: read → YAML → JSON Schema → typed → semantic checks.
+//! Each stage reports every problem it finds; a later stage only runs when
+//! the earlier ones found nothing, because its input would not be sound.
+
+use super::diagnostic::{Diagnostic, Finding};
+use super::spans::{Position, SpanMap};
+use super::values::Sha256;
+use super::{UpgradePolicy, schema_check, semantic};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Larger files are refused before parsing: a policy is a page or two of YAML.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the policy", .0.len())]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// A policy that passed every check, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub policy: UpgradePolicy,
+    pub file: PathBuf,
+    /// Paths in the policy are relative to this directory.
+    pub base_dir: PathBuf,
+    /// SHA-256 of the file's bytes: how a session notices the policy changed.
+    pub digest: Sha256,
+}
+
+impl LoadedPolicy {
+    /// A path written in the policy, resolved against the policy's folder.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        self.base_dir.join(relative)
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
+    let label = path.display().to_string();
+    let unreadable = |source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    let whole_file = |message: String| {
+        LoadError::Invalid(vec![Diagnostic {
+            file: label.clone(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message,
+        }])
+    };
+    let too_large = |size: u64| {
+        whole_file(format!(
+            "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+        ))
+    };
+    if size > MAX_POLICY_BYTES {
+        return Err(too_large(size));
+    }
+    // Read at most one byte past the limit, in case the file grows meanwhile.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            return Err(LoadError::Invalid(vec![Diagnostic {
+                file: label,
+                line,
+                column,
+                path: String::new(),
+                message: "the file is not UTF-8 text".into(),
+            }]));
+        }
+    };
+    let policy = parse(&text, &label).map_err(LoadError::Invalid)?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    Ok(LoadedPolicy {
+        policy,
+        file: path.to_path_buf(),
+        base_dir,
+        digest: Sha256::of(text.as_bytes()),
+    })
+}
+
+/// Parse and check a policy's text; `file` labels the diagnostics.
+pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
+    let at_start = |message: String| {
+        vec![Diagnostic {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message,
+        }]
+    };
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(at_start(
+            "the file is empty; expected an UpgradePolicy".into(),
+        ));
+    }
+    let document: serde_json::Value =
+        yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
+    let spans = SpanMap::build(text);
+    let place = |findings: Vec<Finding>| {
+        let mut diags: Vec<Diagnostic> = findings
+            .into_iter()
+            .map(|f| f.place(file, &spans, &document))
+            .collect();
+        diags.sort_by_key(|d| (d.line, d.column));
+        diags.dedup();
+        diags
+    };
+    let findings = schema_check::check(&document);
+    if !findings.is_empty() {
+        return Err(place(findings));
+    }
+    // The schema accepted it, so this only fails on what a schema cannot
+    // express (e.g. a duration too long to represent); yaml_serde places it.
+    let policy: UpgradePolicy =
+        yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
+    let findings = semantic::check(&policy);
+    if !findings.is_empty() {
+        return Err(place(findings));
+    }
+    Ok(policy)
+}
+
+/// A YAML-level error (syntax, duplicate key, nesting, aliases) as a diagnostic.
+fn yaml_diagnostic(file: &str, text: &str, err: &yaml_serde::Error) -> Diagnostic {
+    let position = err
+        .location()
+        .map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        })
+        .unwrap_or(Position::START);
+    // yaml_serde and libyaml put " at line L column C" into the text; the
+    // position is shown up front instead.
+    let message = strip_positions(&err.to_string());
+    let (path, message) = match message.split_once(": ") {
+        Some((path, rest)) if is_field_path(path) => {
+            (path.trim_start_matches('.').to_string(), rest.to_string())
+        }
+        _ => (String::new(), message),
+    };
+    // A duplicate key is reported at its mapping; point at the second key.
+    if let Some(field) = message
+        .strip_prefix("duplicate field `")
+        .or_else(|| message.strip_prefix("duplicate entry with key \""))
+        .and_then(|rest| rest.split(['`', '"']).next())
+    {
+        let spans = SpanMap::build(text);
+        let pointer = format!(
+            "{}/{}",
+            dotted_to_pointer(&path),
+            super::spans::escape(field)
+        );
+        if let Some((first, second)) = spans.duplicate(&pointer) {
+            return Diagnostic {
+                file: file.to_string(),
+                line: second.line,
+                column: second.column,
+                path: if path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                },
+                message: format!("`{field}` is given twice (first at line {})", first.line),
+            };
+        }
+    }
+    let message = match message.as_str() {
+        "recursion limit exceeded" => {
+            "the YAML is nested too deeply (more than 128 levels)".to_string()
+        }
+        "repetition limit exceeded" => {
+            "the YAML expands aliases too many times (an alias bomb?); write the values out"
+                .to_string()
+        }
+        _ => message,
+    };
+    Diagnostic {
+        file: file.to_string(),
+        line: position.line,
+        column: position.column,
+        path,
+        message,
+    }
+}
+
+fn is_field_path(s: &str) -> bool {
+    !s.is_empty()
+        && !s.contains(' ')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c))
+}
+
+/// Remove every " at line L column C" from a message.
+fn strip_positions(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let skip = after
+            .find(|c: char| !(c.is_ascii_digit() || c == ' ' || "column".contains(c)))
+            .unwrap_or(after.len());
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `spec.plugins[1]` → `/spec/plugins/1`.
+fn dotted_to_pointer(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {
+            out.push('/');
+            out.push_str(&super::spans::escape(name));
+        }
+        for index in pieces {
+            out.push('/');
+            out.push_str(index.trim_end_matches(']'));
+        }
+    }
+    out
+}

@@ -1,0 +1,296 @@
+//! Checks a schema cannot express: references between parts of the policy,
+//! consistent thresholds and times, and rules the state model forbids.
+//! Pure: plugin files and artifacts are checked where they are loaded.
+
+use super::diagnostic::Finding;
+use super::schema_check::closest;
+use super::types::*;
+use crate::model::{self, CommandKind, PartnerState, UpgradeState};
+use std::collections::{HashMap, HashSet};
+
+pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let spec = &policy.spec;
+    let plugin_names = plugins(spec, &mut out);
+    let resolve = |out: &mut Vec<Finding>, pointer: String, name: &str| {
+        if !plugin_names.contains(name) {
+            let mut known: Vec<&str> = plugin_names.iter().copied().collect();
+            known.sort_unstable();
+            let mut message = format!("unknown plugin `{name}`");
+            if let Some(close) = closest(name, &known) {
+                message.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            message.push_str(&format!(
+                "; the policy's `plugins` declare: {}",
+                known.join(", ")
+            ));
+            out.push(Finding::value(pointer, message));
+        }
+    };
+
+    resolve(&mut out, "/spec/target/plugin".into(), &spec.target.plugin);
+
+    let mut software = HashSet::new();
+    for (i, item) in spec.software.iter().enumerate() {
+        if !software.insert(item.name.as_str()) {
+            out.push(Finding::value(
+                format!("/spec/software/{i}/name"),
+                format!("software `{}` is listed twice", item.name),
+            ));
+        }
+        if let Some(installer) = &item.installer {
+            resolve(&mut out, format!("/spec/software/{i}/installer"), installer);
+        }
+    }
+
+    let mut check_names = HashMap::new();
+    let mut checks = Vec::new();
+    for (i, c) in spec.gates.prepare_split.iter().enumerate() {
+        checks.push((format!("/spec/gates/prepareSplit/{i}"), c));
+    }
+    for (i, c) in spec.gates.prepare_merge.iter().enumerate() {
+        checks.push((format!("/spec/gates/prepareMerge/{i}"), c));
+    }
+    if let Some(v) = &spec.verification {
+        for (i, c) in v.checks.iter().enumerate() {
+            checks.push((format!("/spec/verification/checks/{i}"), c));
+        }
+        if v.interval.as_duration().is_zero() {
+            out.push(Finding::value(
+                "/spec/verification/interval",
+                "must be longer than 0s",
+            ));
+        }
+        if v.soak < v.interval {
+            out.push(Finding::value(
+                "/spec/verification/soak",
+                format!(
+                    "soak time {} is shorter than the interval {}: the checks would run at most once",
+                    v.soak, v.interval
+                ),
+            ));
+        }
+    }
+    for (pointer, c) in &checks {
+        resolve(&mut out, format!("{pointer}/plugin"), &c.plugin);
+        if let Some(first) = check_names.insert(c.name.as_str(), pointer.clone()) {
+            out.push(Finding::value(
+                format!("{pointer}/name"),
+                format!(
+                    "check name `{}` is already used by {}",
+                    c.name,
+                    index_path(&first)
+                ),
+            ));
+        }
+        check_thresholds(pointer, c, &mut out);
+    }
+
+    retries(&spec.retries, &mut out);
+    auto_abort(spec, &check_names, &mut out);
+
+    let mut approvals = HashSet::new();
+    for (i, a) in spec.approvals.iter().enumerate() {
+        if !approvals.insert(a.before) {
+            out.push(Finding::value(
+                format!("/spec/approvals/{i}/before"),
+                format!("an approval before {:?} is already required", a.before),
+            ));
+        }
+    }
+
+    if let Some(w) = &spec.window
+        && w.end <= w.start
+    {
+        out.push(Finding::value(
+            "/spec/window/end",
+            format!("the window ends ({}) before it starts ({})", w.end, w.start),
+        ));
+    }
+    out
+}
+
+fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
+    let mut names = HashSet::new();
+    for (i, p) in spec.plugins.iter().enumerate() {
+        if !names.insert(p.name.as_str()) {
+            out.push(Finding::value(
+                format!("/spec/plugins/{i}/name"),
+                format!("plugin `{}` is declared twice", p.name),
+            ));
+        }
+        let base = format!("/spec/plugins/{i}");
+        if p.limits.timeout.as_duration().is_zero() {
+            out.push(Finding::value(
+                format!("{base}/limits/timeout"),
+                "must be longer than 0s",
+            ));
+        }
+        if p.limits.memory.bytes() < 64 * 1024 {
+            out.push(Finding::value(
+                format!("{base}/limits/memory"),
+                "must be at least 64KiB (one WebAssembly page)",
+            ));
+        }
+        if p.limits.max_output.bytes() < 1024 {
+            out.push(Finding::value(
+                format!("{base}/limits/maxOutput"),
+                "must be at least 1KiB",
+            ));
+        }
+        for (j, d) in p.capabilities.dirs.iter().enumerate() {
+            if !d.guest.starts_with('/') {
+                out.push(Finding::value(
+                    format!("{base}/capabilities/dirs/{j}/guest"),
+                    format!("`{}` must be an absolute path inside the plugin", d.guest),
+                ));
+            }
+        }
+    }
+    names
+}
+
+fn check_thresholds(pointer: &str, c: &Check, out: &mut Vec<Finding>) {
+    if c.interval.as_duration().is_zero() {
+        out.push(Finding::value(
+            format!("{pointer}/interval"),
+            "must be longer than 0s",
+        ));
+    }
+    // Reaching N passes in a row takes at least N−1 intervals.
+    let needed = c.interval.as_duration() * c.consecutive_successes.saturating_sub(1);
+    if c.timeout.as_duration() < needed {
+        out.push(Finding::value(
+            format!("{pointer}/timeout"),
+            format!(
+                "timeout {} is too short for {} consecutive successes {} apart (needs at least {})",
+                c.timeout,
+                c.consecutive_successes,
+                c.interval,
+                super::values::HumanDuration::from(needed)
+            ),
+        ));
+    }
+}
+
+fn retries(r: &Retries, out: &mut Vec<Finding>) {
+    let mut backoffs = vec![(
+        "/spec/retries/default/backoff".to_string(),
+        &r.default.backoff,
+    )];
+    let per = &r.per_state;
+    for (name, o) in [
+        ("prepareSplit", &per.prepare_split),
+        ("split", &per.split),
+        ("prepareMerge", &per.prepare_merge),
+        ("merge", &per.merge),
+        ("commit", &per.commit),
+        ("abort", &per.abort),
+        ("finish", &per.finish),
+    ] {
+        if let Some(Some(b)) = o.as_ref().map(|o| o.backoff.as_ref()) {
+            backoffs.push((format!("/spec/retries/perState/{name}/backoff"), b));
+        }
+    }
+    for (pointer, b) in backoffs {
+        if b.initial > b.max {
+            out.push(Finding::value(
+                format!("{pointer}/initial"),
+                format!(
+                    "initial wait {} is longer than the maximum {}",
+                    b.initial, b.max
+                ),
+            ));
+        }
+    }
+}
+
+fn auto_abort(spec: &Spec, check_names: &HashMap<&str, String>, out: &mut Vec<Finding>) {
+    for (i, rule) in spec.auto_abort.iter().enumerate() {
+        let base = format!("/spec/autoAbort/{i}");
+        for (j, state) in rule.states().iter().enumerate() {
+            let pointer = format!("{base}/states/{j}");
+            if *state == UpgradeState::Idle {
+                out.push(Finding::value(
+                    pointer,
+                    "Idle runs no request, so no rule can fire there",
+                ));
+            } else if rule.action() == RuleAction::Abort
+                && model::successor(*state, CommandKind::Abort).is_none()
+            {
+                let abortable: Vec<String> = UpgradeState::ALL
+                    .iter()
+                    .filter(|s| model::successor(**s, CommandKind::Abort).is_some())
+                    .map(|s| s.to_string())
+                    .collect();
+                out.push(Finding::value(
+                    pointer,
+                    format!(
+                        "action `abort` is impossible in {state}: the state model aborts only from {}; use `hold` or drop {state}",
+                        abortable.join(", ")
+                    ),
+                ));
+            }
+        }
+        match rule {
+            AutoAbortRule::CheckFailing {
+                check: Some(name), ..
+            } if !check_names.contains_key(name.as_str()) => {
+                let known: Vec<&str> = check_names.keys().copied().collect();
+                let mut message = format!("no gate or verification check is named `{name}`");
+                if let Some(close) = closest(name, &known) {
+                    message.push_str(&format!(" (did you mean `{close}`?)"));
+                }
+                out.push(Finding::value(format!("{base}/check"), message));
+            }
+            AutoAbortRule::Deadline { commit_within, .. }
+                if commit_within.as_duration().is_zero() =>
+            {
+                out.push(Finding::value(
+                    format!("{base}/commitWithin"),
+                    "must be longer than 0s",
+                ));
+            }
+            AutoAbortRule::WindowClosing { .. } if spec.window.is_none() => {
+                out.push(Finding::value(
+                    format!("{base}/when"),
+                    "`windowClosing` needs a maintenance window: add `spec.window` with `start` and `end`",
+                ));
+            }
+            AutoAbortRule::PartnerUnhealthy { partner_states, .. } => {
+                if partner_states.is_empty() {
+                    out.push(Finding::value(
+                        format!("{base}/partnerStates"),
+                        "must list at least one partner state",
+                    ));
+                }
+                for (j, s) in partner_states.iter().enumerate() {
+                    if *s == PartnerState::Up {
+                        out.push(Finding::value(
+                            format!("{base}/partnerStates/{j}"),
+                            "Up is the healthy partner state; a rule on it would stop every session",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `/spec/gates/prepareSplit/0` → `spec.gates.prepareSplit[0]` for pointers
+/// this module builds (their numeric segments are always list indices).
+fn index_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        if segment.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}

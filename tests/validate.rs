@@ -1,0 +1,126 @@
+//! `duplex validate`: golden messages for malformed policies, exit codes,
+//! JSON output, and the example policies.
+
+mod support;
+use support::*;
+
+/// Every file under tests/data/invalid/ is refused with exit 1, and its
+/// messages are exactly those in the `.expected` file beside it.
+#[test]
+fn malformed_policies_get_their_golden_messages() {
+    let dir = repo_root().join("tests/data/invalid");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "only {} malformed policies", cases.len());
+    for case in cases {
+        let name = case.file_name().unwrap().to_str().unwrap();
+        let out = run(duplex().current_dir(&dir).args(["validate", name]));
+        assert_eq!(out.code, 1, "{name}: exit code\n{}", out.stderr);
+        assert_eq!(out.stdout, "", "{name}: nothing on stdout");
+        for line in out.stderr.lines() {
+            assert!(
+                line.starts_with(&format!("{name}:")),
+                "{name}: `{line}` does not name the file"
+            );
+        }
+        assert_golden(&case.with_extension("expected"), &out.stderr);
+    }
+}
+
+#[test]
+fn a_ten_megabyte_file_is_refused_without_parsing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.yaml");
+    let mut text = String::from(
+        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata:\n  name: huge\n  description: ",
+    );
+    text.push_str(&"x".repeat(10 * 1024 * 1024));
+    std::fs::write(&file, &text).unwrap();
+    let out = run(duplex()
+        .current_dir(dir.path())
+        .args(["validate", "huge.yaml"]));
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "huge.yaml:1:1: the file is {} bytes; a policy may be at most 1048576 bytes (1 MiB)\n",
+            text.len()
+        )
+    );
+}
+
+#[test]
+fn every_example_policy_is_valid() {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| format!("policies/{}", p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = duplex_run(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for f in &files {
+        assert!(
+            out.stdout.contains(&format!("{f}: valid")),
+            "{}",
+            out.stdout
+        );
+        let text = std::fs::read_to_string(repo_root().join(f)).unwrap();
+        assert!(
+            text.starts_with(
+                "# yaml-language-server: $schema=../schemas/upgrade-policy.schema.json\n"
+            ),
+            "{f} does not point editors at the schema"
+        );
+    }
+}
+
+#[test]
+fn exit_codes_distinguish_invalid_from_unreadable() {
+    let ok = "policies/demo.yaml";
+    let bad = "tests/data/invalid/unknown-plugin.yaml";
+    assert_eq!(duplex_run(&["validate", ok]).code, 0);
+    assert_eq!(duplex_run(&["validate", ok, bad]).code, 1);
+    let missing = duplex_run(&["validate", ok, "no/such/policy.yaml"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .starts_with("error: cannot read no/such/policy.yaml: "),
+        "{}",
+        missing.stderr
+    );
+    let usage = duplex_run(&["validate"]);
+    assert_eq!(usage.code, 2);
+    assert!(usage.stderr.contains("required"), "{}", usage.stderr);
+}
+
+#[test]
+fn json_output_lists_every_error_with_its_position() {
+    let out = duplex_run(&[
+        "validate",
+        "--output",
+        "json",
+        "policies/demo.yaml",
+        "tests/data/invalid/bad-duration.yaml",
+    ]);
+    assert_eq!(out.code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["files"][0]["valid"], true);
+    assert_eq!(report["files"][0]["policy"], "demo");
+    let errors = report["files"][1]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["line"], 23);
+    assert_eq!(errors[0]["column"], 19);
+    assert_eq!(errors[0]["path"], "spec.gates.prepareSplit[0].interval");
+    assert_eq!(errors[1]["path"], "spec.gates.prepareSplit[0].timeout");
+}
