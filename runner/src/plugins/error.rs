@@ -1,0 +1,167 @@
+//! Typed errors at the edge of the host (inside, code runs on `wasmtime::Result`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Loading a plugin failed: nothing of it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot read plugin `{name}` from {}: {source}", path.display())]
+    Unreadable {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin `{name}`: `{digest}` is not a sha256 digest (64 hex digits)")]
+    BadDigest { name: String, digest: String },
+    #[error(
+        "plugin `{name}` ({}) does not match its pinned digest: the policy pins sha256 {expected}, the file has sha256 {actual}",
+        path.display()
+    )]
+    DigestMismatch {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("plugin `{name}` ({}) is not a valid WebAssembly component: {message}", path.display())]
+    Invalid {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error(
+        "plugin `{name}` does not fit the duplex:plugin@0.1.0 contract or asks for imports the runner does not provide: {message}"
+    )]
+    Incompatible { name: String, message: String },
+    /// The plugin's own `describe` at load failed (the source names the plugin).
+    #[error("{source}")]
+    Describe {
+        name: String,
+        #[source]
+        source: Box<CallError>,
+    },
+    #[error("plugin `{name}`: cannot set up capability `{capability}`: {message}")]
+    Capability {
+        name: String,
+        capability: &'static str,
+        message: String,
+    },
+    #[error("plugin host: {0}")]
+    Host(String),
+}
+
+/// One call of a loaded plugin failed. The runner and other plugins are unaffected;
+/// the engine marks the step Broken with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CallError {
+    #[error("plugin `{plugin}`: {call} exceeded its deadline of {}", fmt_duration(*limit))]
+    Timeout {
+        plugin: String,
+        call: String,
+        #[serde(with = "super::types::millis")]
+        limit: Duration,
+    },
+    #[error(
+        "plugin `{plugin}`: {call} exceeded its memory limit of {} (asked for {})",
+        fmt_bytes(*limit),
+        fmt_bytes(*requested)
+    )]
+    MemoryLimit {
+        plugin: String,
+        call: String,
+        limit: u64,
+        requested: u64,
+    },
+    #[error("plugin `{plugin}`: {call} overflowed its stack (recursion too deep)")]
+    StackOverflow { plugin: String, call: String },
+    #[error("plugin `{plugin}`: {call} trapped: {message}{}", said(plugin_said))]
+    Trap {
+        plugin: String,
+        call: String,
+        message: String,
+        /// The last error line the plugin logged (e.g. its panic message).
+        plugin_said: Option<String>,
+    },
+    #[error(
+        "plugin `{plugin}`: {call} returned {}, more than the limit of {}",
+        fmt_bytes(*size),
+        fmt_bytes(*limit)
+    )]
+    OutputTooLarge {
+        plugin: String,
+        call: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("plugin `{plugin}`: {call} returned invalid data: {message}")]
+    InvalidOutput {
+        plugin: String,
+        call: String,
+        message: String,
+    },
+    #[error("plugin `{plugin}`: {call} failed: {message}")]
+    Plugin {
+        plugin: String,
+        call: String,
+        message: String,
+    },
+    #[error(
+        "plugin `{plugin}`: {call} needs capability `{capability}`, which the policy does not grant to it ({message})"
+    )]
+    CapabilityDenied {
+        plugin: String,
+        call: String,
+        capability: String,
+        message: String,
+    },
+    #[error("plugin `{plugin}`: {call} does not exist: {message}")]
+    NotProvided {
+        plugin: String,
+        call: String,
+        message: String,
+    },
+    #[error("plugin `{plugin}`: {call}: host error: {message}")]
+    Host {
+        plugin: String,
+        call: String,
+        message: String,
+    },
+}
+
+impl CallError {
+    /// Whether trying the same call again may give a different result.
+    /// Sandbox violations and ABI garbage are deterministic; timeouts and
+    /// plugin-reported errors may be transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Timeout { .. } | CallError::Host { .. })
+    }
+}
+
+fn said(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (plugin said: {s})"),
+        None => String::new(),
+    }
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+pub(crate) fn fmt_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB ({n} bytes)", n as f64 / f64::from(1u32 << 20))
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}

@@ -1,0 +1,115 @@
+//! What the engine tells the host about a plugin (mapped from the policy) and
+//! how the host itself is configured.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One plugin to load, as the policy declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginSpec {
+    /// The name the policy refers to the plugin by (used in messages and in
+    /// the refusal of ungranted capabilities).
+    pub name: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// Lower-case hex sha256 the policy pins; checked before anything is loaded.
+    pub sha256: String,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Authority granted to a plugin. Nothing by default: no storage, no
+/// environment, no files, frozen clocks, no network (never granted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The `storage` interface: a key-value store kept in files under this
+    /// directory (created if missing). Plugins given the same directory share
+    /// the same keys.
+    #[serde(default)]
+    pub storage_dir: Option<PathBuf>,
+    /// WASI environment variables.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// WASI preopened directories.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Real WASI wall and monotonic clocks (otherwise both read 0).
+    #[serde(default)]
+    pub clocks: bool,
+}
+
+/// A host directory made visible to the plugin through WASI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    /// The path the plugin sees (e.g. `/data`).
+    pub guest: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Sandbox limits applied to every call of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Linear memory a call may use (all memories together); growing past it traps.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline of one call, including time in host calls.
+    #[serde(with = "super::types::millis")]
+    pub timeout: Duration,
+    /// Size of a call's returned data (strings and lists summed).
+    pub max_output_bytes: u64,
+    /// Log lines + progress messages + stdout/stderr a call may produce; the
+    /// rest is dropped and the drop is reported in the logs.
+    pub max_log_bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 20;
+    pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 10;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_output_bytes: Self::DEFAULT_MAX_OUTPUT_BYTES,
+            max_log_bytes: Self::DEFAULT_MAX_LOG_BYTES,
+        }
+    }
+}
+
+/// Configuration of a [`super::PluginHost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Where precompiled components are cached (created if missing; must be
+    /// writable only by the runner). `None`: compile on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Granularity of the per-call deadline (the epoch ticker's period).
+    pub epoch_tick: Duration,
+    /// Use wasmtime's pooling instance allocator (faster instantiation, reserves
+    /// address space up front for `pool_size` concurrent instances).
+    pub pooling: bool,
+    pub pool_size: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            pooling: false,
+            pool_size: 64,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The `storage` capability: a per-plugin key-value store, one file per key
+//! under the granted directory, each write atomic and durable (write a temp
+//! file, fsync it, rename it over the old one, fsync the directory) so a
+//! runner killed at any point leaves either the old or the new value.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest key accepted (bytes).
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest value accepted (bytes).
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most keys a store may hold.
+pub const MAX_KEYS: usize = 4096;
+
+const SUFFIX: &str = ".v";
+const TMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> io::Result<FileStore> {
+        fs::create_dir_all(dir)?;
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = self.path(key)?;
+        match fs::read(&path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("storage: cannot read key `{key}`: {e}")),
+        }
+    }
+
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let path = self.path(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(format!(
+                "storage: value of key `{key}` is {} bytes, more than the limit of {MAX_VALUE_BYTES}",
+                value.len()
+            ));
+        }
+        if !path.exists() && self.count_keys()? >= MAX_KEYS {
+            return Err(format!("storage: the store already holds {MAX_KEYS} keys"));
+        }
+        let tmp = self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            std::process::id(),
+            encode_key(key)
+        ));
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(value)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &path)?;
+            sync_dir(&self.dir)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("storage: cannot write key `{key}`: {e}")
+        })
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), String> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                sync_dir(&self.dir).map_err(|e| format!("storage: cannot delete key `{key}`: {e}"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("storage: cannot delete key `{key}`: {e}")),
+        }
+    }
+
+    /// All keys, sorted.
+    pub fn list_keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| format!("storage: cannot list keys: {e}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("storage: cannot list keys: {e}"))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(enc) = name.strip_suffix(SUFFIX)
+                && let Some(key) = decode_key(enc)
+            {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn count_keys(&self) -> Result<usize, String> {
+        Ok(self.list_keys()?.len())
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, String> {
+        if key.is_empty() {
+            return Err("storage: the empty key is not allowed".into());
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(format!(
+                "storage: key is {} bytes, more than the limit of {MAX_KEY_BYTES}",
+                key.len()
+            ));
+        }
+        Ok(self.dir.join(format!("{}{SUFFIX}", encode_key(key))))
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Keys become file names: `[A-Za-z0-9_-]` as is, every other byte `%XX`
+/// (so no `/`, `.`, `..`, or case-folding surprises).
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_key(enc: &str) -> Option<String> {
+    let bytes = enc.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = enc.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_file_names() {
+        for key in ["world", "a/b", "../etc", "ünï", "x.y", "%41"] {
+            assert_eq!(decode_key(&encode_key(key)).as_deref(), Some(key));
+            assert!(!encode_key(key).contains(['/', '.']));
+        }
+    }
+
+    #[test]
+    fn set_get_delete_list_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.get("a").unwrap(), None);
+        s.set("a", b"1").unwrap();
+        s.set("b/c", b"2").unwrap();
+        s.set("a", b"3").unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.get("a").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            s.list_keys().unwrap(),
+            vec!["a".to_string(), "b/c".to_string()]
+        );
+        s.delete("a").unwrap();
+        s.delete("a").unwrap();
+        assert_eq!(s.list_keys().unwrap(), vec!["b/c".to_string()]);
+        assert!(s.set("", b"").is_err());
+        assert!(s.set(&"k".repeat(MAX_KEY_BYTES + 1), b"").is_err());
+        assert!(s.set("big", &vec![0; MAX_VALUE_BYTES + 1]).is_err());
+    }
+}

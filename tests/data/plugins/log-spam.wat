@@ -1,0 +1,14 @@
+;; check logs 100 000 lines of 100 bytes (10 MB) and then passes.
+;;@replace check
+(local.set $attempt (i32.const 100000))
+(loop $more
+  (call $log (i32.const 2) (i32.const 2300) (i32.const 100))
+  (local.set $attempt (i32.sub (local.get $attempt) (i32.const 1)))
+  (br_if $more (local.get $attempt)))
+(i32.store8 (i32.const 3000) (i32.const 0))
+(i32.store8 (i32.const 3004) (i32.const 0))
+(i32.store (i32.const 3008) (i32.const 2095)) (i32.store (i32.const 3012) (i32.const 2))
+(i32.store (i32.const 3016) (i32.const 0)) (i32.store (i32.const 3020) (i32.const 0))
+(i32.const 3000)
+;;@replace extra
+(data (i32.const 2300) "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789")

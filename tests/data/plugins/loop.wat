@@ -1,0 +1,4 @@
+;; check never returns.
+;;@replace check
+(loop $forever (br $forever))
+unreachable

@@ -1,0 +1,3 @@
+;; check traps (wasm `unreachable`).
+;;@replace check
+unreachable

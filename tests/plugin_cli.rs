@@ -1,0 +1,1 @@
+//! Black-box tests of `duplex plugin`.

@@ -1,0 +1,414 @@
+//! The plugin host against hand-written WAT components (tests/data/plugins):
+//! a well-behaved one and one per way a plugin can misbehave. Each misbehaviour
+//! must end the call with a clear `CallError`, never the runner, and leave other
+//! plugins working.
+
+use duplex::model::UpgradeState;
+use duplex::plugins::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/plugins");
+
+/// The skeleton with a snippet's `;;@replace NAME` sections put in place of the
+/// skeleton's `;;@begin NAME` … `;;@end NAME` regions.
+fn assemble(snippet: Option<&str>) -> String {
+    let mut wat = std::fs::read_to_string(Path::new(DATA).join("skeleton.wat")).unwrap();
+    let Some(snippet) = snippet else { return wat };
+    let text = std::fs::read_to_string(Path::new(DATA).join(format!("{snippet}.wat"))).unwrap();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix(";;@replace ") {
+            sections.push((name.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    assert!(!sections.is_empty(), "{snippet}.wat replaces nothing");
+    for (name, body) in sections {
+        let begin = format!(";;@begin {name}\n");
+        let end = format!(";;@end {name}\n");
+        let b = wat
+            .find(&begin)
+            .unwrap_or_else(|| panic!("no region {name}"))
+            + begin.len();
+        let e = b + wat[b..].find(&end).unwrap();
+        wat.replace_range(b..e, &body);
+    }
+    wat
+}
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| {
+        PluginHost::new(HostConfig {
+            cache_dir: Some(cache_dir()),
+            ..HostConfig::default()
+        })
+        .unwrap()
+    })
+}
+
+/// Writes the assembled component to a file and returns its spec.
+fn spec(snippet: Option<&str>, dir: &Path) -> PluginSpec {
+    let wat = assemble(snippet);
+    let path = dir.join(format!("{}.wat", snippet.unwrap_or("good")));
+    std::fs::write(&path, &wat).unwrap();
+    PluginSpec {
+        name: "hostile".into(),
+        path,
+        sha256: sha256_hex(wat.as_bytes()),
+        capabilities: Capabilities::default(),
+        limits: Limits::default(),
+    }
+}
+
+fn load_with(
+    snippet: Option<&str>,
+    f: impl FnOnce(&mut PluginSpec),
+) -> Result<LoadedPlugin, PluginError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(snippet, dir.path());
+    f(&mut s);
+    host().load(&s)
+}
+
+fn load(snippet: &str) -> LoadedPlugin {
+    load_with(Some(snippet), |_| {}).unwrap_or_else(|e| panic!("{snippet}: {e}"))
+}
+
+fn ctx() -> CallContext {
+    CallContext::new("s-1", UpgradeState::PrepareSplit, "gate/gate")
+}
+
+#[test]
+fn a_well_behaved_plugin_describes_itself_and_answers_every_call() {
+    let p = load_with(None, |_| {}).unwrap();
+    let info = p.info();
+    assert_eq!(info.name, "hostile");
+    assert_eq!(info.version, "0.0.0");
+    assert_eq!(info.checks[0].name, "gate");
+    assert_eq!(info.checks[0].params_schema, serde_json::json!({}));
+    assert_eq!(info.operations[0].op, HardwareOp::Split);
+    assert_eq!(info.installers[0].name, "sim");
+    assert!(info.reports_partner);
+
+    let c = p.check(&ctx(), "gate").unwrap();
+    assert_eq!(c.value.verdict, Verdict::Pass);
+    assert_eq!(c.value.message, "ok");
+
+    let o = p.operate(&ctx(), HardwareOp::Split).unwrap();
+    assert_eq!(
+        o.value,
+        Progress::Done {
+            message: "done".into()
+        }
+    );
+    assert_eq!(
+        o.progress,
+        Some(ProgressReport {
+            percent: 100,
+            message: "done".into()
+        })
+    );
+
+    let art = Artifact {
+        name: "app".into(),
+        version: "1.2.3".into(),
+        sha256: "0".repeat(64),
+        size: 42,
+        source: "file:///dev/null".into(),
+    };
+    assert!(matches!(
+        p.install(&ctx(), &art).unwrap().value,
+        Progress::Done { .. }
+    ));
+    assert_eq!(p.partner(&ctx()).unwrap().value, PartnerState::Up);
+
+    // What the plugin does not describe is refused without calling it.
+    let e = p.check(&ctx(), "nope").unwrap_err();
+    assert!(matches!(e, CallError::NotProvided { .. }), "{e}");
+    let e = p.operate(&ctx(), HardwareOp::Merge).unwrap_err();
+    assert!(e.to_string().contains("no operation `merge`"), "{e}");
+}
+
+#[test]
+fn every_call_gets_a_fresh_instance() {
+    let p = load("counter");
+    for _ in 0..3 {
+        assert_eq!(
+            p.check(&ctx(), "gate").unwrap().value.verdict,
+            Verdict::Pass
+        );
+    }
+}
+
+#[test]
+fn a_digest_mismatch_names_both_digests_and_loads_nothing() {
+    let wrong = "ab".repeat(32);
+    let e = load_with(None, |s| s.sha256 = wrong.clone()).unwrap_err();
+    let actual = sha256_hex(assemble(None).as_bytes());
+    let msg = e.to_string();
+    assert!(matches!(e, PluginError::DigestMismatch { .. }));
+    assert!(msg.contains(&wrong) && msg.contains(&actual), "{msg}");
+
+    let e = load_with(None, |s| s.sha256 = "123".into()).unwrap_err();
+    assert!(matches!(e, PluginError::BadDigest { .. }), "{e}");
+
+    let e = load_with(None, |s| s.path = s.path.with_extension("missing")).unwrap_err();
+    assert!(matches!(e, PluginError::Unreadable { .. }), "{e}");
+}
+
+#[test]
+fn files_that_are_not_components_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("garbage", &b"\x00asm\x0d\x00\x01\x00garbage"[..]),
+        ("text", &b"hello"[..]),
+        ("core-module", &b"(module)"[..]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let s = PluginSpec {
+            name: name.into(),
+            path,
+            sha256: sha256_hex(bytes),
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+        };
+        let e = host().load(&s).unwrap_err();
+        assert!(matches!(e, PluginError::Invalid { .. }), "{name}: {e}");
+    }
+    // A component importing something the runner does not provide.
+    let path = dir.path().join("alien.wat");
+    let wat = r#"(component (import "acme:evil/net" (instance (export "open" (func)))))"#;
+    std::fs::write(&path, wat).unwrap();
+    let s = PluginSpec {
+        name: "alien".into(),
+        path,
+        sha256: sha256_hex(wat.as_bytes()),
+        capabilities: Capabilities::default(),
+        limits: Limits::default(),
+    };
+    let e = host().load(&s).unwrap_err();
+    assert!(matches!(e, PluginError::Incompatible { .. }), "{e}");
+}
+
+#[test]
+fn a_trap_is_a_clear_call_error() {
+    let e = load("trap").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::Trap { .. }), "{e}");
+    assert!(e.to_string().contains("check `gate` trapped"), "{e}");
+
+    let e = load("panic").check(&ctx(), "gate").unwrap_err();
+    let CallError::Trap { plugin_said, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(plugin_said.as_deref(), Some("panicked at src/lib.rs:1:1"));
+}
+
+#[test]
+fn an_endless_loop_hits_the_deadline() {
+    for snippet in ["loop", "log-forever"] {
+        let p = load_with(Some(snippet), |s| {
+            s.limits.timeout = Duration::from_millis(200)
+        })
+        .unwrap();
+        let t = Instant::now();
+        let e = p.check(&ctx(), "gate").unwrap_err();
+        assert!(matches!(e, CallError::Timeout { .. }), "{snippet}: {e}");
+        assert!(
+            e.to_string().contains("exceeded its deadline of 200ms"),
+            "{e}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{snippet}: took {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn memory_is_capped() {
+    let e = load("memory-bomb").check(&ctx(), "gate").unwrap_err();
+    let CallError::MemoryLimit {
+        limit, requested, ..
+    } = e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(limit, Limits::DEFAULT_MEMORY_BYTES);
+    assert!(requested > limit);
+
+    // Even instantiation is capped: 125 MiB of initial memory.
+    let e = load_with(Some("big-memory"), |_| {}).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Describe { source, .. } if matches!(**source, CallError::MemoryLimit { .. })),
+        "{e}"
+    );
+    load_with(Some("big-memory"), |s| s.limits.memory_bytes = 256 << 20).unwrap();
+}
+
+#[test]
+fn deep_recursion_is_a_stack_overflow() {
+    let e = load("recursion").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::StackOverflow { .. }), "{e}");
+}
+
+#[test]
+fn garbage_output_is_refused() {
+    for snippet in ["bad-pointer", "bad-utf8", "bad-tag"] {
+        let e = load(snippet).check(&ctx(), "gate").unwrap_err();
+        assert!(
+            matches!(e, CallError::InvalidOutput { .. }),
+            "{snippet}: {e}"
+        );
+    }
+    let e = load("bad-percent")
+        .operate(&ctx(), HardwareOp::Split)
+        .unwrap_err();
+    assert!(e.to_string().contains("150%"), "{e}");
+
+    let e = load_with(Some("bad-schema"), |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("describe returned invalid data") && msg.contains("not JSON"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn oversized_output_is_refused_unless_the_limit_allows_it() {
+    let e = load("huge-output").check(&ctx(), "gate").unwrap_err();
+    let CallError::OutputTooLarge { size, limit, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!((size, limit), (2 << 20, 1 << 20));
+    let p = load_with(Some("huge-output"), |s| s.limits.max_output_bytes = 4 << 20).unwrap();
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.message.len(),
+        2 << 20
+    );
+}
+
+#[test]
+fn logs_are_capped_and_the_drop_is_reported() {
+    let out = load("log-spam").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+    let kept: u64 = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Plugin)
+        .map(|l| l.message.len() as u64)
+        .sum();
+    assert!(kept <= Limits::DEFAULT_MAX_LOG_BYTES);
+    let note = out.logs.last().unwrap();
+    assert_eq!(note.source, LogSource::Host);
+    assert!(note.message.contains("dropped"), "{}", note.message);
+}
+
+#[test]
+fn storage_is_refused_unless_granted() {
+    let e = load("storage").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::CapabilityDenied { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("capability `storage` not granted to plugin `hostile` by the policy"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = load_with(Some("storage"), |s| {
+        s.capabilities.storage_dir = Some(dir.path().join("kv"))
+    })
+    .unwrap();
+    let out = p.check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+}
+
+#[test]
+fn misbehaving_plugins_do_not_disturb_others() {
+    let good = load_with(None, |_| {}).unwrap();
+    let bad: Vec<_> = ["loop", "memory-bomb", "recursion", "trap", "log-forever"]
+        .into_iter()
+        .map(|s| load_with(Some(s), |s| s.limits.timeout = Duration::from_millis(300)).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        for p in &bad {
+            scope.spawn(move || assert!(p.check(&ctx(), "gate").is_err()));
+        }
+        for _ in 0..20 {
+            assert_eq!(
+                good.check(&ctx(), "gate").unwrap().value.verdict,
+                Verdict::Pass
+            );
+        }
+    });
+    assert_eq!(
+        good.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+}
+
+#[test]
+fn precompiled_artifacts_are_cached_and_corrupt_entries_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(None, dir.path());
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Miss);
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Hit);
+
+    let entry = host.cache_entry(&s.sha256).unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    let p = host.load(&s).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Hit);
+
+    std::fs::remove_file(entry.with_extension("sum")).unwrap();
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Rebuilt);
+}
+
+#[test]
+#[ignore = "prints the error messages for review"]
+fn show_messages() {
+    for s in [
+        "trap",
+        "panic",
+        "loop",
+        "memory-bomb",
+        "recursion",
+        "bad-pointer",
+        "bad-utf8",
+        "bad-tag",
+        "huge-output",
+        "storage",
+    ] {
+        let p = load_with(Some(s), |s| s.limits.timeout = Duration::from_millis(200)).unwrap();
+        println!("{s}: {}", p.check(&ctx(), "gate").unwrap_err());
+    }
+    println!("{}", load_with(Some("bad-schema"), |_| {}).unwrap_err());
+    println!("{}", load_with(Some("big-memory"), |_| {}).unwrap_err());
+    println!(
+        "{}",
+        load_with(None, |s| s.sha256 = "ab".repeat(32)).unwrap_err()
+    );
+}
