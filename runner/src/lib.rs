@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md at the repository root.
 
 pub mod cli;
+pub mod engine;
 pub mod journal;
 pub mod model;
 pub mod plan;
