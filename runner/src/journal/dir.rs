@@ -1,0 +1,562 @@
+//! The state dir: where it is, its lock, and its sessions.
+
+use super::JournalError;
+use super::session::{Follower, ReadReport, SessionId, SessionWriter};
+use super::sys;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `$DUPLEX_STATE_DIR`: the state dir when `--state-dir` is not given.
+pub const STATE_DIR_ENV: &str = "DUPLEX_STATE_DIR";
+
+/// The state dir for root when neither the flag nor the variable is set.
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/duplex";
+
+const SESSIONS: &str = "sessions";
+const JOURNAL: &str = "journal";
+const FINISHED: &str = "finished";
+const TMP_PREFIX: &str = ".tmp-";
+
+pub(crate) fn finished_path(session_dir: &Path) -> PathBuf {
+    session_dir.join(FINISHED)
+}
+
+// ─── Sessions ───────────────────────────────────────────────────────────────
+
+/// A session as listed in the state dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    /// `<state dir>/sessions/<id>`.
+    pub dir: PathBuf,
+    /// `<state dir>/sessions/<id>/journal`.
+    pub journal: PathBuf,
+    /// Set once [`SessionWriter::finish`] has run: the session is history.
+    pub finished: Option<Finished>,
+}
+
+impl SessionInfo {
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+}
+
+/// The contents of a session's `finished` marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    /// The last record of the session: the journal must hold exactly this
+    /// many records, which every read checks.
+    pub last_seq: u64,
+    /// When the session was finished (ms since the epoch).
+    pub ts_ms: u64,
+}
+
+// ─── The lock ───────────────────────────────────────────────────────────────
+
+/// Who holds a state dir's lock, as it wrote in `<state dir>/lock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: u32,
+    /// When the lock was taken (ms since the epoch).
+    pub since_ms: u64,
+    /// The process's start time (clock ticks since boot, Linux), which
+    /// tells the holder apart from a later process that reused its pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proc_start: Option<u64>,
+}
+
+impl LockHolder {
+    fn me() -> LockHolder {
+        let pid = std::process::id();
+        LockHolder {
+            pid,
+            since_ms: sys::now_ms(),
+            proc_start: sys::process_start(pid),
+        }
+    }
+
+    /// Whether the holder process still runs.
+    pub fn is_alive(&self) -> bool {
+        sys::process_alive(self.pid, self.proc_start)
+    }
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} (since {})",
+            self.pid,
+            sys::format_utc(self.since_ms)
+        )
+    }
+}
+
+/// The held lock. Dropping the last handle clears the holder details and
+/// releases the lock (closing the file releases the `flock`).
+#[derive(Debug)]
+pub(crate) struct LockGuard {
+    file: File,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Still holding the lock here, so no other locker can be writing.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// What [`force_unlock`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum UnlockOutcome {
+    /// No process held the lock (a process that dies loses its lock, so a
+    /// dead `duplex apply` leaves nothing to break); the stale holder
+    /// details it left, if any, were cleared.
+    NotHeld { stale: Option<LockHolder> },
+    /// The recorded holder is dead, yet the lock was still held (a process
+    /// that inherited its descriptor): the lock file was removed, so the
+    /// next locker creates and locks a new one.
+    Broken { holder: LockHolder },
+}
+
+fn read_holder(lock_path: &Path) -> Option<LockHolder> {
+    let text = fs::read(lock_path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The holder details, waiting briefly for a holder that has just taken
+/// the lock and not written them yet.
+fn read_holder_patiently(lock_path: &Path) -> Option<LockHolder> {
+    for _ in 0..10 {
+        if let Some(holder) = read_holder(lock_path) {
+            return Some(holder);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(named) => Ok(open.dev() == named.dev() && open.ino() == named.ino()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Break the lock of a state dir whose holder is dead (`duplex unlock
+/// --force`). Refuses, naming it, while the recorded holder is alive.
+pub fn force_unlock(path: impl AsRef<Path>) -> Result<UnlockOutcome, JournalError> {
+    let path = path.as_ref();
+    if !path.is_dir() {
+        return Err(JournalError::StateDirMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let lock_path = sys::lock_path(path);
+    let io = |op: &'static str| {
+        let lock_path = lock_path.clone();
+        move |source| JournalError::Io {
+            op,
+            path: lock_path,
+            source,
+        }
+    };
+    let file = match OpenOptions::new().read(true).write(true).open(&lock_path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Ok(UnlockOutcome::NotHeld { stale: None });
+        }
+        Err(err) => return Err(io("open")(err)),
+    };
+    for _ in 0..20 {
+        match file.try_lock() {
+            Ok(()) => {
+                let stale = read_holder(&lock_path);
+                file.set_len(0).map_err(io("clear"))?;
+                return Ok(UnlockOutcome::NotHeld { stale });
+            }
+            Err(fs::TryLockError::Error(err)) => return Err(io("lock")(err)),
+            Err(fs::TryLockError::WouldBlock) => match read_holder(&lock_path) {
+                Some(holder) if holder.is_alive() => {
+                    return Err(JournalError::HeldByLiveProcess {
+                        path: path.to_path_buf(),
+                        holder,
+                    });
+                }
+                Some(holder) => {
+                    fs::remove_file(&lock_path).map_err(io("remove"))?;
+                    sys::fsync_dir(path)?;
+                    return Ok(UnlockOutcome::Broken { holder });
+                }
+                // A locker between taking the lock and writing its details,
+                // or a holder releasing it: look again.
+                None => std::thread::sleep(Duration::from_millis(50)),
+            },
+        }
+    }
+    Err(JournalError::HeldByUnknown {
+        path: path.to_path_buf(),
+    })
+}
+
+// ─── The state dir ──────────────────────────────────────────────────────────
+
+/// A state dir, for reading: sessions, their journals, the lock's holder.
+/// Reading works while a writer appends and needs no lock.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// The state dir to use: the `--state-dir` flag, else `$DUPLEX_STATE_DIR`,
+/// else `/var/lib/duplex` when running as root, else
+/// `$XDG_STATE_HOME/duplex`, else `~/.local/state/duplex`. Empty variables
+/// count as unset, and a relative `XDG_STATE_HOME` is ignored (as the XDG
+/// spec says).
+pub fn resolve_state_dir(
+    cli_flag: Option<PathBuf>,
+    env: impl Fn(&str) -> Option<OsString>,
+    is_root: bool,
+) -> Result<PathBuf, JournalError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(flag) = cli_flag.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(flag);
+    }
+    if let Some(dir) = var(STATE_DIR_ENV) {
+        return Ok(dir);
+    }
+    if is_root {
+        return Ok(PathBuf::from(SYSTEM_STATE_DIR));
+    }
+    if let Some(xdg) = var("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(xdg.join("duplex"));
+    }
+    if let Some(home) = var("HOME").filter(|p| p.is_absolute()) {
+        return Ok(home.join(".local/state/duplex"));
+    }
+    Err(JournalError::NoStateDir)
+}
+
+impl StateDir {
+    /// [`resolve_state_dir`] with this process's environment and euid.
+    pub fn resolve(cli_flag: Option<PathBuf>) -> Result<PathBuf, JournalError> {
+        resolve_state_dir(cli_flag, |name| std::env::var_os(name), sys::euid_is_root())
+    }
+
+    /// Open a state dir for reading (`status`, `log`, `history`); it must
+    /// exist. Takes no lock and changes nothing.
+    pub fn read_only(path: impl Into<PathBuf>) -> Result<StateDir, JournalError> {
+        let path = path.into();
+        if !path.is_dir() {
+            return Err(JournalError::StateDirMissing { path });
+        }
+        Ok(StateDir { path })
+    }
+
+    /// Open a state dir for writing, creating it if needed, and take its
+    /// exclusive lock without waiting: if another process holds it, fail at
+    /// once with [`JournalError::Locked`] naming that process.
+    ///
+    /// The lock is an OS advisory lock (`flock`) on `<dir>/lock`, which
+    /// the kernel releases when its holder exits however it dies, so a
+    /// crashed `duplex apply` never leaves the state dir locked. The file
+    /// holds the holder's pid and start time, for messages only.
+    pub fn lock(path: impl Into<PathBuf>) -> Result<LockedStateDir, JournalError> {
+        let path = path.into();
+        sys::create_dir_durable(&path)?;
+        sys::create_dir_durable(&path.join(SESSIONS))?;
+        let lock_path = sys::lock_path(&path);
+        let io = |op: &'static str| {
+            let lock_path = lock_path.clone();
+            move |source| JournalError::Io {
+                op,
+                path: lock_path,
+                source,
+            }
+        };
+        // Retried only when `force_unlock` replaces the lock file between
+        // our open and our lock.
+        for _ in 0..100 {
+            let (file, created) = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&lock_path)
+            {
+                Ok(file) => (file, true),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    match OpenOptions::new().read(true).write(true).open(&lock_path) {
+                        Ok(file) => (file, false),
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(io("open")(err)),
+                    }
+                }
+                Err(err) => return Err(io("create")(err)),
+            };
+            if created {
+                sys::fsync_dir(&path)?;
+            }
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(JournalError::Locked {
+                        holder: read_holder_patiently(&lock_path),
+                        path,
+                    });
+                }
+                Err(fs::TryLockError::Error(err)) => return Err(io("lock")(err)),
+            }
+            if !same_file(&file, &lock_path).map_err(io("stat"))? {
+                continue;
+            }
+            let holder = LockHolder::me();
+            let details = serde_json::to_vec(&holder).expect("plain struct");
+            file.set_len(0).map_err(io("write"))?;
+            file.write_all_at(&details, 0).map_err(io("write"))?;
+            return Ok(LockedStateDir {
+                dir: StateDir { path },
+                guard: Arc::new(LockGuard { file }),
+                holder,
+            });
+        }
+        Err(JournalError::Io {
+            op: "lock",
+            path: lock_path,
+            source: io::Error::other("the lock file keeps being replaced"),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sessions_dir(&self) -> PathBuf {
+        self.path.join(SESSIONS)
+    }
+
+    /// Every session, oldest first (ids sort in creation order).
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>, JournalError> {
+        let root = self.sessions_dir();
+        let entries = match fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(JournalError::Io {
+                    op: "list",
+                    path: root,
+                    source,
+                });
+            }
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| JournalError::Io {
+                op: "list",
+                path: root.clone(),
+                source,
+            })?;
+            // Anything else in there (a session being created, a file a
+            // person left) is not a session.
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| SessionId::parse(n).ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        ids.into_iter().map(|id| self.info(id)).collect()
+    }
+
+    fn info(&self, id: SessionId) -> Result<SessionInfo, JournalError> {
+        let dir = self.sessions_dir().join(id.as_str());
+        let marker = finished_path(&dir);
+        let finished = match fs::read(&marker) {
+            Ok(bytes) => {
+                Some(
+                    serde_json::from_slice(&bytes).map_err(|err| JournalError::BadMarker {
+                        path: marker.clone(),
+                        what: err.to_string(),
+                    })?,
+                )
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(JournalError::Io {
+                    op: "read",
+                    path: marker,
+                    source,
+                });
+            }
+        };
+        Ok(SessionInfo {
+            journal: dir.join(JOURNAL),
+            dir,
+            id,
+            finished,
+        })
+    }
+
+    /// One session.
+    pub fn session(&self, id: &SessionId) -> Result<SessionInfo, JournalError> {
+        let dir = self.sessions_dir().join(id.as_str());
+        if !dir.is_dir() {
+            return Err(JournalError::SessionNotFound {
+                path: self.path.clone(),
+                id: id.clone(),
+            });
+        }
+        self.info(id.clone())
+    }
+
+    /// The session in progress: the latest one not finished. A state dir
+    /// has at most one (creating another is refused while one is open).
+    pub fn current_session(&self) -> Result<Option<SessionInfo>, JournalError> {
+        Ok(self
+            .sessions()?
+            .into_iter()
+            .rev()
+            .find(|s| !s.is_finished()))
+    }
+
+    /// Read a session's records without changing anything: a torn tail is
+    /// reported (with `cut: false`), not cut. Corruption is an error.
+    pub fn read_session<T: DeserializeOwned>(
+        &self,
+        id: &SessionId,
+    ) -> Result<ReadReport<T>, JournalError> {
+        super::session::read_session(&self.session(id)?)
+    }
+
+    /// Follow a session's records as they are appended.
+    pub fn follow<T: DeserializeOwned>(&self, id: &SessionId) -> Result<Follower<T>, JournalError> {
+        Follower::new(&self.session(id)?)
+    }
+
+    /// The live process holding the lock, as it recorded itself (`None`
+    /// when the lock is free, or its holder is dead).
+    pub fn lock_holder(&self) -> Option<LockHolder> {
+        read_holder(&sys::lock_path(&self.path)).filter(LockHolder::is_alive)
+    }
+}
+
+/// A state dir with its exclusive lock held: the only way to write. Reads
+/// go through [`StateDir`] (it derefs to one). The lock is released when
+/// this and every [`SessionWriter`] made from it are dropped.
+#[derive(Debug)]
+pub struct LockedStateDir {
+    dir: StateDir,
+    guard: Arc<LockGuard>,
+    holder: LockHolder,
+}
+
+impl Deref for LockedStateDir {
+    type Target = StateDir;
+    fn deref(&self) -> &StateDir {
+        &self.dir
+    }
+}
+
+impl LockedStateDir {
+    /// This process, as recorded in the lock file.
+    pub fn holder(&self) -> &LockHolder {
+        &self.holder
+    }
+
+    /// Start a new session with an empty journal. Refused while another
+    /// session is unfinished. The session appears atomically: it is built
+    /// under `sessions/.tmp-<id>` and renamed into place, with the file and
+    /// both directories fsynced, so a crash leaves either no session or a
+    /// complete, empty one.
+    pub fn create_session(&self) -> Result<SessionWriter, JournalError> {
+        let sessions = self.sessions()?;
+        if let Some(open) = sessions.iter().rev().find(|s| !s.is_finished()) {
+            return Err(JournalError::SessionInProgress {
+                path: self.path().to_path_buf(),
+                id: open.id.clone(),
+            });
+        }
+        let root = self.sessions_dir();
+        self.remove_leftovers(&root)?;
+        let id = SessionId::next_after(sessions.last().map(|s| &s.id), sys::now_ms() / 1000);
+        let tmp = root.join(format!("{TMP_PREFIX}{id}"));
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Io { op, path, source }
+        };
+        fs::create_dir(&tmp).map_err(io("create directory", &tmp))?;
+        let tmp_journal = tmp.join(JOURNAL);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&tmp_journal)
+            .map_err(io("create", &tmp_journal))?;
+        file.sync_all().map_err(|source| JournalError::Fsync {
+            path: tmp_journal.clone(),
+            source,
+        })?;
+        sys::fsync_dir(&tmp)?;
+        let dir = root.join(id.as_str());
+        fs::rename(&tmp, &dir).map_err(io("rename into place", &dir))?;
+        sys::fsync_dir(&root)?;
+        let info = SessionInfo {
+            journal: dir.join(JOURNAL),
+            dir,
+            id,
+            finished: None,
+        };
+        SessionWriter::new(&info, file, 1, 0, self.guard.clone())
+    }
+
+    /// Reopen an unfinished session to append to it (`duplex resume`): its
+    /// records, checked, and a torn tail cut (reported in the
+    /// [`ReadReport`]).
+    pub fn open_session<T: DeserializeOwned>(
+        &self,
+        id: &SessionId,
+    ) -> Result<(SessionWriter, ReadReport<T>), JournalError> {
+        let info = self.session(id)?;
+        if info.is_finished() {
+            return Err(JournalError::SessionFinished {
+                path: self.path().to_path_buf(),
+                id: id.clone(),
+            });
+        }
+        SessionWriter::open(&info, self.guard.clone())
+    }
+
+    /// Sessions whose creation a crash interrupted, before the rename that
+    /// makes them exist.
+    fn remove_leftovers(&self, root: &Path) -> Result<(), JournalError> {
+        let entries = fs::read_dir(root).map_err(|source| JournalError::Io {
+            op: "list",
+            path: root.to_path_buf(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(|source| JournalError::Io {
+                    op: "remove the interrupted session",
+                    path,
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,541 @@
+//! One session's journal: its id, the records read back, the writer that
+//! appends them durably, and the follower that streams them.
+
+use super::JournalError;
+use super::dir::{Finished, LockGuard, SessionInfo};
+use super::frame::{self, RawRecord, TailRule};
+use super::sys::{self, CrashPoint};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+// ─── Session ids ────────────────────────────────────────────────────────────
+
+/// A session's name: its creation time in UTC to the second, then four
+/// random hex digits, e.g. `20261125T013000Z-3f9a`. Ids sort in creation
+/// order: a state dir never hands out an id that sorts before an existing
+/// one (see [`SessionId::next_after`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// Accepts exactly the form this module generates, so an id can never
+    /// name a path outside the state dir.
+    pub fn parse(text: &str) -> Result<SessionId, JournalError> {
+        let bad = || JournalError::BadSessionId { id: text.into() };
+        let (stamp, suffix) = text.split_once('-').ok_or_else(bad)?;
+        let hex = suffix.len() == 4
+            && suffix
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        if !hex || sys::parse_compact(stamp).is_none() {
+            return Err(bad());
+        }
+        Ok(SessionId(text.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The creation time encoded in the id, in seconds since the epoch.
+    pub fn created_secs(&self) -> u64 {
+        sys::parse_compact(&self.0[..16]).expect("validated when the id was made")
+    }
+
+    /// A fresh id for a session created now, sorting after `previous`: when
+    /// sessions start faster than one a second, or the clock stepped back,
+    /// the time part is one second past `previous`'s.
+    pub fn next_after(previous: Option<&SessionId>, now_secs: u64) -> SessionId {
+        let secs = match previous {
+            Some(prev) if prev.created_secs() >= now_secs => prev.created_secs() + 1,
+            _ => now_secs,
+        };
+        SessionId(format!(
+            "{}-{:04x}",
+            sys::format_compact(secs),
+            random_u16()
+        ))
+    }
+}
+
+fn random_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS's randomness; mixing in the time
+    // and pid only guards against a platform where it is not.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(sys::now_ms());
+    hasher.write_u32(std::process::id());
+    (hasher.finish() & 0xffff) as u16
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = JournalError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        SessionId::parse(text)
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+// ─── Records read back ──────────────────────────────────────────────────────
+
+/// One journal record, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record<T> {
+    /// 1, 2, 3, … with no gap: checked on every read.
+    pub seq: u64,
+    /// Wall-clock time of the event, in milliseconds since the Unix epoch,
+    /// as given to the writer (not necessarily monotonic).
+    pub ts_ms: u64,
+    /// Byte offset of the record in the journal file.
+    pub offset: u64,
+    pub event: T,
+}
+
+/// Everything a session's journal holds, and what was found at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReport<T> {
+    pub records: Vec<Record<T>>,
+    /// An incomplete last record: what a crash in the middle of an append
+    /// leaves. Print it as a warning (its `Display` is the message).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// An incomplete record at the very end of a journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    pub path: PathBuf,
+    /// Where the incomplete record starts (the journal's length once cut).
+    pub offset: u64,
+    /// How many bytes it has.
+    pub bytes: u64,
+    /// Whether it was cut from the file: only a writer, under the state
+    /// dir's lock, cuts; a reader just reports it.
+    pub cut: bool,
+}
+
+impl fmt::Display for TornTail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, bytes, offset) = (self.path.display(), self.bytes, self.offset);
+        if self.cut {
+            write!(
+                f,
+                "journal {path} ended with an incomplete record ({bytes} bytes at byte {offset}), \
+                 left by a write that was interrupted; it was never acknowledged, so it has been cut"
+            )
+        } else {
+            write!(
+                f,
+                "journal {path} ends with an incomplete record ({bytes} bytes at byte {offset}): \
+                 either a write in progress, or one that was interrupted, which the next writer will cut"
+            )
+        }
+    }
+}
+
+/// Read and check a whole journal. The caller decides what a torn tail
+/// means (cut, or report).
+pub(crate) fn read_all<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    finished: Option<&Finished>,
+) -> Result<(Vec<Record<T>>, frame::Scan), JournalError> {
+    let scan = frame::scan(bytes, 0, 1, TailRule::Check)
+        .map_err(|err| JournalError::corrupt(path, err))?;
+    if let Some(done) = finished {
+        let count = scan.records.len() as u64;
+        let what = if scan.tail > 0 {
+            Some(format!(
+                "the session is finished, yet the journal ends with {} bytes of an incomplete record",
+                scan.tail
+            ))
+        } else if count != done.last_seq {
+            Some(format!(
+                "the session was finished after record {} but the journal holds {count} records",
+                done.last_seq
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                record: count + 1,
+                offset: scan.end,
+                what,
+            });
+        }
+    }
+    let records = decode(path, &scan.records)?;
+    Ok((records, scan))
+}
+
+fn decode<T: DeserializeOwned>(
+    path: &Path,
+    raw: &[RawRecord],
+) -> Result<Vec<Record<T>>, JournalError> {
+    raw.iter()
+        .map(|r| {
+            let event = T::deserialize(&r.event).map_err(|source| JournalError::Decode {
+                path: path.to_path_buf(),
+                seq: r.seq,
+                offset: r.offset,
+                source,
+            })?;
+            Ok(Record {
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                offset: r.offset,
+                event,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn read_session<T: DeserializeOwned>(
+    info: &SessionInfo,
+) -> Result<ReadReport<T>, JournalError> {
+    let bytes = std::fs::read(&info.journal).map_err(|source| JournalError::Io {
+        op: "read",
+        path: info.journal.clone(),
+        source,
+    })?;
+    let (records, scan) = read_all(&info.journal, &bytes, info.finished.as_ref())?;
+    let torn_tail = (scan.tail > 0).then(|| TornTail {
+        path: info.journal.clone(),
+        offset: scan.end,
+        bytes: scan.tail,
+        cut: false,
+    });
+    Ok(ReadReport { records, torn_tail })
+}
+
+// ─── The writer ─────────────────────────────────────────────────────────────
+
+/// How a writer makes its appends durable: `File::sync_all` (fsync), replaced in
+/// unit tests by one that fails.
+pub(crate) type SyncFn = fn(&File) -> io::Result<()>;
+
+fn fsync(file: &File) -> io::Result<()> {
+    file.sync_all()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests replace the fsync of the writers this thread creates.
+    pub(crate) static TEST_SYNC: std::cell::Cell<Option<SyncFn>> = const { std::cell::Cell::new(None) };
+}
+
+fn default_sync() -> SyncFn {
+    #[cfg(test)]
+    if let Some(sync) = TEST_SYNC.get() {
+        return sync;
+    }
+    fsync
+}
+
+/// Appends records to one session's journal, durably, under the state
+/// dir's lock (which it keeps alive).
+///
+/// Every [`append`](SessionWriter::append) returns only once the record is
+/// on disk (written, then fsynced). The first failed write or fsync
+/// poisons the writer: that call returns the error and every later call
+/// returns [`JournalError::Poisoned`] without touching the file. A failed
+/// fsync is never retried: after one, the kernel may already have dropped
+/// the unwritten pages and marked them clean, so a second fsync could
+/// "succeed" without the data ever reaching the disk.
+#[derive(Debug)]
+pub struct SessionWriter {
+    id: SessionId,
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+    end: u64,
+    failed: Option<&'static str>,
+    sync: SyncFn,
+    crash: Option<(u64, CrashPoint)>,
+    _lock: Arc<LockGuard>,
+}
+
+impl SessionWriter {
+    pub(crate) fn new(
+        info: &SessionInfo,
+        file: File,
+        next_seq: u64,
+        end: u64,
+        lock: Arc<LockGuard>,
+    ) -> Result<Self, JournalError> {
+        Ok(SessionWriter {
+            id: info.id.clone(),
+            dir: info.dir.clone(),
+            path: info.journal.clone(),
+            file,
+            next_seq,
+            end,
+            failed: None,
+            sync: default_sync(),
+            crash: sys::crash_point_from_env()?,
+            _lock: lock,
+        })
+    }
+
+    /// Open an existing session's journal for appending: read and check it,
+    /// and cut a torn tail (made durable before anything is appended).
+    pub(crate) fn open<T: DeserializeOwned>(
+        info: &SessionInfo,
+        lock: Arc<LockGuard>,
+    ) -> Result<(Self, ReadReport<T>), JournalError> {
+        let path = &info.journal;
+        let io = |op: &'static str| {
+            move |source| JournalError::Io {
+                op,
+                path: path.clone(),
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io("open"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io("read"))?;
+        let (records, scan) = read_all::<T>(path, &bytes, None)?;
+        let writer = SessionWriter::new(info, file, records.len() as u64 + 1, scan.end, lock)?;
+        let mut torn_tail = None;
+        if scan.tail > 0 {
+            writer
+                .file
+                .set_len(scan.end)
+                .map_err(io("cut the torn tail of"))?;
+            (writer.sync)(&writer.file).map_err(|source| JournalError::Fsync {
+                path: path.clone(),
+                source,
+            })?;
+            torn_tail = Some(TornTail {
+                path: path.clone(),
+                offset: scan.end,
+                bytes: scan.tail,
+                cut: true,
+            });
+        }
+        Ok((writer, ReadReport { records, torn_tail }))
+    }
+
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The journal's length in bytes: every record acknowledged so far.
+    pub fn len_bytes(&self) -> u64 {
+        self.end
+    }
+
+    /// Whether an earlier write or fsync failed (every append is refused).
+    pub fn is_poisoned(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Append `event`, stamped now; durable when this returns its seq.
+    pub fn append<T: Serialize>(&mut self, event: &T) -> Result<u64, JournalError> {
+        self.append_at(sys::now_ms(), event)
+    }
+
+    /// Append `event` with the caller's timestamp (ms since the epoch).
+    pub fn append_at<T: Serialize>(&mut self, ts_ms: u64, event: &T) -> Result<u64, JournalError> {
+        self.check_usable()?;
+        let seq = self.next_seq;
+        let frame = frame::encode(seq, ts_ms, event)?;
+        let crash = self
+            .crash
+            .filter(|(at, _)| *at == seq)
+            .map(|(_, point)| point);
+        if crash == Some(CrashPoint::BeforeWrite) {
+            sys::crash_now();
+        }
+        if crash == Some(CrashPoint::MidWrite) {
+            let _ = self.file.write_all(&frame[..frame.len() / 2]);
+            sys::crash_now();
+        }
+        if let Err(source) = self.file.write_all(&frame) {
+            // Part of the record may be in the file: nothing more may follow
+            // it. The next writer finds it as a torn tail and cuts it.
+            self.failed = Some("write");
+            return Err(JournalError::Io {
+                op: "append to",
+                path: self.path.clone(),
+                source,
+            });
+        }
+        if crash == Some(CrashPoint::AfterWrite) {
+            sys::crash_now();
+        }
+        if let Err(source) = (self.sync)(&self.file) {
+            self.failed = Some("fsync");
+            return Err(JournalError::Fsync {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        if crash == Some(CrashPoint::AfterSync) {
+            sys::crash_now();
+        }
+        self.next_seq += 1;
+        self.end += frame.len() as u64;
+        Ok(seq)
+    }
+
+    /// Mark the session finished: it becomes history, and the state dir's
+    /// [`current_session`](super::StateDir::current_session) no longer
+    /// returns it. Written atomically (temporary file, fsync, rename, fsync
+    /// of the directory); the engine appends its final record first, and
+    /// after a crash between the two it finds the session unfinished and
+    /// calls this again.
+    pub fn finish(self) -> Result<Finished, JournalError> {
+        self.check_usable()?;
+        let done = Finished {
+            last_seq: self.next_seq - 1,
+            ts_ms: sys::now_ms(),
+        };
+        let json =
+            serde_json::to_vec(&done).map_err(|err| JournalError::Encode(err.to_string()))?;
+        sys::write_atomic(&super::dir::finished_path(&self.dir), &json)?;
+        Ok(done)
+    }
+
+    fn check_usable(&self) -> Result<(), JournalError> {
+        match self.failed {
+            Some(what) => Err(JournalError::Poisoned {
+                path: self.path.clone(),
+                what,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+// ─── The follower ───────────────────────────────────────────────────────────
+
+/// Streams a session's records as they are appended (`duplex log --follow`):
+/// each [`poll`](Follower::poll) returns the complete records added since
+/// the last one. An incomplete last record is one still being written: it
+/// is left for a later poll, never reported as torn.
+///
+/// ```no_run
+/// # use duplex::journal::{StateDir, SessionId};
+/// # fn demo(dir: &StateDir, id: &SessionId) -> Result<(), duplex::journal::JournalError> {
+/// let mut follower = dir.follow::<serde_json::Value>(id)?;
+/// loop {
+///     let done = follower.session_finished(); // before the poll: nothing follows it
+///     for record in follower.poll()? {
+///         println!("{} {}", record.seq, record.event);
+///     }
+///     if done { break }
+///     std::thread::sleep(std::time::Duration::from_millis(200));
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Follower<T> {
+    path: PathBuf,
+    finished_path: PathBuf,
+    file: File,
+    offset: u64,
+    next_seq: u64,
+    _event: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Follower<T> {
+    pub(crate) fn new(info: &SessionInfo) -> Result<Self, JournalError> {
+        let file = File::open(&info.journal).map_err(|source| JournalError::Io {
+            op: "open",
+            path: info.journal.clone(),
+            source,
+        })?;
+        Ok(Follower {
+            path: info.journal.clone(),
+            finished_path: super::dir::finished_path(&info.dir),
+            file,
+            offset: 0,
+            next_seq: 1,
+            _event: PhantomData,
+        })
+    }
+
+    /// The complete records appended since the last poll (all of them on
+    /// the first), in order.
+    pub fn poll(&mut self) -> Result<Vec<Record<T>>, JournalError> {
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Io { op, path, source }
+        };
+        let len = self.file.metadata().map_err(io("stat", &self.path))?.len();
+        if len < self.offset {
+            return Err(JournalError::Corrupt {
+                path: self.path.clone(),
+                record: self.next_seq - 1,
+                offset: len,
+                what: format!(
+                    "the journal shrank to {len} bytes, below records already read (up to byte {})",
+                    self.offset
+                ),
+            });
+        }
+        if len == self.offset {
+            return Ok(Vec::new());
+        }
+        self.file
+            .seek(SeekFrom::Start(self.offset))
+            .map_err(io("seek in", &self.path))?;
+        let mut bytes = Vec::new();
+        (&self.file)
+            .take(len - self.offset)
+            .read_to_end(&mut bytes)
+            .map_err(io("read", &self.path))?;
+        let scan = frame::scan(&bytes, self.offset, self.next_seq, TailRule::Pending)
+            .map_err(|err| JournalError::corrupt(&self.path, err))?;
+        let records = decode(&self.path, &scan.records)?;
+        self.offset = scan.end;
+        self.next_seq += records.len() as u64;
+        Ok(records)
+    }
+
+    /// Whether the session has been finished. Check it *before* a poll: once
+    /// it is true, that poll returns the last records there will be.
+    pub fn session_finished(&self) -> bool {
+        self.finished_path.exists()
+    }
+
+    /// Bytes of the journal consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}

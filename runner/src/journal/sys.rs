@@ -1,0 +1,258 @@
+//! The few operating-system facts the journal needs: durable directory
+//! creation, directory fsync, wall-clock time in UTC, process liveness, and
+//! the test-only crash points.
+
+use super::JournalError;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+// ─── Durability ─────────────────────────────────────────────────────────────
+
+/// fsync a directory, so that entries created or renamed in it survive a
+/// power loss. A failure is [`JournalError::Fsync`]: never retried.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
+    let dir = non_empty(dir);
+    let handle = File::open(dir).map_err(|source| JournalError::Io {
+        op: "open directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    handle.sync_all().map_err(|source| JournalError::Fsync {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// `create_dir_all`, but every directory it creates is made durable by
+/// fsyncing its parent.
+pub(crate) fn create_dir_durable(path: &Path) -> Result<(), JournalError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let parent = path.parent().map(non_empty).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(path) {
+        Ok(()) => fsync_dir(parent),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(source) => Err(JournalError::Io {
+            op: "create directory",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Write `contents` to `path` atomically and durably: a temporary file in
+/// the same directory, fsync, rename over `path`, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
+    use std::io::Write;
+    let dir = path.parent().map(non_empty).unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io_err = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| JournalError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(contents).map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(|source| JournalError::Fsync {
+        path: tmp.clone(),
+        source,
+    })?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+    fsync_dir(dir)
+}
+
+fn non_empty(path: &Path) -> &Path {
+    if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    }
+}
+
+// ─── Time ───────────────────────────────────────────────────────────────────
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-11-25T01:30:00Z` for a time in milliseconds since the epoch.
+pub fn format_utc(ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ms / 1000);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `20261125T013000Z`: the compact form used in session ids.
+pub(crate) fn format_compact(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// Inverse of [`format_compact`]; `None` unless `text` is exactly that form
+/// of a real date and time.
+pub(crate) fn parse_compact(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let s = &text[r];
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || d == 0
+        || h > 23
+        || mi > 59
+        || s > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(y as i64, mo as u32, d as u32);
+    let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + s;
+    // Reject dates such as February 30 by round-tripping.
+    (format_compact(secs) == text).then_some(secs)
+}
+
+/// (year, month, day, hour, minute, second) in UTC; Howard Hinnant's
+/// `civil_from_days`.
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+// ─── Processes ──────────────────────────────────────────────────────────────
+
+/// Whether the effective user is root (decides the default state dir).
+pub(crate) fn euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The start time of a process in clock ticks since boot (Linux
+/// `/proc/<pid>/stat` field 22), which tells a live holder from a later
+/// process that reused its pid. `None` where `/proc` does not say.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` is alive and, when its start time was recorded,
+/// is still the same process.
+pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(raw, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    match (start, process_start(pid)) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
+    }
+}
+
+// ─── Crash points (for crash-recovery tests) ────────────────────────────────
+
+/// The environment variable that makes a journal writer kill its own
+/// process with SIGKILL at a chosen point, for crash-recovery tests:
+/// `DUPLEX_JOURNAL_CRASH=<seq>:<point>`, point one of `before-write`,
+/// `mid-write` (half the record written), `after-write` (written, not
+/// fsynced) and `after-sync` (durable, but `append` has not returned).
+pub const CRASH_ENV: &str = "DUPLEX_JOURNAL_CRASH";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    BeforeWrite,
+    MidWrite,
+    AfterWrite,
+    AfterSync,
+}
+
+/// The crash point set in the environment for record `seq`, if any.
+pub(crate) fn crash_point_from_env() -> Result<Option<(u64, CrashPoint)>, JournalError> {
+    let Some(value) = std::env::var_os(CRASH_ENV) else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy().into_owned();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_crash_point(&value)
+        .map(Some)
+        .ok_or(JournalError::BadCrashPoint { value })
+}
+
+pub(crate) fn parse_crash_point(value: &str) -> Option<(u64, CrashPoint)> {
+    let (seq, point) = value.split_once(':')?;
+    let seq: u64 = seq.parse().ok().filter(|s| *s > 0)?;
+    let point = match point {
+        "before-write" => CrashPoint::BeforeWrite,
+        "mid-write" => CrashPoint::MidWrite,
+        "after-write" => CrashPoint::AfterWrite,
+        "after-sync" => CrashPoint::AfterSync,
+        _ => return None,
+    };
+    Some((seq, point))
+}
+
+/// Die the way `kill -9` kills: no destructors, no buffered output flushed.
+pub(crate) fn crash_now() -> ! {
+    // SAFETY: sending SIGKILL to ourselves has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; this is never reached.
+    std::process::abort()
+}
+
+/// The path of the lock file of a state dir.
+pub(crate) fn lock_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("lock")
+}
