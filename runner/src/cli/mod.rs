@@ -43,9 +43,12 @@ pub enum Verb {
     Schema,
     /// Show the path a policy will take through the state model, touching nothing.
     Plan(plan::Args),
+    /// Inspect or verify a plugin component file.
+    Plugin(plugin::Args),
 }
 
 mod plan;
+mod plugin;
 mod validate;
 
 /// Print a value as pretty JSON on stdout.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
             exit::OK
         }
         Verb::Plan(args) => plan::run(&args, cli.output),
+        Verb::Plugin(args) => plugin::run(&args, cli.output),
     };
     ExitCode::from(code)
 }

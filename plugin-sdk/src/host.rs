@@ -1,0 +1,166 @@
+//! What a plugin may ask of the runner, behind a trait so plugin logic runs
+//! both in wasm (the real imports) and natively ([`crate::testing::TestHost`]).
+
+use crate::{CallContext, Error, LogLevel};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The runner's side of a call: log lines, progress and the `storage`
+/// capability (which the runner refuses unless the policy grants it).
+pub trait Host {
+    fn log(&mut self, level: LogLevel, message: &str);
+    fn progress(&mut self, percent: u8, message: &str);
+    fn storage_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    fn storage_delete(&mut self, key: &str) -> Result<(), String>;
+    fn storage_list_keys(&mut self) -> Result<Vec<String>, String>;
+}
+
+/// The real imports (only callable inside a component).
+pub(crate) struct WasmHost;
+
+#[cfg(target_arch = "wasm32")]
+impl Host for WasmHost {
+    fn log(&mut self, level: LogLevel, message: &str) {
+        crate::bindings::duplex::plugin::host::log(level, message)
+    }
+    fn progress(&mut self, percent: u8, message: &str) {
+        crate::bindings::duplex::plugin::host::progress(percent, message)
+    }
+    fn storage_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        crate::bindings::duplex::plugin::storage::get(key)
+    }
+    fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        crate::bindings::duplex::plugin::storage::set(key, value)
+    }
+    fn storage_delete(&mut self, key: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::storage::delete(key)
+    }
+    fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
+        crate::bindings::duplex::plugin::storage::list_keys()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Host for WasmHost {
+    fn log(&mut self, _: LogLevel, _: &str) {}
+    fn progress(&mut self, _: u8, _: &str) {}
+    fn storage_get(&mut self, _: &str) -> Result<Option<Vec<u8>>, String> {
+        Err(NATIVE.into())
+    }
+    fn storage_set(&mut self, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn storage_delete(&mut self, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
+        Err(NATIVE.into())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+const NATIVE: &str = "no runner here: use duplex_plugin_sdk::testing::TestHost";
+
+/// One call's context: the call's [`CallContext`] and the host.
+pub struct Cx<'a> {
+    ctx: &'a CallContext,
+    host: &'a mut dyn Host,
+}
+
+impl<'a> Cx<'a> {
+    pub fn new(ctx: &'a CallContext, host: &'a mut dyn Host) -> Cx<'a> {
+        Cx { ctx, host }
+    }
+
+    /// Session id, state, request, attempt, side and raw parameters.
+    pub fn context(&self) -> &CallContext {
+        self.ctx
+    }
+
+    /// The policy's `with:` block parsed as `T` (an absent block is `{}`).
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let raw = if self.ctx.params.trim().is_empty() {
+            "{}"
+        } else {
+            self.ctx.params.as_str()
+        };
+        serde_json::from_str(raw).map_err(|e| {
+            Error(format!(
+                "invalid parameters for `{}`: {e}",
+                self.ctx.request
+            ))
+        })
+    }
+
+    pub fn log(&mut self, level: LogLevel, message: impl AsRef<str>) {
+        self.host.log(level, message.as_ref())
+    }
+
+    pub fn debug(&mut self, message: impl AsRef<str>) {
+        self.log(LogLevel::Debug, message)
+    }
+
+    pub fn info(&mut self, message: impl AsRef<str>) {
+        self.log(LogLevel::Info, message)
+    }
+
+    pub fn warn(&mut self, message: impl AsRef<str>) {
+        self.log(LogLevel::Warn, message)
+    }
+
+    pub fn error(&mut self, message: impl AsRef<str>) {
+        self.log(LogLevel::Error, message)
+    }
+
+    /// Reports progress of the current call (the runner keeps the last one).
+    pub fn progress(&mut self, percent: u8, message: impl AsRef<str>) {
+        self.host.progress(percent.min(100), message.as_ref())
+    }
+
+    /// The persistent key-value store (errors unless the policy grants `storage`).
+    pub fn storage(&mut self) -> Storage<'_> {
+        Storage { host: self.host }
+    }
+}
+
+/// The `storage` capability. Values are bytes; the `_json` helpers store
+/// serde values as JSON.
+pub struct Storage<'a> {
+    host: &'a mut dyn Host,
+}
+
+impl Storage<'_> {
+    pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.host.storage_get(key).map_err(Error)
+    }
+
+    pub fn set(&mut self, key: &str, value: &[u8]) -> Result<(), Error> {
+        self.host.storage_set(key, value).map_err(Error)
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<(), Error> {
+        self.host.storage_delete(key).map_err(Error)
+    }
+
+    pub fn list_keys(&mut self) -> Result<Vec<String>, Error> {
+        self.host.storage_list_keys().map_err(Error)
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, Error> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error(format!(
+                    "storage: key `{key}` does not hold the expected data: {e}"
+                ))
+            }),
+        }
+    }
+
+    pub fn set_json<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Error(format!("storage: cannot encode `{key}`: {e}")))?;
+        self.set(key, &bytes)
+    }
+}

@@ -1,0 +1,215 @@
+//! `duplex plugin inspect FILE` and `duplex plugin verify FILE --sha256 HEX`.
+
+use super::{Output, exit, print_json};
+use crate::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Show what a plugin provides (checks, operations, installers, each
+    /// parameter schema) and its sha256. Exit 0, 1 if it is not a valid
+    /// plugin, 2 if the file cannot be read.
+    Inspect {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Check a plugin file against a sha256 digest. Exit 0 if it matches, 1 if
+    /// not, 2 if the file cannot be read or the digest is malformed.
+    Verify {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The expected digest (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        sha256: String,
+    },
+}
+
+pub fn run(args: &Args, output: Output) -> u8 {
+    match &args.command {
+        Command::Inspect { file } => inspect(file, output),
+        Command::Verify { file, sha256 } => verify(file, sha256, output),
+    }
+}
+
+#[derive(Serialize)]
+struct Inspection<'a> {
+    file: String,
+    sha256: String,
+    size: u64,
+    contract: &'static str,
+    plugin: &'a PluginInfo,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    error: String,
+}
+
+fn fail(file: &Path, sha256: Option<String>, error: String, code: u8, output: Output) -> u8 {
+    match output {
+        Output::Json => print_json(&Failure {
+            file: file.display().to_string(),
+            sha256,
+            error,
+        }),
+        Output::Human => eprintln!("error: {error}"),
+    }
+    code
+}
+
+fn inspect(file: &Path, output: Output) -> u8 {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                file,
+                None,
+                format!("cannot read {}: {e}", file.display()),
+                exit::USAGE,
+                output,
+            );
+        }
+    };
+    let sha256 = plugins::sha256_hex(&bytes);
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_string();
+    let loaded = PluginHost::new(HostConfig::default()).and_then(|host| {
+        host.load(&PluginSpec {
+            name,
+            path: file.to_path_buf(),
+            sha256: sha256.clone(),
+            capabilities: Default::default(),
+            limits: Limits::default(),
+        })
+    });
+    let plugin = match loaded {
+        Ok(p) => p,
+        Err(e) => return fail(file, Some(sha256), e.to_string(), exit::INVALID, output),
+    };
+    let info = plugin.info();
+    match output {
+        Output::Json => print_json(&Inspection {
+            file: file.display().to_string(),
+            sha256,
+            size: bytes.len() as u64,
+            contract: plugins::CONTRACT,
+            plugin: info,
+        }),
+        Output::Human => {
+            println!("{} {}", info.name, info.version);
+            if !info.description.is_empty() {
+                println!("  {}", info.description);
+            }
+            println!("file:      {} ({} bytes)", file.display(), bytes.len());
+            println!("sha256:    {sha256}");
+            println!("contract:  {}", plugins::CONTRACT);
+            println!(
+                "partner:   {}",
+                if info.reports_partner {
+                    "reports the partner side's state"
+                } else {
+                    "does not report the partner side's state"
+                }
+            );
+            let section = |title: &str, items: Vec<(String, &str, &serde_json::Value)>| {
+                if items.is_empty() {
+                    println!("{title}: none");
+                    return;
+                }
+                println!("{title}:");
+                for (name, description, schema) in items {
+                    println!("  {name}  {description}");
+                    let pretty = serde_json::to_string_pretty(schema).expect("schema serializes");
+                    println!("    parameters:");
+                    for line in pretty.lines() {
+                        println!("      {line}");
+                    }
+                }
+            };
+            section(
+                "checks",
+                info.checks
+                    .iter()
+                    .map(|c| (c.name.clone(), c.description.as_str(), &c.params_schema))
+                    .collect(),
+            );
+            section(
+                "operations",
+                info.operations
+                    .iter()
+                    .map(|o| (o.op.to_string(), o.description.as_str(), &o.params_schema))
+                    .collect(),
+            );
+            section(
+                "installers",
+                info.installers
+                    .iter()
+                    .map(|i| (i.name.clone(), i.description.as_str(), &i.params_schema))
+                    .collect(),
+            );
+        }
+    }
+    exit::OK
+}
+
+#[derive(Serialize)]
+struct Verification {
+    file: String,
+    expected: String,
+    actual: String,
+    matches: bool,
+}
+
+fn verify(file: &Path, expected: &str, output: Output) -> u8 {
+    if !plugins::is_sha256_hex(expected) {
+        return fail(
+            file,
+            None,
+            format!("`{expected}` is not a sha256 digest (64 hex digits)"),
+            exit::USAGE,
+            output,
+        );
+    }
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                file,
+                None,
+                format!("cannot read {}: {e}", file.display()),
+                exit::USAGE,
+                output,
+            );
+        }
+    };
+    let expected = expected.to_ascii_lowercase();
+    let actual = plugins::sha256_hex(&bytes);
+    let matches = actual == expected;
+    match output {
+        Output::Json => print_json(&Verification {
+            file: file.display().to_string(),
+            expected: expected.clone(),
+            actual: actual.clone(),
+            matches,
+        }),
+        Output::Human if matches => println!("ok: {} has sha256 {actual}", file.display()),
+        Output::Human => eprintln!(
+            "mismatch: {} has sha256 {actual}, expected sha256 {expected}",
+            file.display()
+        ),
+    }
+    if matches { exit::OK } else { exit::INVALID }
+}
