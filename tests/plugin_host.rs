@@ -412,3 +412,33 @@ fn show_messages() {
         load_with(None, |s| s.sha256 = "ab".repeat(32)).unwrap_err()
     );
 }
+
+#[test]
+fn wasi_is_linked_with_nothing_granted_unless_the_policy_says_so() {
+    // No environment by default; the granted one is visible.
+    let p = load("wasi-env");
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    let p = load_with(Some("wasi-env"), |s| {
+        s.capabilities.env = vec![("SITE".into(), "lab".into())]
+    })
+    .unwrap();
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Fail
+    );
+
+    // A frozen clock by default; the real one when granted.
+    let p = load("wasi-clock");
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    let p = load_with(Some("wasi-clock"), |s| s.capabilities.clocks = true).unwrap();
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Fail
+    );
+}

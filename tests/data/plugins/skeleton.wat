@@ -24,6 +24,8 @@
   (import "duplex:plugin/storage@0.1.0" (instance $storage
     (export "get" (func (param "key" string) (result (result (option (list u8)) (error string)))))
   ))
+  ;;@begin component-imports
+  ;;@end component-imports
 
   ;; Memory and allocator live in their own module so imports can be lowered
   ;; into it before the main module is instantiated.
@@ -56,6 +58,8 @@
   (core func $log (canon lower (func $host "log") (memory $memory)))
   (core func $progress (canon lower (func $host "progress") (memory $memory)))
   (core func $get (canon lower (func $storage "get") (memory $memory) (realloc $realloc)))
+  ;;@begin lowerings
+  ;;@end lowerings
 
   (core module $Main
     (import "mem" "memory" (memory 1))
@@ -63,6 +67,8 @@
     (import "host" "log" (func $log (param i32 i32 i32)))
     (import "host" "progress" (func $progress (param i32 i32 i32)))
     (import "storage" "get" (func $get (param i32 i32 i32)))
+    ;;@begin core-imports
+    ;;@end core-imports
 
     (data (i32.const 2048) "hostile")
     (data (i32.const 2056) "0.0.0")
@@ -147,6 +153,8 @@
     (with "mem" (instance $mem))
     (with "host" (instance (export "log" (func $log)) (export "progress" (func $progress))))
     (with "storage" (instance (export "get" (func $get))))
+    ;;@begin instance-args
+    ;;@end instance-args
   ))
 
   ;; The world's types, named (exported) as the component model requires.
