@@ -11,6 +11,16 @@ pub mod exit {
     pub const INVALID: u8 = 1;
     /// Bad usage, or a file could not be read.
     pub const USAGE: u8 = 2;
+    /// The session committed and finished (same as OK).
+    pub const COMMITTED: u8 = 0;
+    /// The session aborted and finished: the original configuration is restored.
+    pub const ABORTED: u8 = 3;
+    /// The session waits for `duplex approve`.
+    pub const WAITING: u8 = 4;
+    /// The session is Broken (or stopped by a rule) and held for a person.
+    pub const HELD: u8 = 5;
+    /// `--until STATE` was reached.
+    pub const REACHED: u8 = 6;
 }
 
 #[derive(Debug, Parser)]
@@ -24,6 +34,11 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+
+    /// Where sessions are kept [default: $DUPLEX_STATE_DIR, else /var/lib/duplex
+    /// for root, else $XDG_STATE_HOME/duplex]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Verb,
@@ -45,10 +60,30 @@ pub enum Verb {
     Plan(plan::Args),
     /// Inspect or verify a plugin component file.
     Plugin(plugin::Args),
+    /// Run an upgrade session for a policy (or carry on the one in flight).
+    Apply(run::ApplyArgs),
+    /// Show the session: state, status, partner, request, drift, what you can do next.
+    Status,
+    /// Show the activity log of the current (or a past) session.
+    Log(status::LogArgs),
+    /// Approve the session to go on past its approval point.
+    Approve,
+    /// Retry the failed request of a Broken session.
+    Retry,
+    /// Abort the session: restore the original configuration (not after Commit).
+    Abort,
+    /// Carry on the session in flight after a stop, a crash or a reboot.
+    Resume(run::ResumeArgs),
+    /// List past sessions with their outcome and duration.
+    History,
+    /// Break the state dir's lock when its holder is known to be dead.
+    Unlock(run::UnlockArgs),
 }
 
 mod plan;
 mod plugin;
+mod run;
+mod status;
 mod validate;
 
 /// Print a value as pretty JSON on stdout.
@@ -94,6 +129,15 @@ pub fn main() -> ExitCode {
             exit::OK
         }
         Verb::Plan(args) => plan::run(&args, cli.output),
+        Verb::Apply(args) => run::apply(&args, cli.output, cli.state_dir),
+        Verb::Status => status::status(cli.output, cli.state_dir),
+        Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),
+        Verb::Approve => run::approve(cli.output, cli.state_dir),
+        Verb::Retry => run::retry(cli.output, cli.state_dir),
+        Verb::Abort => run::abort(cli.output, cli.state_dir),
+        Verb::Resume(args) => run::resume(&args, cli.output, cli.state_dir),
+        Verb::History => status::history(cli.output, cli.state_dir),
+        Verb::Unlock(args) => run::unlock(&args, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
     };
     ExitCode::from(code)

@@ -90,7 +90,13 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
             }]));
         }
     };
-    let policy = parse(&text, &label).map_err(LoadError::Invalid)?;
+    load_text(&text, path)
+}
+
+/// Load a policy from text that was read from `path` (for example the copy a
+/// session keeps): paths in it resolve against `path`'s folder.
+pub fn load_text(text: &str, path: &Path) -> Result<LoadedPolicy, LoadError> {
+    let policy = parse(text, &path.display().to_string()).map_err(LoadError::Invalid)?;
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -138,6 +138,12 @@ fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
                 "must be at least 1KiB",
             ));
         }
+        if p.capabilities.storage_namespace.is_some() && !p.capabilities.storage {
+            out.push(Finding::value(
+                format!("{base}/capabilities/storageNamespace"),
+                "a storage namespace needs `storage: true`",
+            ));
+        }
         for (j, d) in p.capabilities.dirs.iter().enumerate() {
             if !d.guest.starts_with('/') {
                 out.push(Finding::value(

@@ -418,6 +418,11 @@ pub struct Capabilities {
     /// A persistent key-value store of its own, kept in the state directory.
     #[serde(default)]
     pub storage: bool,
+    /// Plugins given the same namespace share one store (a simulator and
+    /// its checks, say); default: the plugin's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::values::NAME_PATTERN))]
+    pub storage_namespace: Option<String>,
     /// Environment variables it can read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
