@@ -1,1 +1,156 @@
-fn main() {}
+//! Plugin host benchmarks (criterion), each summarised as a ratio at the end:
+//!
+//! - warm gate call: a fresh instance from the `InstancePre` + one `check` call
+//!   with the call-context record, vs the same trivial check as `sh -c true`
+//!   (fork/exec). Targets: ≤ 20 µs median, ≥ 50× faster than the shell.
+//! - load: a cached precompiled plugin (verify digest, checksum the cache entry,
+//!   deserialize, link, describe) vs compiling it. Targets: ≤ 5 ms, ≥ 20× faster.
+//!
+//! `cargo bench -p duplex --bench plugin_host` (results: benches/RESULTS.md).
+
+use criterion::Criterion;
+use duplex::model::UpgradeState;
+use duplex::plugins::*;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn spec(name: &str, path: PathBuf, storage: Option<PathBuf>) -> PluginSpec {
+    let bytes = std::fs::read(&path).unwrap();
+    PluginSpec {
+        name: name.into(),
+        path,
+        sha256: sha256_hex(&bytes),
+        capabilities: Capabilities {
+            storage_dir: storage,
+            ..Capabilities::default()
+        },
+        limits: Limits::default(),
+    }
+}
+
+fn host(cache: Option<&Path>, pooling: bool) -> PluginHost {
+    PluginHost::new(HostConfig {
+        cache_dir: cache.map(Path::to_path_buf),
+        pooling,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+fn shell_gate() {
+    let st = Command::new("sh").args(["-c", "true"]).status().unwrap();
+    assert!(st.success());
+}
+
+/// Median of `n` timed runs of `f`.
+fn median(n: usize, mut f: impl FnMut()) -> Duration {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[n / 2]
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let storage = tmp.path().join("storage");
+    let skeleton = spec(
+        "gate",
+        Path::new(ROOT).join("tests/data/plugins/skeleton.wat"),
+        None,
+    );
+    let sim_checks = spec(
+        "sim-checks",
+        Path::new(ROOT).join("plugins/dist/sim-checks.wasm"),
+        Some(storage),
+    );
+    let sim_duplex = spec(
+        "sim-duplex",
+        Path::new(ROOT).join("plugins/dist/sim-duplex.wasm"),
+        None,
+    );
+    // The default configuration (pooling allocator), and the on-demand one.
+    let h = host(Some(&cache), true);
+    let hod = host(Some(&tmp.path().join("cache-on-demand")), false);
+    let gate = h.load(&skeleton).unwrap();
+    let gate_od = hod.load(&skeleton).unwrap();
+    let checks = h.load(&sim_checks).unwrap();
+    let ctx = CallContext::new("bench", UpgradeState::PrepareSplit, "gate/duplexed");
+    let call = |p: &LoadedPlugin, name: &str| {
+        let out = p.check(black_box(&ctx), name).unwrap();
+        assert_eq!(out.value.verdict, Verdict::Pass);
+    };
+    h.load(&sim_duplex).unwrap(); // warm the cache
+    let uncached = host(None, true);
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    {
+        let mut g = c.benchmark_group("gate-call");
+        g.bench_function("wasm-wat-gate", |b| b.iter(|| call(&gate, "gate")));
+        g.bench_function("wasm-wat-gate-on-demand", |b| {
+            b.iter(|| call(&gate_od, "gate"))
+        });
+        g.bench_function("wasm-sim-checks-duplexed", |b| {
+            b.iter(|| call(&checks, "duplexed"))
+        });
+        g.bench_function("sh-c-true", |b| b.iter(shell_gate));
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("load-sim-duplex");
+        g.bench_function("cached", |b| {
+            b.iter(|| h.load(black_box(&sim_duplex)).unwrap())
+        });
+        g.sample_size(10);
+        g.bench_function("compile", |b| {
+            b.iter(|| uncached.load(black_box(&sim_duplex)).unwrap())
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    // The ratios, measured in this run.
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let wasm = median(5000, || call(&gate, "gate"));
+    let od = median(5000, || call(&gate_od, "gate"));
+    let real = median(2000, || call(&checks, "duplexed"));
+    let sh = median(500, shell_gate);
+    let cached = median(200, || drop(h.load(&sim_duplex).unwrap()));
+    let compiled = median(10, || drop(uncached.load(&sim_duplex).unwrap()));
+    println!("\nsummary (medians, this run)");
+    println!(
+        "  warm gate call (WAT gate, pooling): {:8.1} µs   sh -c true: {:8.1} µs   {:6.0}× faster (target ≤ 20 µs, ≥ 50×)",
+        us(wasm),
+        us(sh),
+        sh.as_secs_f64() / wasm.as_secs_f64()
+    );
+    println!(
+        "  warm gate call, on-demand allocator: {:7.1} µs   {:6.0}× faster",
+        us(od),
+        sh.as_secs_f64() / od.as_secs_f64()
+    );
+    println!(
+        "  sim-checks `duplexed` (SDK, storage read): {:8.1} µs   {:6.0}× faster",
+        us(real),
+        sh.as_secs_f64() / real.as_secs_f64()
+    );
+    println!(
+        "  load sim-duplex: cached {:8.2} ms   compile {:8.2} ms   {:6.0}× faster (target ≤ 5 ms, ≥ 20×)",
+        ms(cached),
+        ms(compiled),
+        compiled.as_secs_f64() / cached.as_secs_f64()
+    );
+}

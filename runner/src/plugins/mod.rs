@@ -34,14 +34,35 @@ pub use storage::{MAX_KEY_BYTES, MAX_KEYS, MAX_VALUE_BYTES};
 pub use types::*;
 
 use bindings::{OutputSize, Plugin, PluginPre};
-use state::{FrozenClock, HostState};
+use state::HostState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+fn engine_config(config: &HostConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    // The host uses no component-model async; with it on every call is slower.
+    c.concurrency_support(false);
+    c.epoch_interruption(true);
+    c.max_wasm_stack(512 << 10);
+    if pooling {
+        let n = config.pool_size.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 16)
+            .total_memories(n * 2)
+            .total_tables(n * 16)
+            .total_stacks(n)
+            // Per-call memory caps are enforced by the store's limiter; this is
+            // only the pool's slot size (the whole 32-bit space).
+            .max_memory_size(1 << 32);
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
 
 /// The WIT package every plugin is written against.
 pub const CONTRACT: &str = "duplex:plugin@0.1.0";
@@ -72,22 +93,14 @@ impl PluginHost {
     }
 
     fn build(config: HostConfig) -> wasmtime::Result<PluginHost> {
-        let mut c = Config::new();
-        c.wasm_component_model(true);
-        // The host uses no component-model async; with it on every call is slower.
-        c.concurrency_support(false);
-        c.epoch_interruption(true);
-        c.max_wasm_stack(512 << 10);
-        if config.pooling {
-            let mut pool = wasmtime::PoolingAllocationConfig::default();
-            pool.total_component_instances(config.pool_size)
-                .total_core_instances(config.pool_size * 8)
-                .total_memories(config.pool_size * 2)
-                .total_tables(config.pool_size * 8)
-                .max_memory_size(1 << 30);
-            c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&c)?;
+        let engine = if config.pooling {
+            // The pool reserves address space up front; where that is not
+            // allowed (e.g. `ulimit -v`), run on the on-demand allocator.
+            Engine::new(&engine_config(&config, true))
+                .or_else(|_| Engine::new(&engine_config(&config, false)))?
+        } else {
+            Engine::new(&engine_config(&config, false))?
+        };
         let mut linker = Linker::new(&engine);
         Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -181,8 +194,13 @@ impl PluginHost {
                 });
             }
         }
+        let needs_wasi = component
+            .component_type()
+            .imports(&s.engine)
+            .any(|(name, _)| name.starts_with("wasi:"));
         let mut plugin = LoadedPlugin {
             inner: Arc::new(Inner {
+                needs_wasi,
                 host: self.shared.clone(),
                 pre,
                 name: name.as_str().into(),
@@ -238,6 +256,8 @@ struct Inner {
     storage: Option<storage::FileStore>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
+    /// The component imports WASI interfaces.
+    needs_wasi: bool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -407,38 +427,19 @@ impl LoadedPlugin {
     }
 
     fn new_state(&self) -> wasmtime::Result<HostState> {
-        let caps = &self.inner.spec.capabilities;
         let limits = &self.inner.spec.limits;
-        let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
-        let stdout = MemoryOutputPipe::new(cap);
-        let stderr = MemoryOutputPipe::new(cap);
-        let mut b = WasiCtxBuilder::new();
-        b.stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        if !caps.clocks {
-            b.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-        }
-        for (k, v) in &caps.env {
-            b.env(k, v);
-        }
-        for d in &caps.dirs {
-            let perms = if d.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            b.preopened_dir(&d.host, &d.guest, perms)?;
-        }
+        // Building a WASI context costs about as much as the rest of a call:
+        // only components that import WASI get one up front.
+        let wasi = if self.inner.needs_wasi {
+            Some(state::Wasi::new(&self.inner.spec.capabilities, limits)?)
+        } else {
+            None
+        };
         Ok(HostState::new(
             self.inner.name.clone(),
             limits,
             self.inner.storage.clone(),
-            b.build(),
-            stdout,
-            stderr,
+            wasi,
         ))
     }
 
@@ -466,22 +467,24 @@ impl LoadedPlugin {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        let result = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| run(&instance, &mut store));
+        let mut instantiated = false;
+        let result = self.inner.pre.instantiate(&mut store).and_then(|instance| {
+            instantiated = true;
+            run(&instance, &mut store)
+        });
         let mut state = store.into_data();
-        for (pipe, source, level) in [
-            (&state.stdout, LogSource::Stdout, LogLevel::Info),
-            (&state.stderr, LogSource::Stderr, LogLevel::Warn),
-        ] {
-            let text = pipe.contents();
-            for line in String::from_utf8_lossy(&text)
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-            {
-                state.log.push(level, source, line);
+        if let Some(wasi) = state.wasi.take() {
+            for (pipe, source, level) in [
+                (&wasi.stdout, LogSource::Stdout, LogLevel::Info),
+                (&wasi.stderr, LogSource::Stderr, LogLevel::Warn),
+            ] {
+                let text = pipe.contents();
+                for line in String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                {
+                    state.log.push(level, source, line);
+                }
             }
         }
         let denied = state.denied.first().copied();
@@ -538,6 +541,10 @@ impl LoadedPlugin {
                         message: root_message(&err),
                         plugin_said: last_error,
                     }
+                } else if !instantiated {
+                    // Not a trap, before the plugin ran: the host could not
+                    // provide the instance (e.g. the instance pool is full).
+                    host_err(format!("cannot instantiate the plugin: {err:#}"))
                 } else {
                     // Not a trap: the canonical ABI refused what the plugin
                     // returned (bad pointer, invalid UTF-8, unknown case…).

@@ -2,14 +2,16 @@
 //! was granted, and the host side of the `host` and `storage` imports.
 
 use super::bindings::{self, duplex::plugin as wit};
-use super::spec::Limits;
+use super::spec::{Capabilities, Limits};
 use super::storage::FileStore;
 use super::types::{LogLevel, LogLine, LogSource, ProgressReport};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 /// Longest single log line kept (longer lines are cut).
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -25,10 +27,51 @@ pub(crate) struct HostState {
     pub denied: Vec<&'static str>,
     /// A host call found the deadline passed (and trapped).
     pub host_deadline_hit: bool,
-    pub wasi: WasiCtx,
+    /// Built up front for components that import WASI, on first use otherwise.
+    pub wasi: Option<Wasi>,
     pub table: ResourceTable,
+    limits: Limits,
+}
+
+/// WASI preview 2 state: exactly the granted capabilities, frozen clocks
+/// unless granted, no network, stdout/stderr captured into the call's log.
+pub(crate) struct Wasi {
+    pub ctx: WasiCtx,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+}
+
+impl Wasi {
+    pub fn new(caps: &Capabilities, limits: &Limits) -> Result<Wasi> {
+        let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
+        let stdout = MemoryOutputPipe::new(cap);
+        let stderr = MemoryOutputPipe::new(cap);
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if !caps.clocks {
+            b.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        for (k, v) in &caps.env {
+            b.env(k, v);
+        }
+        for d in &caps.dirs {
+            let perms = if d.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&d.host, &d.guest, perms)?;
+        }
+        Ok(Wasi {
+            ctx: b.build(),
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// Memory limiter over all memories of one call's instance.
@@ -151,9 +194,7 @@ impl HostState {
         plugin: std::sync::Arc<str>,
         limits: &Limits,
         storage: Option<FileStore>,
-        wasi: WasiCtx,
-        stdout: MemoryOutputPipe,
-        stderr: MemoryOutputPipe,
+        wasi: Option<Wasi>,
     ) -> HostState {
         HostState {
             plugin,
@@ -170,8 +211,7 @@ impl HostState {
             host_deadline_hit: false,
             wasi,
             table: ResourceTable::new(),
-            stdout,
-            stderr,
+            limits: *limits,
         }
     }
 
@@ -256,8 +296,14 @@ impl wit::storage::Host for HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        if self.wasi.is_none() {
+            // Only reached if a component without WASI imports gets here
+            // anyway: nothing granted.
+            let none = Capabilities::default();
+            self.wasi = Some(Wasi::new(&none, &self.limits).expect("no preopens to fail"));
+        }
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut self.wasi.as_mut().expect("set above").ctx,
             table: &mut self.table,
         }
     }
