@@ -60,3 +60,125 @@ pub fn assert_golden(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// The sha256 of a built plugin, from plugins/dist/SHA256SUMS.
+pub fn plugin_digest(name: &str) -> String {
+    let sums = std::fs::read_to_string(repo_root().join("plugins/dist/SHA256SUMS")).unwrap();
+    sums.lines()
+        .find(|l| l.ends_with(&format!(" {name}.wasm")))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{name} is not in SHA256SUMS"))
+        .to_string()
+}
+
+/// A scratch place for one test: a state dir and a policy file.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.yaml")
+    }
+
+    /// Write a policy on the simulated system, instant (no delays), with
+    /// `target_with` for sim-duplex and `spec` appended to its `spec:`.
+    pub fn policy(&self, target_with: &str, spec: &str) -> PathBuf {
+        let root = repo_root();
+        let app = root.join("policies/artifacts/acme-app-2.4.1.pkg");
+        let text = format!(
+            "apiVersion: duplex.dev/v1alpha1
+kind: UpgradePolicy
+metadata:
+  name: test-upgrade
+spec:
+  target:
+    name: sim-test
+    plugin: sim-duplex
+    with: {{time-scale: 0{target_with}}}
+  software:
+    - name: acme-app
+      version: \"2.4.1\"
+      source: {app}
+      sha256: 5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5
+  plugins:
+    - name: sim-duplex
+      source: {dist}/sim-duplex.wasm
+      sha256: {d}
+      capabilities: {{storage: true, storageNamespace: sim}}
+    - name: sim-checks
+      source: {dist}/sim-checks.wasm
+      sha256: {c}
+      capabilities: {{storage: true, storageNamespace: sim}}
+{spec}",
+            app = app.display(),
+            dist = root.join("plugins/dist").display(),
+            d = plugin_digest("sim-duplex"),
+            c = plugin_digest("sim-checks"),
+        );
+        std::fs::write(self.policy_path(), text).unwrap();
+        self.policy_path()
+    }
+
+    /// Run `duplex --state-dir <state> ARGS...`.
+    pub fn duplex(&self, args: &[&str]) -> Run {
+        let mut cmd = duplex();
+        cmd.arg("--state-dir").arg(self.state_dir()).args(args);
+        cmd.env("DUPLEX_OPERATOR", "tester");
+        run(&mut cmd)
+    }
+
+    pub fn apply(&self, extra: &[&str]) -> Run {
+        let policy = self.policy_path();
+        let mut args = vec!["apply", policy.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.duplex(&args)
+    }
+
+    /// The states the session passed through, from `duplex log --output json`.
+    pub fn states(&self) -> Vec<String> {
+        let out = self.duplex(&["log", "--output", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let mut states: Vec<String> = Vec::new();
+        for line in out.stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let s = v["state"].as_str().unwrap().to_string();
+            if states.last() != Some(&s) {
+                states.push(s);
+            }
+        }
+        states
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.duplex(&["status", "--output", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.duplex(&["log"]).stdout
+    }
+}
+
+pub const GATES: &str = "  gates:
+    prepareSplit:
+      - {name: duplexed, plugin: sim-checks, check: duplexed, interval: 10ms}
+    prepareMerge:
+      - {name: services, plugin: sim-checks, check: services-running, interval: 10ms, consecutiveSuccesses: 2}
+  verification:
+    soak: 30ms
+    interval: 10ms
+    checks:
+      - {name: after-merge, plugin: sim-checks, check: services-running}
+";

@@ -225,12 +225,20 @@ impl Engine<'_> {
             };
             let request = format!("install/{}", software.name);
             let installer = spec.installer_of(software).to_string();
+            // The target plugin installing: its `with:` (pace, site settings)
+            // applies, the item's own `with:` on top.
+            let mut params = if installer == spec.target.plugin {
+                spec.target.with.clone()
+            } else {
+                Params::new()
+            };
+            params.extend(software.with.clone());
             let outcome = self
                 .poll(
                     &request,
                     &installer,
                     move |p, ctx| p.install(ctx, &artifact),
-                    &software.with,
+                    &params,
                 )
                 .await?;
             if outcome.is_err() {
@@ -270,14 +278,20 @@ impl Engine<'_> {
                     }
                     self.sleep(retry_after.min(MAX_POLL_WAIT)).await?;
                 }
+                // A failure may be the partner's doing: record its state
+                // first, so the rules see it.
                 Ok(Progress::Failed { message, retryable }) => {
+                    self.observe_partner().await?.ok();
                     return Ok(Err(Failure {
                         reason: format!("{request}: {message}"),
                         retryable,
                         hold: false,
                     }));
                 }
-                Err(e) => return Ok(Err(call_failure(e))),
+                Err(e) => {
+                    self.observe_partner().await?.ok();
+                    return Ok(Err(call_failure(e)));
+                }
             }
         }
     }

@@ -123,7 +123,8 @@ pub struct Software {
     /// The plugin that installs it; default: the target's plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installer: Option<String>,
-    /// Parameters for the installer.
+    /// Parameters for the installer. When the installer is the target's
+    /// plugin, these are laid over the target's `with:`.
     #[serde(default, skip_serializing_if = "Params::is_empty")]
     pub with: Params,
 }
