@@ -15,6 +15,11 @@ pub fn repo_root() -> PathBuf {
 pub fn duplex() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_duplex"));
     cmd.current_dir(repo_root());
+    // Compile each plugin once for the whole test run, not once per state dir.
+    cmd.env(
+        "DUPLEX_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
+    );
     cmd
 }
 

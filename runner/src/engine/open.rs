@@ -139,13 +139,24 @@ fn resume(
     let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event)))
         .map_err(EngineError::Fold)?;
     let policy = snapshot(info, &session)?;
-    Ok(Opened {
+    let mut opened = Opened {
         writer,
         session,
         policy,
         torn_tail: report.torn_tail,
         resumed: true,
-    })
+    };
+    if opened.session.ended.is_none() {
+        let at = opened.session.config.to_string();
+        record(
+            &mut opened,
+            Event::Resumed {
+                pid: std::process::id(),
+                at,
+            },
+        )?;
+    }
+    Ok(opened)
 }
 
 /// The policy a session runs, from the copy it keeps.

@@ -63,6 +63,12 @@ pub enum Event {
     AbortRequested { by: String },
     /// The request's failure, recorded next, is marked non-retryable by its plugin.
     NotRetryable,
+    /// A runner took the session up again (after a stop, a crash or a reboot).
+    Resumed {
+        pid: u32,
+        /// Where the session stood, e.g. `Split (Busy)`: a Busy request runs again.
+        at: String,
+    },
     /// The last record: the session is back in Idle.
     SessionEnded { outcome: Outcome },
 }
@@ -220,7 +226,8 @@ impl Session {
             | Event::PluginCall { .. }
             | Event::RetryScheduled { .. }
             | Event::AutoAbort { .. }
-            | Event::Drift { .. } => {}
+            | Event::Drift { .. }
+            | Event::Resumed { .. } => {}
         }
         Ok(())
     }

@@ -13,9 +13,17 @@ use std::path::{Path, PathBuf};
 /// The policy's plugins by name, loaded and described.
 pub type Plugins = BTreeMap<String, LoadedPlugin>;
 
-/// Where per-state-dir things live.
+/// Overrides where compiled plugins are cached (default: inside the state
+/// dir). Several state dirs may share one cache: entries are keyed by digest
+/// and engine, and written atomically.
+pub const CACHE_DIR_ENV: &str = "DUPLEX_CACHE_DIR";
+
+/// Where compiled plugins are cached.
 pub fn cache_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("cache").join("plugins")
+    match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => state_dir.join("cache").join("plugins"),
+    }
 }
 
 pub fn storage_dir(state_dir: &Path, namespace: &str) -> PathBuf {

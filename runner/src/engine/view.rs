@@ -84,6 +84,10 @@ pub fn describe(event: &Event) -> String {
         ),
         Event::AbortRequested { by } => format!("abort requested by {by}"),
         Event::NotRetryable => "the failure is marked not retryable".into(),
+        Event::Resumed { pid, at } if at.contains("(Busy)") => {
+            format!("runner resumed (pid {pid}) in {at}: the interrupted request runs again")
+        }
+        Event::Resumed { pid, at } => format!("runner resumed (pid {pid}) in {at}"),
         Event::SessionEnded { outcome } => format!("session ended: {outcome:?}"),
     }
 }
