@@ -369,3 +369,77 @@ fn a_second_apply_on_the_same_state_dir_is_refused_naming_the_holder() {
     assert_eq!(site.duplex(&["status"]).code, 0);
     assert!(child.wait().unwrap().success());
 }
+
+fn journal_of(site: &Site) -> std::path::PathBuf {
+    let sessions = site.state_dir().join("sessions");
+    let dir = std::fs::read_dir(sessions)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    dir.join("journal")
+}
+
+#[test]
+fn a_bit_flip_in_the_journal_stops_with_a_clear_error() {
+    let site = Site::new();
+    site.policy("", GATES);
+    assert_eq!(site.apply(&["--until", "Split"]).code, 6);
+    let journal = journal_of(&site);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x04;
+    std::fs::write(&journal, &bytes).unwrap();
+    for verb in [&["resume"][..], &["status"], &["log"]] {
+        let out = site.duplex(verb);
+        assert_eq!(out.code, 1, "{verb:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("is corrupt at record"),
+            "{verb:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(journal.to_str().unwrap()),
+            "{verb:?} does not name the file: {}",
+            out.stderr
+        );
+    }
+    // Nothing was changed by trying.
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
+}
+
+#[test]
+fn a_torn_last_record_is_cut_with_a_warning_and_the_session_goes_on() {
+    let site = Site::new();
+    site.policy("", GATES);
+    assert_eq!(site.apply(&["--until", "PrepareMerge"]).code, 6);
+    let journal = journal_of(&site);
+    let bytes = std::fs::read(&journal).unwrap();
+    // Half of a record that never finished being written.
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[..bytes.iter().position(|b| *b == b'\n').unwrap() / 2]);
+    std::fs::write(&journal, &torn).unwrap();
+    let out = site.duplex(&["resume"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.starts_with("warning: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ended with an incomplete record")
+            && out.stderr.contains("it has been cut"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(site.states(), FORWARD);
+}
+
+#[test]
+fn a_closing_maintenance_window_aborts_before_merge() {
+    let site = Site::new();
+    site.policy(
+        "",
+        "  window: {start: \"2020-01-01T00:00:00Z\", end: \"2020-01-02T00:00:00Z\"}\n  autoAbort: [{when: windowClosing, action: abort}]\n",
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(site.log_text().contains("auto-abort rule `windowClosing` fired (abort): the maintenance window closes at 2020-01-02T00:00:00Z and Merge is not reached"));
+}
