@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use duplex::plugin::types as w;
+pub(crate) use self::duplex::plugin::types as w;
 
 pub(crate) fn context(c: &t::CallContext) -> w::CallContext {
     w::CallContext {
