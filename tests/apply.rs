@@ -240,6 +240,10 @@ fn a_changed_policy_is_drift_and_is_not_applied() {
             .contains("changed since the session started"),
         "{status}"
     );
+    let plan = site.duplex(&["plan", path.to_str().unwrap()]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("In flight: session "), "{}", plan.stdout);
+    assert!(plan.stdout.contains("differs and is not applied to it"), "{}", plan.stdout);
     let out = site.apply(&[]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(

@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::policy::schema_json());
             exit::OK
         }
-        Verb::Plan(args) => plan::run(&args, cli.output),
+        Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),
         Verb::Apply(args) => run::apply(&args, cli.output, cli.state_dir),
         Verb::Status => status::status(cli.output, cli.state_dir),
         Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),

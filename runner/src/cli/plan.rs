@@ -12,17 +12,68 @@ pub struct Args {
     pub file: PathBuf,
 }
 
-pub fn run(args: &Args, output: Output) -> u8 {
+pub fn run(args: &Args, output: Output, state_dir: Option<PathBuf>) -> u8 {
     let loaded = match policy::load_file(&args.file) {
         Ok(loaded) => loaded,
         Err(err) => return super::report_load_error(&err),
     };
     let plan = Plan::of(&loaded);
+    let in_flight = in_flight(state_dir, &loaded);
     match output {
-        Output::Json => super::print_json(&plan),
-        Output::Human => print!("{}", render(&plan)),
+        Output::Json => {
+            let mut value = serde_json::to_value(&plan).expect("a plan serializes");
+            value["inFlight"] = serde_json::to_value(&in_flight).expect("serializes");
+            super::print_json(&value)
+        }
+        Output::Human => {
+            print!("{}", render(&plan));
+            if let Some(f) = &in_flight {
+                println!("\nIn flight: session {} is in {}.", f.session, f.at);
+                if let Some(d) = &f.drift {
+                    println!("Drift: {d}");
+                }
+            }
+        }
     }
     exit::OK
+}
+
+/// A session in flight in the state dir, and whether this file is what it runs.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InFlight {
+    session: String,
+    at: String,
+    drift: Option<String>,
+}
+
+fn in_flight(state_dir: Option<PathBuf>, file: &policy::LoadedPolicy) -> Option<InFlight> {
+    use crate::engine::{Event, Session};
+    let dir =
+        crate::journal::StateDir::read_only(crate::journal::StateDir::resolve(state_dir).ok()?)
+            .ok()?;
+    let info = dir.current_session().ok()??;
+    let report = dir.read_session::<Event>(&info.id).ok()?;
+    let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event))).ok()?;
+    let drift = (session.policy_digest != file.digest.as_str()).then(|| {
+        format!(
+            "the session runs the policy it started with ({}, sha256 {}…); {} (sha256 {}…) differs and is not applied to it{}",
+            session.policy_file,
+            &session.policy_digest[..12],
+            file.file.display(),
+            &file.digest.as_str()[..12],
+            if file.policy.spec.action == policy::PolicyAction::Abort {
+                ", except its `action: abort`, which `duplex apply` carries out"
+            } else {
+                ""
+            }
+        )
+    });
+    Some(InFlight {
+        session: info.id.to_string(),
+        at: session.config.to_string(),
+        drift,
+    })
 }
 
 pub fn render(plan: &Plan) -> String {
