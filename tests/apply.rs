@@ -242,8 +242,16 @@ fn a_changed_policy_is_drift_and_is_not_applied() {
     );
     let plan = site.duplex(&["plan", path.to_str().unwrap()]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert!(plan.stdout.contains("In flight: session "), "{}", plan.stdout);
-    assert!(plan.stdout.contains("differs and is not applied to it"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("In flight: session "),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("differs and is not applied to it"),
+        "{}",
+        plan.stdout
+    );
     let out = site.apply(&[]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -446,4 +454,38 @@ fn a_closing_maintenance_window_aborts_before_merge() {
     let out = site.apply(&[]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(site.log_text().contains("auto-abort rule `windowClosing` fired (abort): the maintenance window closes at 2020-01-02T00:00:00Z and Merge is not reached"));
+}
+
+/// The README's main command: the demo policy, as shipped, end to end.
+#[test]
+fn the_demo_policy_upgrades_the_simulated_system() {
+    let site = Site::new();
+    let out = site.duplex(&["apply", "policies/demo.yaml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(site.states(), FORWARD);
+}
+
+#[test]
+fn an_inconclusive_gate_holds_for_a_person() {
+    let site = Site::new();
+    site.policy(
+        "",
+        "  gates: {prepareSplit: [{name: duplexed, plugin: sim-checks, check: duplexed, with: {inconclusive-times: 1}}]}\n  autoAbort: [{when: retriesExhausted, action: abort}]\n",
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Held for a person: check `duplexed` is inconclusive: duplexed: cannot tell (injected doubt 1 of 1); a person must decide"),
+        "{}",
+        out.stdout
+    );
+    // The person looked and decides to go on.
+    let out = site.duplex(&["retry"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }

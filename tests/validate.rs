@@ -124,3 +124,22 @@ fn json_output_lists_every_error_with_its_position() {
     assert_eq!(errors[0]["path"], "spec.gates.prepareSplit[0].interval");
     assert_eq!(errors[1]["path"], "spec.gates.prepareSplit[0].timeout");
 }
+
+/// The example policies pin the plugins as built in plugins/dist.
+#[test]
+fn example_policies_pin_the_built_plugins() {
+    for file in ["demo.yaml", "approvals.yaml", "retries-and-auto-abort.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("policies").join(file)).unwrap();
+        for plugin in ["sim-duplex", "sim-checks"] {
+            let pinned = format!(
+                "source: ../plugins/dist/{plugin}.wasm\n      sha256: {}",
+                plugin_digest(plugin)
+            );
+            assert!(
+                text.contains(&pinned),
+                "{file} does not pin the built {plugin} ({})",
+                plugin_digest(plugin)
+            );
+        }
+    }
+}

@@ -17,6 +17,9 @@ use sim_world::{Health, Mode, World};
 pub struct Basic {
     /// Inject a failure: fail the first N calls of each session.
     pub fail_times: u32,
+    /// Inject doubt: answer "inconclusive" to the first N calls of each
+    /// session (after any injected failures).
+    pub inconclusive_times: u32,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -87,15 +90,18 @@ impl Plugin for SimChecks {
     }
 
     fn check(cx: &mut Cx<'_>, name: &str) -> Result<CheckResult, Error> {
+        let mut inconclusive_times = 0;
         let (fail_times, result) = {
             let w = World::load(cx)?;
             match name {
                 "duplexed" => {
                     let p: Basic = cx.params()?;
+                    inconclusive_times = p.inconclusive_times;
                     (p.fail_times, duplexed(&w))
                 }
                 "disks-mirrored" => {
                     let p: Basic = cx.params()?;
+                    inconclusive_times = p.inconclusive_times;
                     let r = if w.disks_mirrored && w.running.is_empty() {
                         CheckResult::pass("disks are mirrored")
                     } else if let Some(r) = w
@@ -192,6 +198,17 @@ impl Plugin for SimChecks {
                 w.save(cx)?;
                 return Ok(CheckResult::fail(format!(
                     "{name}: injected failure {k} of {fail_times}"
+                )));
+            }
+        }
+        if inconclusive_times > 0 {
+            let mut w = World::load(cx)?;
+            let key = format!("{}/inconclusive/{name}", cx.context().session_id);
+            if w.take_fault(&key, inconclusive_times) {
+                let k = w.faults[&key];
+                w.save(cx)?;
+                return Ok(CheckResult::inconclusive(format!(
+                    "{name}: cannot tell (injected doubt {k} of {inconclusive_times})"
                 )));
             }
         }

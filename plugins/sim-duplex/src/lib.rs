@@ -389,10 +389,12 @@ fn finish(w: &mut World, step: Step, artifact: Option<&Artifact>, session: &str)
             "aborted: original configuration restored, disks resynchronised".into()
         }
         Step::Finish => {
-            // Forget this session's bookkeeping except what makes finish idempotent.
+            // Forget every session's bookkeeping (earlier sessions are over)
+            // except what makes this finish idempotent, so the world does not
+            // grow with each session.
             let prefix = format!("{session}/");
             w.faults
-                .retain(|k, _| !k.starts_with(&prefix) || k.ends_with("/done"));
+                .retain(|k, _| k.starts_with(&prefix) && k.ends_with("/done"));
             "finished: session resources cleaned up".into()
         }
     }

@@ -93,7 +93,8 @@ fn start(
 ) -> Result<Opened, EngineError> {
     let text = std::fs::read(&policy.file)
         .map_err(|e| EngineError::Snapshot(format!("{}: {e}", policy.file.display())))?;
-    write_atomically(&info.dir.join(POLICY_SNAPSHOT), &text)?;
+    crate::journal::write_atomic(&info.dir.join(POLICY_SNAPSHOT), &text)
+        .map_err(EngineError::Journal)?;
     let file = absolute(&policy.file);
     let started = Event::SessionStarted {
         policy: policy.policy.metadata.name.clone(),
@@ -195,20 +196,4 @@ pub fn in_flight(dir: &LockedStateDir, current: Option<Current>) -> Result<Opene
 
 fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    use std::io::Write;
-    let io = |e: std::io::Error| EngineError::Snapshot(format!("{}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
 }

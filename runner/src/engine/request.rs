@@ -7,7 +7,7 @@ use super::EngineError;
 use super::decide::condition_rules;
 use super::driver::{Engine, interrupted, now_ms};
 use super::session::Event;
-use crate::model::{Command, PartnerState, UpgradeState};
+use crate::model::{Command, UpgradeState};
 use crate::plugins::{
     CallContext, CallError, CallOutcome, CheckResult, HardwareOp, LoadedPlugin, Progress, Side,
     Verdict,
@@ -174,7 +174,6 @@ impl Engine<'_> {
             .await?;
         match result {
             Ok(partner) => {
-                let partner = to_model_partner(partner);
                 if partner != self.session.config.partner {
                     self.record(Event::Model {
                         command: Command::ObservePartner { partner },
@@ -479,16 +478,4 @@ fn describe_check(c: &CheckResult) -> (bool, String) {
         c.verdict == Verdict::Pass,
         format!("{}: {}", c.verdict, c.message),
     )
-}
-
-fn to_model_partner(p: crate::plugins::PartnerState) -> PartnerState {
-    use crate::plugins::PartnerState as P;
-    match p {
-        P::Unknown => PartnerState::Unknown,
-        P::Off => PartnerState::Off,
-        P::Booting => PartnerState::Booting,
-        P::Up => PartnerState::Up,
-        P::Hung => PartnerState::Hung,
-        P::Crashed => PartnerState::Crashed,
-    }
 }

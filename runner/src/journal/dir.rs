@@ -505,7 +505,7 @@ impl LockedStateDir {
             .create_new(true)
             .open(&tmp_journal)
             .map_err(io("create", &tmp_journal))?;
-        file.sync_all().map_err(|source| JournalError::Fsync {
+        sys::sync(&file).map_err(|source| JournalError::Fsync {
             path: tmp_journal.clone(),
             source,
         })?;

@@ -130,7 +130,7 @@ pub use dir::{
     UnlockOutcome, force_unlock, resolve_state_dir,
 };
 pub use session::{Follower, ReadReport, Record, SessionId, SessionWriter, TornTail};
-pub use sys::{CRASH_ENV, format_utc};
+pub use sys::{CRASH_ENV, format_utc, fsync_count, write_atomic};
 
 use std::path::{Path, PathBuf};
 

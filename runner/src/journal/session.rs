@@ -234,7 +234,7 @@ pub(crate) fn read_session<T: DeserializeOwned>(
 pub(crate) type SyncFn = fn(&File) -> io::Result<()>;
 
 fn fsync(file: &File) -> io::Result<()> {
-    file.sync_all()
+    super::sys::sync(file)
 }
 
 #[cfg(test)]

@@ -10,6 +10,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 // ─── Durability ─────────────────────────────────────────────────────────────
 
+static FSYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// fsyncs (files and directories) this process has asked for, for
+/// benchmarks and diagnostics.
+pub fn fsync_count() -> u64 {
+    FSYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `sync_all`, counted.
+pub(crate) fn sync(file: &File) -> io::Result<()> {
+    FSYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    file.sync_all()
+}
+
 /// fsync a directory, so that entries created or renamed in it survive a
 /// power loss. A failure is [`JournalError::Fsync`]: never retried.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
@@ -19,7 +33,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    handle.sync_all().map_err(|source| JournalError::Fsync {
+    sync(&handle).map_err(|source| JournalError::Fsync {
         path: dir.to_path_buf(),
         source,
     })
@@ -48,7 +62,7 @@ pub(crate) fn create_dir_durable(path: &Path) -> Result<(), JournalError> {
 
 /// Write `contents` to `path` atomically and durably: a temporary file in
 /// the same directory, fsync, rename over `path`, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
     use std::io::Write;
     let dir = path.parent().map(non_empty).unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -63,7 +77,7 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalEr
     };
     let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
     file.write_all(contents).map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(|source| JournalError::Fsync {
+    sync(&file).map_err(|source| JournalError::Fsync {
         path: tmp.clone(),
         source,
     })?;

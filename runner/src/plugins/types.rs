@@ -2,6 +2,8 @@
 //! engine passes to plugin calls and gets back. Serializable, independent of
 //! wasmtime and of the policy module.
 
+/// The model's partner states are the contract's: one type for both.
+pub use crate::model::PartnerState;
 use crate::model::UpgradeState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,18 +15,6 @@ use std::time::Duration;
 pub enum Side {
     Production,
     Upgrade,
-}
-
-/// The partner side's health as the hardware plugin reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PartnerState {
-    Unknown,
-    Off,
-    Booting,
-    Up,
-    Hung,
-    Crashed,
 }
 
 /// The hardware operations of the manual.
@@ -61,19 +51,6 @@ impl HardwareOp {
 impl fmt::Display for HardwareOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl fmt::Display for PartnerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PartnerState::Unknown => "unknown",
-            PartnerState::Off => "off",
-            PartnerState::Booting => "booting",
-            PartnerState::Up => "up",
-            PartnerState::Hung => "hung",
-            PartnerState::Crashed => "crashed",
-        })
     }
 }
 
