@@ -16,9 +16,37 @@ fn malformed_policies_get_their_golden_messages() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 20, "only {} malformed policies", cases.len());
+    // Each case runs in a scratch folder beside the built plugins and the
+    // test plugins, with the built plugins' digests filled in, so the
+    // messages name files the same way on every machine and build.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut beside: Vec<std::path::PathBuf> =
+        std::fs::read_dir(repo_root().join("tests/data/plugins"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    beside.push(repo_root().join("plugins/dist/sim-duplex.wasm"));
+    beside.push(repo_root().join("plugins/dist/sim-checks.wasm"));
+    for file in beside {
+        std::fs::copy(&file, scratch.path().join(file.file_name().unwrap())).unwrap();
+    }
     for case in cases {
         let name = case.file_name().unwrap().to_str().unwrap();
-        let out = run(duplex().current_dir(&dir).args(["validate", name]));
+        let text = std::fs::read(&case).unwrap();
+        let text = replace(
+            &text,
+            b"@SIM_DUPLEX_SHA256@",
+            plugin_digest("sim-duplex").as_bytes(),
+        );
+        let text = replace(
+            &text,
+            b"@SIM_CHECKS_SHA256@",
+            plugin_digest("sim-checks").as_bytes(),
+        );
+        std::fs::write(scratch.path().join(name), text).unwrap();
+        let out = run(duplex()
+            .current_dir(scratch.path())
+            .args(["validate", name]));
         assert_eq!(out.code, 1, "{name}: exit code\n{}", out.stderr);
         assert_eq!(out.stdout, "", "{name}: nothing on stdout");
         for line in out.stderr.lines() {
@@ -29,6 +57,21 @@ fn malformed_policies_get_their_golden_messages() {
         }
         assert_golden(&case.with_extension("expected"), &out.stderr);
     }
+}
+
+fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[test]

@@ -126,8 +126,14 @@ pub fn status(output: Output, state_dir: Option<PathBuf>) -> u8 {
         }
         next.push("resume".into());
     }
+    // The piece of work in hand: the last one the current request called a
+    // plugin for (partner reports run alongside every request).
     let request = records.iter().rev().find_map(|r| match &r.event {
-        Event::PluginCall { request, .. } if c.state != UpgradeState::Idle => Some(request.clone()),
+        Event::PluginCall { request, .. }
+            if request != "partner" && c.status() != crate::model::OpStatus::Ready =>
+        {
+            Some(request.clone())
+        }
         _ => None,
     });
     let s = Status {

@@ -31,13 +31,21 @@ pub fn run(args: &Args, output: Output) -> u8 {
     for file in &args.files {
         let name = file.display().to_string();
         let report = match policy::load_file(file) {
-            Ok(loaded) => FileReport {
-                file: name,
-                valid: true,
-                policy: Some(loaded.policy.metadata.name),
-                errors: Vec::new(),
-                unreadable: None,
-            },
+            Ok(loaded) => {
+                // The plugins, pinned by digest, must provide what the policy
+                // asks of them with parameters their schemas accept.
+                let errors = crate::engine::setup::validate_plugins(&loaded);
+                if !errors.is_empty() {
+                    code = code.max(exit::INVALID);
+                }
+                FileReport {
+                    file: name,
+                    valid: errors.is_empty(),
+                    policy: Some(loaded.policy.metadata.name),
+                    errors,
+                    unreadable: None,
+                }
+            }
             Err(LoadError::Invalid(errors)) => {
                 code = code.max(exit::INVALID);
                 FileReport {

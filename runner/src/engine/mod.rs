@@ -27,8 +27,8 @@ use crate::policy::LoadError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The policy asks for something its plugins or artifacts cannot give.
-    #[error("{}", .0.join("\n"))]
-    Policy(Vec<String>),
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<crate::policy::Diagnostic>),
     #[error(transparent)]
     Plugin(PluginError),
     #[error(transparent)]

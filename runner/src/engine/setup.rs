@@ -4,8 +4,9 @@
 //! never leaves a half-started session behind.
 
 use super::EngineError;
-use crate::plugins::{self, HostConfig, LoadedPlugin, PluginHost, PluginSpec};
-use crate::policy::{LoadedPolicy, Sha256, Software};
+use crate::plugins::{self, HostConfig, LoadedPlugin, PluginError, PluginHost, PluginSpec};
+use crate::policy::schema_check::closest;
+use crate::policy::{Diagnostic, Finding, LoadedPolicy, Params, Sha256, Software};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -71,73 +72,257 @@ pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Optio
 }
 
 /// Verify and load every plugin the policy declares, and check that each
-/// provides what the policy asks of it.
+/// provides what the policy asks of it, with parameters its schemas accept.
 pub fn load_plugins(policy: &LoadedPolicy, state_dir: &Path) -> Result<Plugins, EngineError> {
-    let host = PluginHost::new(HostConfig {
-        cache_dir: Some(cache_dir(state_dir)),
-        ..HostConfig::default()
-    })
-    .map_err(EngineError::Plugin)?;
-    let mut loaded = Plugins::new();
-    for p in &policy.policy.spec.plugins {
-        let spec = plugin_spec(policy, state_dir, &p.name).expect("the plugin is in the policy");
-        let plugin = host.load(&spec).map_err(EngineError::Plugin)?;
-        loaded.insert(p.name.clone(), plugin);
-    }
-    check_provides(policy, &loaded)?;
-    Ok(loaded)
+    load_checked(policy, Some(state_dir))
+        .map_err(|findings| EngineError::Policy(policy.place(findings)))
 }
 
-/// Each reference in the policy names something its plugin describes.
-fn check_provides(policy: &LoadedPolicy, plugins: &Plugins) -> Result<(), EngineError> {
+/// For `duplex validate`: the same checks, with no state dir (no
+/// capabilities are set up; `describe` needs none) and every problem placed
+/// in the policy file.
+pub fn validate_plugins(policy: &LoadedPolicy) -> Vec<Diagnostic> {
+    match load_checked(policy, None) {
+        Ok(_) => Vec::new(),
+        Err(findings) => policy.place(findings),
+    }
+}
+
+fn load_checked(policy: &LoadedPolicy, state_dir: Option<&Path>) -> Result<Plugins, Vec<Finding>> {
+    let cache = match (std::env::var_os(CACHE_DIR_ENV), state_dir) {
+        (Some(dir), _) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        (_, Some(state)) => Some(cache_dir(state)),
+        _ => None,
+    };
+    let host = PluginHost::new(HostConfig {
+        cache_dir: cache,
+        ..HostConfig::default()
+    })
+    .map_err(|e| vec![Finding::value("/spec/plugins", e.to_string())])?;
+    let mut loaded = Plugins::new();
+    let mut findings = Vec::new();
+    for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
+        let mut spec = plugin_spec(policy, state_dir.unwrap_or(Path::new(".")), &p.name)
+            .expect("the plugin is in the policy");
+        if state_dir.is_none() {
+            spec.capabilities = plugins::Capabilities::default();
+        }
+        match host.load(&spec) {
+            Ok(plugin) => {
+                loaded.insert(p.name.clone(), plugin);
+            }
+            Err(e) => {
+                let at = match e {
+                    PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
+                    PluginError::Unreadable { .. }
+                    | PluginError::Invalid { .. }
+                    | PluginError::Incompatible { .. } => "source",
+                    _ => "name",
+                };
+                findings.push(Finding::value(
+                    format!("/spec/plugins/{i}/{at}"),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    if !findings.is_empty() {
+        return Err(findings);
+    }
+    let findings = provides(policy, &loaded);
+    if findings.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(findings)
+    }
+}
+
+/// Each reference in the policy names something its plugin describes, and
+/// each `with:` block passes the schema the plugin declares for it.
+fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
     let spec = &policy.policy.spec;
-    let mut problems = Vec::new();
-    let hw = &plugins[&spec.target.plugin];
+    let mut out = Vec::new();
+    let hw = plugins[&spec.target.plugin].info();
+    // Every operation gets the target's with:; report each problem once,
+    // naming the operations that refuse it.
+    let mut target_errors: Vec<(ParamError, Vec<String>)> = Vec::new();
     for op in plugins::HardwareOp::ALL {
-        if hw.info().operation(op).is_none() {
-            problems.push(format!(
-                "target plugin `{}` does not provide the hardware operation `{op}`",
+        match hw.operation(op) {
+            None => out.push(Finding::value(
+                "/spec/target/plugin",
+                format!(
+                    "plugin `{}` does not provide the hardware operation `{op}`",
+                    spec.target.plugin
+                ),
+            )),
+            Some(info) => match param_errors(&info.params_schema, &spec.target.with) {
+                Err(e) => out.push(Finding::value(
+                    "/spec/target/plugin",
+                    format!("operation `{op}` of `{}` {e}", spec.target.plugin),
+                )),
+                Ok(errors) => {
+                    for e in errors {
+                        match target_errors.iter_mut().find(|(known, _)| *known == e) {
+                            Some((_, ops)) => ops.push(op.to_string()),
+                            None => target_errors.push((e, vec![op.to_string()])),
+                        }
+                    }
+                }
+            },
+        }
+    }
+    for (e, ops) in &target_errors {
+        let what = if ops.len() == plugins::HardwareOp::ALL.len() {
+            format!("the hardware operations of `{}`", spec.target.plugin)
+        } else {
+            format!(
+                "operation(s) {} of `{}`",
+                ops.join(", "),
                 spec.target.plugin
-            ));
-        }
+            )
+        };
+        out.push(e.finding("/spec/target/with", &what));
     }
-    for s in &spec.software {
+    for (i, s) in spec.software.iter().enumerate() {
         let installer = spec.installer_of(s);
-        if plugins[installer].info().installers.is_empty() {
-            problems.push(format!(
-                "plugin `{installer}` (installer of `{}`) provides no installer",
-                s.name
-            ));
+        match plugins[installer].info().installers.first() {
+            None => out.push(Finding::value(
+                format!("/spec/software/{i}"),
+                format!("plugin `{installer}` provides no installer"),
+            )),
+            Some(info) => {
+                // What the install call gets: the target's with: under the
+                // item's. Problems already reported for the target's with:
+                // are not repeated here.
+                let mut with = if installer == spec.target.plugin {
+                    spec.target.with.clone()
+                } else {
+                    Params::new()
+                };
+                with.extend(s.with.clone());
+                let what = format!("the installer of `{installer}`");
+                match param_errors(&info.params_schema, &with) {
+                    Err(e) => out.push(Finding::value(
+                        format!("/spec/software/{i}"),
+                        format!("{what} {e}"),
+                    )),
+                    Ok(errors) => {
+                        for e in errors
+                            .into_iter()
+                            .filter(|e| !target_errors.iter().any(|(t, _)| t == e))
+                        {
+                            out.push(e.finding(&format!("/spec/software/{i}/with"), &what));
+                        }
+                    }
+                }
+            }
         }
     }
-    let checks = spec
+    let gates = spec
         .gates
         .prepare_split
         .iter()
-        .chain(&spec.gates.prepare_merge)
-        .chain(spec.verification.iter().flat_map(|v| &v.checks));
-    for c in checks {
+        .enumerate()
+        .map(|(i, c)| (format!("/spec/gates/prepareSplit/{i}"), c));
+    let merge = spec
+        .gates
+        .prepare_merge
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("/spec/gates/prepareMerge/{i}"), c));
+    let verify = spec.verification.iter().flat_map(|v| {
+        v.checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("/spec/verification/checks/{i}"), c))
+    });
+    for (pointer, c) in gates.chain(merge).chain(verify) {
         let info = plugins[&c.plugin].info();
-        if info.check(&c.check).is_none() {
-            let known: Vec<&str> = info.checks.iter().map(|k| k.name.as_str()).collect();
-            problems.push(format!(
-                "check `{}`: plugin `{}` provides no check `{}` (it provides: {})",
-                c.name,
-                c.plugin,
-                c.check,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
+        match info.check(&c.check) {
+            Some(check) => {
+                let what = format!("check `{}` of `{}`", c.check, c.plugin);
+                match param_errors(&check.params_schema, &c.with) {
+                    Err(e) => out.push(Finding::value(
+                        format!("{pointer}/check"),
+                        format!("{what} {e}"),
+                    )),
+                    Ok(errors) => out.extend(
+                        errors
+                            .into_iter()
+                            .map(|e| e.finding(&format!("{pointer}/with"), &what)),
+                    ),
                 }
-            ));
+            }
+            None => {
+                let known: Vec<&str> = info.checks.iter().map(|k| k.name.as_str()).collect();
+                let mut message = format!("plugin `{}` provides no check `{}`", c.plugin, c.check);
+                if let Some(close) = closest(&c.check, &known) {
+                    message.push_str(&format!(" (did you mean `{close}`?)"));
+                }
+                message.push_str(&format!(
+                    "; it provides: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+                out.push(Finding::value(format!("{pointer}/check"), message));
+            }
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::Policy(problems))
+    out
+}
+
+/// One way parameters fail a plugin's schema: where (relative to the
+/// `with:` block, at a key or at a value) and what.
+#[derive(Debug, PartialEq)]
+struct ParamError {
+    at: String,
+    key: bool,
+    message: String,
+}
+
+impl ParamError {
+    fn finding(&self, with_pointer: &str, what: &str) -> Finding {
+        let at = format!("{with_pointer}{}", self.at);
+        let message = format!("{what}: {}", self.message);
+        if self.key {
+            Finding::key(at, message)
+        } else {
+            Finding::value(at, message)
+        }
     }
+}
+
+/// Check parameters against a plugin's schema. `Err` when the schema itself
+/// is unusable.
+fn param_errors(schema: &serde_json::Value, with: &Params) -> Result<Vec<ParamError>, String> {
+    use jsonschema::error::ValidationErrorKind;
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("declares an unusable parameter schema: {e}"))?;
+    let instance = serde_json::Value::Object(with.clone());
+    let mut out = Vec::new();
+    for error in validator.iter_errors(&instance) {
+        let at = error.instance_path().as_str().to_string();
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for name in unexpected {
+                    out.push(ParamError {
+                        at: format!("{at}/{}", crate::policy::spans::escape(name)),
+                        key: true,
+                        message: format!("unknown parameter `{name}`"),
+                    });
+                }
+            }
+            _ => out.push(ParamError {
+                at,
+                key: false,
+                message: error.to_string(),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Read an artifact and check it against its pinned digest.
@@ -181,16 +366,21 @@ pub fn verify_artifact(
 
 /// Check every artifact before the session starts.
 pub fn verify_artifacts(policy: &LoadedPolicy) -> Result<(), EngineError> {
-    let problems: Vec<String> = policy
+    let findings: Vec<Finding> = policy
         .policy
         .spec
         .software
         .iter()
-        .filter_map(|s| verify_artifact(policy, s).err())
+        .enumerate()
+        .filter_map(|(i, s)| {
+            verify_artifact(policy, s)
+                .err()
+                .map(|e| Finding::value(format!("/spec/software/{i}/sha256"), e))
+        })
         .collect();
-    if problems.is_empty() {
+    if findings.is_empty() {
         Ok(())
     } else {
-        Err(EngineError::Policy(problems))
+        Err(EngineError::Policy(policy.place(findings)))
     }
 }

@@ -33,9 +33,26 @@ pub struct LoadedPolicy {
     pub base_dir: PathBuf,
     /// SHA-256 of the file's bytes: how a session notices the policy changed.
     pub digest: Sha256,
+    /// The file's text, to place later findings (e.g. against plugin schemas).
+    pub text: String,
 }
 
 impl LoadedPolicy {
+    /// Place findings made after loading (JSON pointers into the policy)
+    /// at their lines and columns, in file order.
+    pub fn place(&self, findings: Vec<Finding>) -> Vec<Diagnostic> {
+        let spans = SpanMap::build(&self.text);
+        let document = serde_json::to_value(&self.policy).unwrap_or_default();
+        let file = self.file.display().to_string();
+        let mut diags: Vec<Diagnostic> = findings
+            .into_iter()
+            .map(|f| f.place(&file, &spans, &document))
+            .collect();
+        diags.sort_by_key(|d| (d.line, d.column));
+        diags.dedup();
+        diags
+    }
+
     /// A path written in the policy, resolved against the policy's folder.
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
@@ -107,6 +124,7 @@ pub fn load_text(text: &str, path: &Path) -> Result<LoadedPolicy, LoadError> {
         file: path.to_path_buf(),
         base_dir,
         digest: Sha256::of(text.as_bytes()),
+        text: text.to_string(),
     })
 }
 

@@ -4,13 +4,13 @@
 mod diagnostic;
 mod load;
 pub mod reference;
-mod schema_check;
+pub mod schema_check;
 mod semantic;
 pub mod spans;
 mod types;
 pub mod values;
 
-pub use diagnostic::{Diagnostic, field_path};
+pub use diagnostic::{Diagnostic, Finding, field_path};
 pub use load::{LoadError, LoadedPolicy, MAX_POLICY_BYTES, load_file, load_text, parse};
 pub use types::*;
 pub use values::{ByteSize, HumanDuration, Sha256, Timestamp};
