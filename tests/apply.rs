@@ -489,3 +489,18 @@ fn an_inconclusive_gate_holds_for_a_person() {
     let out = site.duplex(&["retry"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn unlock_needs_force_and_leaves_a_live_lock_alone() {
+    let site = Site::new();
+    site.policy("", "");
+    assert_eq!(site.apply(&["--until", "PrepareSplit"]).code, 6);
+    let out = site.duplex(&["unlock"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // Nobody holds the lock once apply has exited.
+    let out = site.duplex(&["unlock", "--force", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["result"], "not-locked");
+    assert_eq!(site.duplex(&["resume"]).code, 0);
+}

@@ -137,7 +137,7 @@ pub fn main() -> ExitCode {
         Verb::Abort => run::abort(cli.output, cli.state_dir),
         Verb::Resume(args) => run::resume(&args, cli.output, cli.state_dir),
         Verb::History => status::history(cli.output, cli.state_dir),
-        Verb::Unlock(args) => run::unlock(&args, cli.state_dir),
+        Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
     };
     ExitCode::from(code)

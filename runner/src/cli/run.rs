@@ -332,7 +332,7 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-pub fn unlock(args: &UnlockArgs, state_dir: Option<PathBuf>) -> u8 {
+pub fn unlock(args: &UnlockArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
     if !args.force {
         eprintln!(
             "error: `duplex unlock` needs --force: it is only for a lock whose holder is dead"
@@ -342,6 +342,18 @@ pub fn unlock(args: &UnlockArgs, state_dir: Option<PathBuf>) -> u8 {
     let result =
         StateDir::resolve(state_dir).and_then(|p| crate::journal::force_unlock(&p).map(|o| (p, o)));
     match result {
+        Ok((path, outcome)) if output == Output::Json => {
+            let (result, pid) = match outcome {
+                crate::journal::UnlockOutcome::NotHeld { stale } => {
+                    ("not-locked", stale.map(|h| h.pid))
+                }
+                crate::journal::UnlockOutcome::Broken { holder } => ("broken", Some(holder.pid)),
+            };
+            super::print_json(
+                &serde_json::json!({ "stateDir": path, "result": result, "deadHolderPid": pid }),
+            );
+            exit::OK
+        }
         Ok((path, outcome)) => {
             match outcome {
                 crate::journal::UnlockOutcome::NotHeld { stale: None } => {
@@ -361,7 +373,10 @@ pub fn unlock(args: &UnlockArgs, state_dir: Option<PathBuf>) -> u8 {
             exit::OK
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            match output {
+                Output::Json => super::print_json(&serde_json::json!({ "error": err.to_string() })),
+                Output::Human => eprintln!("error: {err}"),
+            }
             exit::INVALID
         }
     }
