@@ -4,17 +4,6 @@
 mod support;
 use support::*;
 
-const FORWARD: [&str; 8] = [
-    "Idle",
-    "PrepareSplit",
-    "Split",
-    "PrepareMerge",
-    "Merge",
-    "Commit",
-    "Finish",
-    "Idle",
-];
-
 #[test]
 fn the_happy_path_commits_and_finishes() {
     let site = Site::new();

@@ -53,17 +53,8 @@ fn plan_walks_the_state_model_with_the_policys_work() {
     let out = duplex_run(&["plan", "policies/approvals.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = &out.stdout;
-    let order = [
-        "Idle",
-        "PrepareSplit",
-        "Split",
-        "PrepareMerge",
-        "Merge",
-        "Commit",
-        "Finish",
-    ];
     let mut from = 0;
-    for state in order {
+    for state in &FORWARD[..7] {
         let at = text[from..]
             .find(&format!("\n  {state}\n"))
             .unwrap_or_else(|| panic!("{state} missing or out of order:\n{text}"));
@@ -112,19 +103,7 @@ fn plan_json_is_machine_readable() {
         .iter()
         .map(|s| s["state"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        states,
-        [
-            "Idle",
-            "PrepareSplit",
-            "Split",
-            "PrepareMerge",
-            "Merge",
-            "Commit",
-            "Finish",
-            "Idle"
-        ]
-    );
+    assert_eq!(states, FORWARD);
     assert_eq!(plan["unattended"], true);
     assert_eq!(
         plan["steps"][2]["retries"],

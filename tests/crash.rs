@@ -12,17 +12,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::*;
 
-const FORWARD: [&str; 8] = [
-    "Idle",
-    "PrepareSplit",
-    "Split",
-    "PrepareMerge",
-    "Merge",
-    "Commit",
-    "Finish",
-    "Idle",
-];
-
 /// Gates, a retried failure, installs and verification: every kind of record.
 fn write_policy(site: &Site) {
     site.policy(

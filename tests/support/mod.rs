@@ -5,6 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The states a committed session passes through, in order.
+pub const FORWARD: [&str; 8] = [
+    "Idle",
+    "PrepareSplit",
+    "Split",
+    "PrepareMerge",
+    "Merge",
+    "Commit",
+    "Finish",
+    "Idle",
+];
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

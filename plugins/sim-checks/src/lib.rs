@@ -190,30 +190,34 @@ impl Plugin for SimChecks {
                 other => return Err(Error::unknown_check(other)),
             }
         };
-        if fail_times > 0 {
-            let mut w = World::load(cx)?;
-            let key = format!("{}/check/{name}", cx.context().session_id);
-            if w.take_fault(&key, fail_times) {
-                let k = w.faults[&key];
-                w.save(cx)?;
-                return Ok(CheckResult::fail(format!(
-                    "{name}: injected failure {k} of {fail_times}"
-                )));
-            }
+        if let Some(k) = injected(cx, "check", name, fail_times)? {
+            return Ok(CheckResult::fail(format!(
+                "{name}: injected failure {k} of {fail_times}"
+            )));
         }
-        if inconclusive_times > 0 {
-            let mut w = World::load(cx)?;
-            let key = format!("{}/inconclusive/{name}", cx.context().session_id);
-            if w.take_fault(&key, inconclusive_times) {
-                let k = w.faults[&key];
-                w.save(cx)?;
-                return Ok(CheckResult::inconclusive(format!(
-                    "{name}: cannot tell (injected doubt {k} of {inconclusive_times})"
-                )));
-            }
+        if let Some(k) = injected(cx, "inconclusive", name, inconclusive_times)? {
+            return Ok(CheckResult::inconclusive(format!(
+                "{name}: cannot tell (injected doubt {k} of {inconclusive_times})"
+            )));
         }
         Ok(result)
     }
+}
+
+/// Counts an injected fault of `kind` for check `name` in this session:
+/// `Some(n)` (the n-th time) while fewer than `times` have been injected.
+fn injected(cx: &mut Cx<'_>, kind: &str, name: &str, times: u32) -> Result<Option<u32>, Error> {
+    if times == 0 {
+        return Ok(None);
+    }
+    let mut w = World::load(cx)?;
+    let key = format!("{}/{kind}/{name}", cx.context().session_id);
+    if !w.take_fault(&key, times) {
+        return Ok(None);
+    }
+    let n = w.faults[&key];
+    w.save(cx)?;
+    Ok(Some(n))
 }
 
 fn duplexed(w: &World) -> CheckResult {

@@ -41,6 +41,15 @@ impl Run {
         }
     }
 
+    /// Record model commands, one after another.
+    fn commands(&mut self, commands: &[Command]) {
+        for command in commands {
+            self.record(Event::Model {
+                command: command.clone(),
+            });
+        }
+    }
+
     fn record(&mut self, e: Event) {
         self.session.apply(&e).unwrap();
         if self.visited.last() != Some(&self.session.config.state) {
@@ -301,18 +310,12 @@ fn a_crashed_partner_aborts() {
     let mut run = Run::new();
     let script = |_, _| Ok(());
     // Run into Split, then the partner crashes.
-    run.record(Event::Model {
-        command: Command::Start,
-    });
-    run.record(Event::Model {
-        command: Command::Begin,
-    });
-    run.record(Event::Model {
-        command: Command::Complete,
-    });
-    run.record(Event::Model {
-        command: Command::Advance,
-    });
+    run.commands(&[
+        Command::Start,
+        Command::Begin,
+        Command::Complete,
+        Command::Advance,
+    ]);
     run.record(Event::Model {
         command: Command::ObservePartner {
             partner: PartnerState::Crashed,
@@ -328,18 +331,12 @@ fn a_crashed_partner_aborts() {
 fn a_declared_abort_aborts_a_session_in_flight() {
     let mut p = policy("");
     let mut run = Run::new();
-    run.record(Event::Model {
-        command: Command::Start,
-    });
-    run.record(Event::Model {
-        command: Command::Begin,
-    });
-    run.record(Event::Model {
-        command: Command::Complete,
-    });
-    run.record(Event::Model {
-        command: Command::Advance,
-    });
+    run.commands(&[
+        Command::Start,
+        Command::Begin,
+        Command::Complete,
+        Command::Advance,
+    ]);
     p.spec.action = PolicyAction::Abort;
     assert_eq!(run.drive(&p.spec, &ok), Decision::End(Outcome::Aborted));
     assert_eq!(run.decisions[0], Decision::Apply(Command::Abort));
@@ -351,12 +348,7 @@ fn checks_failing_in_a_row_fire_their_rule() {
         "  gates:\n    prepareMerge: [{name: svc, plugin: hw, check: svc, failureLimit: 9}]\n  autoAbort: [{when: checkFailing, check: svc, consecutive: 3, action: abort}]\n",
     );
     let mut run = Run::new();
-    run.record(Event::Model {
-        command: Command::Start,
-    });
-    run.record(Event::Model {
-        command: Command::Begin,
-    });
+    run.commands(&[Command::Start, Command::Begin]);
     for n in 1..=3 {
         run.record(Event::CheckRan {
             check: "svc".into(),
