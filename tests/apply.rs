@@ -493,3 +493,22 @@ fn unlock_needs_force_and_leaves_a_live_lock_alone() {
     assert_eq!(v["result"], "not-locked");
     assert_eq!(site.duplex(&["resume"]).code, 0);
 }
+
+#[test]
+fn no_session_starts_before_its_maintenance_window_opens() {
+    let site = Site::new();
+    site.policy(
+        "",
+        "  window: {start: \"2099-01-01T00:00:00Z\", end: \"2099-01-02T00:00:00Z\"}\n",
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "the maintenance window opens at 2099-01-01T00:00:00Z; not starting a session before it"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(site.duplex(&["history"]).stdout.starts_with("no sessions"));
+}

@@ -130,6 +130,15 @@ fn try_drive(
     let run_policy = match (open::running_policy(&current)?, &file_policy) {
         (Some(p), _) => p,
         (None, Some(p)) => {
+            if let Some(window) = &p.policy.spec.window
+                && (now_ms() as i64) < window.start.unix_millis()
+            {
+                return Err(EngineError::Refused(format!(
+                    "{}: the maintenance window opens at {}; not starting a session before it (nothing was written)",
+                    p.file.display(),
+                    window.start
+                )));
+            }
             if p.policy.spec.action == policy::PolicyAction::Abort {
                 return Err(EngineError::Refused(format!(
                     "{} declares `action: abort`, but no upgrade session is in progress in {}: nothing to abort",

@@ -78,7 +78,8 @@ pub struct Spec {
     /// Where a person must say go. Absent: the upgrade runs unattended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
-    /// The maintenance window the upgrade must reach Merge in.
+    /// The maintenance window: no session starts before it opens, and the
+    /// `windowClosing` rule acts when it closes before Merge is reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<MaintenanceWindow>,
     /// The WebAssembly plugins this policy may call, pinned by digest.
