@@ -364,6 +364,17 @@ impl Engine<'_> {
             if now_ms() >= end {
                 return Ok(Ok(()));
             }
+            let soak = v.soak.as_duration().as_millis().max(1) as u64;
+            let left = end.saturating_sub(now_ms());
+            let percent = (100 - (left * 100 / soak).min(100)) as u8;
+            self.view.progress(
+                "verification",
+                percent,
+                &format!(
+                    "soaking, all checks passing ({} left)",
+                    crate::policy::HumanDuration::from(Duration::from_millis(left.div_ceil(1000) * 1000))
+                ),
+            );
             let wait = v
                 .interval
                 .as_duration()
