@@ -372,7 +372,9 @@ impl Engine<'_> {
                 percent,
                 &format!(
                     "soaking, all checks passing ({} left)",
-                    crate::policy::HumanDuration::from(Duration::from_millis(left.div_ceil(1000) * 1000))
+                    crate::policy::HumanDuration::from(Duration::from_millis(
+                        left.div_ceil(1000) * 1000
+                    ))
                 ),
             );
             let wait = v
