@@ -2,11 +2,18 @@
 # The project's whole test suite, exactly as CI runs it (see README.md):
 # formatting and lints, the check that plugins/dist/ is what the plugin
 # sources build (installing the wasm toolchain from Debian when missing),
-# then every test of the workspace.
+# then every test of the workspace, with a one-line total at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all --check
 scripts/build-plugins.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# cargo prints one "test result:" line per test binary; the last of them is
+# often a crate with no doc tests, so say the total plainly.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
