@@ -512,3 +512,34 @@ fn no_session_starts_before_its_maintenance_window_opens() {
     );
     assert!(site.duplex(&["history"]).stdout.starts_with("no sessions"));
 }
+
+#[test]
+fn log_follow_streams_a_running_session_until_it_ends() {
+    let site = Site::new();
+    site.policy(", delay-ms: 100, time-scale: 1", "");
+    let mut apply = duplex();
+    apply
+        .arg("--state-dir")
+        .arg(site.state_dir())
+        .args(["apply", site.policy_path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null());
+    let mut child = apply.spawn().unwrap();
+    let sessions = site.state_dir().join("sessions");
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_dir(&sessions)
+        .is_ok_and(|mut d| d.any(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')))
+    {
+        assert!(t0.elapsed().as_secs() < 20, "no session appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Follows from the start and returns once the session is finished.
+    let out = site.duplex(&["log", "--follow"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("session started"), "{}", out.stdout);
+    assert!(
+        out.stdout.trim_end().ends_with("session ended: Committed"),
+        "{}",
+        out.stdout
+    );
+    assert!(child.wait().unwrap().success());
+}
