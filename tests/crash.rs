@@ -224,3 +224,29 @@ fn kills_at_random_moments_are_recovered() {
 fn kills_at_random_moments_are_recovered_long() {
     random_kills(2000, 1_000_000);
 }
+
+/// Killed after the last record but before the session was marked
+/// finished: the next apply marks it and starts the new session.
+#[test]
+fn a_kill_between_the_last_record_and_the_finished_mark() {
+    let reference = Site::new();
+    reference.policy(", steps: 1", "");
+    assert_eq!(reference.apply(&[]).code, 0);
+    let last = records(&reference).len();
+
+    let site = Site::new();
+    site.policy(", steps: 1", "");
+    let status = apply_command(&site)
+        .env("DUPLEX_JOURNAL_CRASH", format!("{last}:after-sync"))
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(records(&site).last().unwrap().1.contains("sessionEnded"));
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let history = site.duplex(&["history"]).stdout;
+    assert_eq!(history.matches("committed").count(), 2, "{history}");
+}

@@ -46,7 +46,11 @@ pub fn for_apply(
     file_policy: LoadedPolicy,
 ) -> Result<Opened, EngineError> {
     if let Some((info, writer, report)) = current {
-        if !report.records.is_empty() {
+        if ended(&report) {
+            // Ended, but a crash came before it was marked finished: mark
+            // it now, and start the new session this apply asks for.
+            writer.finish().map_err(EngineError::Journal)?;
+        } else if !report.records.is_empty() {
             let mut opened = resume(&info, writer, report)?;
             if opened.policy.digest != file_policy.digest {
                 let drift = Event::Drift {
@@ -67,9 +71,10 @@ pub fn for_apply(
                 }
             }
             return Ok(opened);
+        } else {
+            // Created but never started (a crash right after creating it).
+            return start(&info, writer, file_policy);
         }
-        // Created but never started (a crash right after creating it).
-        return start(&info, writer, file_policy);
     }
     let writer = dir.create_session().map_err(EngineError::Journal)?;
     let info = dir.session(writer.id()).map_err(EngineError::Journal)?;
@@ -122,13 +127,21 @@ fn start(
 /// has started, else none yet.
 pub fn running_policy(current: &Option<Current>) -> Result<Option<LoadedPolicy>, EngineError> {
     match current {
-        Some((info, _, report)) if !report.records.is_empty() => {
+        Some((info, _, report)) if !report.records.is_empty() && !ended(report) => {
             let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event)))
                 .map_err(EngineError::Fold)?;
             snapshot(info, &session).map(Some)
         }
         _ => Ok(None),
     }
+}
+
+/// Whether a session's records end with its last one (`sessionEnded`).
+fn ended(report: &ReadReport<Event>) -> bool {
+    report
+        .records
+        .last()
+        .is_some_and(|r| matches!(r.event, Event::SessionEnded { .. }))
 }
 
 /// Fold a session's records and load its own copy of the policy.
