@@ -128,26 +128,15 @@ fn try_drive(
     }
     // Everything that can refuse the run is checked before anything is written.
     let run_policy = match (open::running_policy(&current)?, &file_policy) {
-        (Some(p), _) => p,
-        (None, Some(p)) => {
-            if let Some(window) = &p.policy.spec.window
-                && (now_ms() as i64) < window.start.unix_millis()
-            {
-                return Err(EngineError::Refused(format!(
-                    "{}: the maintenance window opens at {}; not starting a session before it (nothing was written)",
-                    p.file.display(),
-                    window.start
-                )));
-            }
-            if p.policy.spec.action == policy::PolicyAction::Abort {
-                return Err(EngineError::Refused(format!(
-                    "{} declares `action: abort`, but no upgrade session is in progress in {}: nothing to abort",
-                    p.file.display(),
-                    path.display()
-                )));
-            }
+        // The session in flight runs its own policy, whatever the file says.
+        (Some((p, false)), _) => p,
+        // Over but not marked finished (a crash in between): `apply` starts
+        // a new session, `resume` and the others finish marking it.
+        (Some((_, true)) | None, Some(p)) => {
+            check_new_session(p, &path)?;
             p.clone()
         }
+        (Some((p, true)), None) => p,
         (None, None) => return Err(EngineError::NoSession(path.display().to_string())),
     };
     let plugins = setup::load_plugins(&run_policy, &path)?;
@@ -196,6 +185,30 @@ fn try_drive(
         .map_err(|e| EngineError::Internal(format!("cannot start the runtime: {e}")))?;
     let stop = runtime.block_on(engine.run())?;
     Ok(report_stop(&stop, &policy, &id, output))
+}
+
+/// What must hold before a new session starts for a policy file.
+fn check_new_session(
+    p: &policy::LoadedPolicy,
+    state_dir: &std::path::Path,
+) -> Result<(), EngineError> {
+    if let Some(window) = &p.policy.spec.window
+        && (now_ms() as i64) < window.start.unix_millis()
+    {
+        return Err(EngineError::Refused(format!(
+            "{}: the maintenance window opens at {}; not starting a session before it (nothing was written)",
+            p.file.display(),
+            window.start
+        )));
+    }
+    if p.policy.spec.action == policy::PolicyAction::Abort {
+        return Err(EngineError::Refused(format!(
+            "{} declares `action: abort`, but no upgrade session is in progress in {}: nothing to abort",
+            p.file.display(),
+            state_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn report_stop(stop: &Stop, policy: &policy::LoadedPolicy, session: &str, output: Output) -> u8 {

@@ -123,14 +123,16 @@ fn start(
     })
 }
 
-/// The policy a session opened by `current` will run: its own copy if it
-/// has started, else none yet.
-pub fn running_policy(current: &Option<Current>) -> Result<Option<LoadedPolicy>, EngineError> {
+/// The policy of the session `current` opened, if it has started, and
+/// whether that session is already over (ended, not yet marked finished).
+pub fn running_policy(
+    current: &Option<Current>,
+) -> Result<Option<(LoadedPolicy, bool)>, EngineError> {
     match current {
-        Some((info, _, report)) if !report.records.is_empty() && !ended(report) => {
+        Some((info, _, report)) if !report.records.is_empty() => {
             let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event)))
                 .map_err(EngineError::Fold)?;
-            snapshot(info, &session).map(Some)
+            Ok(Some((snapshot(info, &session)?, ended(report))))
         }
         _ => Ok(None),
     }
