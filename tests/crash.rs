@@ -250,3 +250,39 @@ fn a_kill_between_the_last_record_and_the_finished_mark() {
     let history = site.duplex(&["history"]).stdout;
     assert_eq!(history.matches("committed").count(), 2, "{history}");
 }
+
+/// Killed in the middle of a request: `duplex abort` records the request
+/// as interrupted (Broken), then aborts and restores.
+#[test]
+fn abort_after_a_kill_mid_request_restores_the_original_configuration() {
+    let reference = Site::new();
+    reference.policy(", steps: 1", "");
+    assert_eq!(reference.apply(&[]).code, 0);
+    let (split_call, _) = records(&reference)
+        .into_iter()
+        .find(|(_, e)| e.contains(r#""request":"op/split""#))
+        .expect("the reference run calls split");
+
+    let site = Site::new();
+    site.policy(", steps: 1", "");
+    let status = apply_command(&site)
+        .env("DUPLEX_JOURNAL_CRASH", format!("{split_call}:after-sync"))
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert_eq!(site.status_json()["status"], "Busy");
+    let out = site.duplex(&["abort"]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains("request failed: Broken: interrupted: the runner stopped during this request"),
+        "{log}"
+    );
+    assert_eq!(
+        site.states(),
+        ["Idle", "PrepareSplit", "Split", "Abort", "Finish", "Idle"]
+    );
+}

@@ -99,7 +99,7 @@ impl Plan {
         };
         let abort_from: Vec<UpgradeState> = UpgradeState::ALL
             .into_iter()
-            .filter(|s| !model::abort_path(*s).is_empty())
+            .filter(|s| model::abortable(*s))
             .collect();
         let abort_path = abort_from
             .first()

@@ -94,6 +94,16 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
     );
 }
 
+/// Report a failed verb on stderr (or as `{"error": …}` with `--output
+/// json`); returns the exit code for it.
+pub(crate) fn fail(output: Output, message: &str) -> u8 {
+    match output {
+        Output::Json => print_json(&serde_json::json!({ "error": message })),
+        Output::Human => eprintln!("error: {message}"),
+    }
+    exit::INVALID
+}
+
 /// Report a policy that failed to load; returns the exit code.
 pub(crate) fn report_load_error(err: &crate::policy::LoadError) -> u8 {
     match err {

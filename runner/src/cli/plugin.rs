@@ -67,18 +67,23 @@ fn fail(file: &Path, sha256: Option<String>, error: String, code: u8, output: Ou
     code
 }
 
+/// The plugin file's bytes, or the exit code after reporting why not.
+fn read(file: &Path, output: Output) -> Result<Vec<u8>, u8> {
+    std::fs::read(file).map_err(|e| {
+        fail(
+            file,
+            None,
+            format!("cannot read {}: {e}", file.display()),
+            exit::USAGE,
+            output,
+        )
+    })
+}
+
 fn inspect(file: &Path, output: Output) -> u8 {
-    let bytes = match std::fs::read(file) {
+    let bytes = match read(file, output) {
         Ok(b) => b,
-        Err(e) => {
-            return fail(
-                file,
-                None,
-                format!("cannot read {}: {e}", file.display()),
-                exit::USAGE,
-                output,
-            );
-        }
+        Err(code) => return code,
     };
     let sha256 = plugins::sha256_hex(&bytes);
     let name = file
@@ -183,17 +188,9 @@ fn verify(file: &Path, expected: &str, output: Output) -> u8 {
             output,
         );
     }
-    let bytes = match std::fs::read(file) {
+    let bytes = match read(file, output) {
         Ok(b) => b,
-        Err(e) => {
-            return fail(
-                file,
-                None,
-                format!("cannot read {}: {e}", file.display()),
-                exit::USAGE,
-                output,
-            );
-        }
+        Err(code) => return code,
     };
     let expected = expected.to_ascii_lowercase();
     let actual = plugins::sha256_hex(&bytes);

@@ -7,7 +7,7 @@ use crate::engine::open::{self, Opened};
 use crate::engine::view::{HumanView, JsonView, View};
 use crate::engine::{Decision, Engine, EngineError, Event, Outcome, Stop, decide, now_ms, setup};
 use crate::journal::{LockedStateDir, StateDir};
-use crate::model::{Command, CommandKind, Phase, UpgradeState};
+use crate::model::{Command, Phase, UpgradeState};
 use crate::policy::{self, ApprovalPoint};
 use std::path::PathBuf;
 
@@ -96,13 +96,7 @@ fn drive(
 ) -> u8 {
     match try_drive(state_dir, output, until, action, file_policy) {
         Ok(code) => code,
-        Err(err) => {
-            match output {
-                Output::Json => super::print_json(&serde_json::json!({ "error": err.to_string() })),
-                Output::Human => eprintln!("error: {err}"),
-            }
-            exit::INVALID
-        }
+        Err(err) => super::fail(output, &err.to_string()),
     }
 }
 
@@ -315,24 +309,18 @@ fn retry_request(opened: &mut Opened) -> Result<(), EngineError> {
 }
 
 fn request_abort(opened: &mut Opened) -> Result<(), EngineError> {
-    let config = opened.session.config.clone();
     // Busy with the lock in hand: the runner that ran the request is gone.
-    // Its request is over; record that before aborting.
-    if config.phase == Phase::Running && config.allows(CommandKind::Fail) {
-        let probe = crate::model::Configuration {
-            phase: Phase::Failed,
-            ..config.clone()
-        };
-        if probe.allows(CommandKind::Abort) {
-            open::record(
-                opened,
-                Event::Model {
-                    command: Command::Fail {
-                        reason: "interrupted: the runner stopped during this request".into(),
-                    },
+    // Its request is over; record that before aborting (where abort is possible).
+    let config = &opened.session.config;
+    if config.phase == Phase::Running && crate::model::abortable(config.state) {
+        open::record(
+            opened,
+            Event::Model {
+                command: Command::Fail {
+                    reason: "interrupted: the runner stopped during this request".into(),
                 },
-            )?;
-        }
+            },
+        )?;
     }
     if let Err(refused) = opened.session.config.apply(&Command::Abort) {
         return Err(EngineError::Model(refused));
@@ -394,12 +382,6 @@ pub fn unlock(args: &UnlockArgs, output: Output, state_dir: Option<PathBuf>) -> 
             }
             exit::OK
         }
-        Err(err) => {
-            match output {
-                Output::Json => super::print_json(&serde_json::json!({ "error": err.to_string() })),
-                Output::Human => eprintln!("error: {err}"),
-            }
-            exit::INVALID
-        }
+        Err(err) => super::fail(output, &err.to_string()),
     }
 }

@@ -1,7 +1,7 @@
 //! Read-only views of the state dir: `status`, `log`, `history`. They take
 //! no lock, so they work while `duplex apply` runs.
 
-use super::{Output, exit};
+use super::{Output, exit, fail};
 use crate::engine::open::snapshot;
 use crate::engine::view::{clock_time, describe};
 use crate::engine::{Decision, Event, Session, decide, now_ms};
@@ -17,12 +17,11 @@ fn open(state_dir: Option<PathBuf>) -> Result<StateDir, String> {
     StateDir::read_only(&path).map_err(|e| e.to_string())
 }
 
-fn fail(output: Output, message: &str) -> u8 {
-    match output {
-        Output::Json => super::print_json(&serde_json::json!({ "error": message })),
-        Output::Human => eprintln!("error: {message}"),
-    }
-    exit::INVALID
+/// The state dir (read-only) and its sessions, oldest first.
+fn open_sessions(state_dir: Option<PathBuf>) -> Result<(StateDir, Vec<SessionInfo>), String> {
+    let dir = open(state_dir)?;
+    let sessions = dir.sessions().map_err(|e| e.to_string())?;
+    Ok((dir, sessions))
 }
 
 fn read(dir: &StateDir, info: &SessionInfo) -> Result<(Vec<Record<Event>>, Session), String> {
@@ -60,13 +59,9 @@ struct Status {
 }
 
 pub fn status(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let dir = match open(state_dir) {
-        Ok(d) => d,
+    let (dir, sessions) = match open_sessions(state_dir) {
+        Ok(opened) => opened,
         Err(e) => return fail(output, &e),
-    };
-    let sessions = match dir.sessions() {
-        Ok(s) => s,
-        Err(e) => return fail(output, &e.to_string()),
     };
     let Some(info) = sessions
         .iter()
@@ -326,13 +321,9 @@ struct HistoryRow {
 }
 
 pub fn history(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let dir = match open(state_dir) {
-        Ok(d) => d,
+    let (dir, sessions) = match open_sessions(state_dir) {
+        Ok(opened) => opened,
         Err(e) => return fail(output, &e),
-    };
-    let sessions = match dir.sessions() {
-        Ok(s) => s,
-        Err(e) => return fail(output, &e.to_string()),
     };
     let mut rows = Vec::new();
     for info in &sessions {

@@ -3,7 +3,7 @@
 //! arguments), so every policy rule is tested without plugins or sleeps.
 
 use super::session::{Outcome, Session};
-use crate::model::{Command, CommandKind, Phase, UpgradeState};
+use crate::model::{Command, Phase, UpgradeState, abortable};
 use crate::policy::{ApprovalPoint, AutoAbortRule, Backoff, PolicyAction, RuleAction, Spec};
 use std::time::Duration;
 
@@ -33,10 +33,6 @@ pub struct Fired {
     /// cannot abort.
     pub action: RuleAction,
     pub reason: String,
-}
-
-fn abortable(state: UpgradeState) -> bool {
-    crate::model::successor(state, CommandKind::Abort).is_some()
 }
 
 pub fn decide(session: &Session, spec: &Spec, now_ms: u64, jitter_sample: f64) -> Decision {

@@ -19,12 +19,16 @@ pub type Plugins = BTreeMap<String, LoadedPlugin>;
 /// and engine, and written atomically.
 pub const CACHE_DIR_ENV: &str = "DUPLEX_CACHE_DIR";
 
+/// The cache dir `DUPLEX_CACHE_DIR` names, if set.
+fn cache_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os(CACHE_DIR_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Where compiled plugins are cached.
 pub fn cache_dir(state_dir: &Path) -> PathBuf {
-    match std::env::var_os(CACHE_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => state_dir.join("cache").join("plugins"),
-    }
+    cache_dir_from_env().unwrap_or_else(|| state_dir.join("cache").join("plugins"))
 }
 
 pub fn storage_dir(state_dir: &Path, namespace: &str) -> PathBuf {
@@ -89,10 +93,9 @@ pub fn validate_plugins(policy: &LoadedPolicy) -> Vec<Diagnostic> {
 }
 
 fn load_checked(policy: &LoadedPolicy, state_dir: Option<&Path>) -> Result<Plugins, Vec<Finding>> {
-    let cache = match (std::env::var_os(CACHE_DIR_ENV), state_dir) {
-        (Some(dir), _) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        (_, Some(state)) => Some(cache_dir(state)),
-        _ => None,
+    let cache = match state_dir {
+        Some(state) => Some(cache_dir(state)),
+        None => cache_dir_from_env(),
     };
     let host = PluginHost::new(HostConfig {
         cache_dir: cache,

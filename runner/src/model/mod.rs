@@ -351,6 +351,11 @@ pub fn successor(state: UpgradeState, kind: CommandKind) -> Option<UpgradeState>
     })
 }
 
+/// Whether the model lets a session abort from `state` (when not Busy).
+pub fn abortable(state: UpgradeState) -> bool {
+    successor(state, C::Abort).is_some()
+}
+
 /// The happy path from Idle back to Idle: every state a committed session
 /// passes through, in order.
 pub fn forward_path() -> Vec<UpgradeState> {

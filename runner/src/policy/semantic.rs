@@ -5,7 +5,7 @@
 use super::diagnostic::Finding;
 use super::schema_check::closest;
 use super::types::*;
-use crate::model::{self, CommandKind, PartnerState, UpgradeState};
+use crate::model::{self, PartnerState, UpgradeState};
 use std::collections::{HashMap, HashSet};
 
 pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
@@ -221,12 +221,10 @@ fn auto_abort(spec: &Spec, check_names: &HashMap<&str, String>, out: &mut Vec<Fi
                     pointer,
                     "Idle runs no request, so no rule can fire there",
                 ));
-            } else if rule.action() == RuleAction::Abort
-                && model::successor(*state, CommandKind::Abort).is_none()
-            {
+            } else if rule.action() == RuleAction::Abort && !model::abortable(*state) {
                 let abortable: Vec<String> = UpgradeState::ALL
                     .iter()
-                    .filter(|s| model::successor(**s, CommandKind::Abort).is_some())
+                    .filter(|s| model::abortable(**s))
                     .map(|s| s.to_string())
                     .collect();
                 out.push(Finding::value(
