@@ -6,11 +6,14 @@
 //! - load: a cached precompiled plugin (verify digest, checksum the cache entry,
 //!   deserialize, link, describe) vs compiling it. Targets: ≤ 5 ms, ≥ 20× faster.
 //!
-//! `cargo bench -p duplex --bench plugin_host` (results: benches/RESULTS.md).
+//! `cargo bench -p duplex-core --bench plugin_host` (results: benches/RESULTS.md).
+
+// A benchmark is a front end of its own: it prints its figures.
+#![allow(clippy::print_stdout)]
 
 use criterion::Criterion;
-use duplex::model::UpgradeState;
-use duplex::plugins::*;
+use duplex_core::model::UpgradeState;
+use duplex_core::plugins::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,12 +9,15 @@
 //! - the fsyncs per session against the records it writes (target: one per
 //!   record, plus the few that make the session's files and folders durable).
 //!
-//! `cargo bench -p duplex --bench session` (results: benches/RESULTS.md).
+//! `cargo bench -p duplex-core --bench session` (results: benches/RESULTS.md).
+
+// A benchmark is a front end of its own: it prints its figures.
+#![allow(clippy::print_stdout)]
 
 use criterion::Criterion;
-use duplex::engine::view::NoView;
-use duplex::engine::{Engine, Outcome, Stop, open, setup};
-use duplex::journal::{StateDir, fsync_count};
+use duplex_core::engine::view::NoView;
+use duplex_core::engine::{Cancel, Engine, Outcome, Stop, open, setup};
+use duplex_core::journal::{StateDir, fsync_count};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,16 +65,16 @@ fn session(
 ) -> (u64, u64) {
     let state = base.join(format!("state-{n}"));
     let fsyncs = fsync_count();
-    let loaded = duplex::policy::load_file(policy).unwrap();
+    let loaded = duplex_core::policy::load_file(policy).unwrap();
     let dir = StateDir::lock(&state).unwrap();
     let opened = open::for_apply(&dir, None, loaded).unwrap();
-    let mut view = NoView;
     let engine = Engine::new(
         opened.policy,
         plugins.clone(),
         opened.writer,
         opened.session,
-        &mut view,
+        Box::new(NoView),
+        Cancel::new(),
     );
     let stop = rt.block_on(engine.run()).unwrap();
     assert_eq!(stop, Stop::Ended(Outcome::Committed));
@@ -94,8 +97,13 @@ fn session(
 fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
     std::fs::create_dir_all(base).unwrap();
     let policy = policy_file(base);
-    let loaded = duplex::policy::load_file(&policy).unwrap();
-    let plugins = setup::load_plugins(&loaded, &base.join("shared")).unwrap();
+    let loaded = duplex_core::policy::load_file(&policy).unwrap();
+    let plugins = setup::load_plugins(
+        &loaded,
+        &base.join("shared"),
+        Some(&base.join("shared/cache")),
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -143,7 +143,7 @@ fn the_readme_policy_reference_is_not_stale() {
     let b = readme
         .find(end)
         .expect("README has the reference end marker");
-    let generated = duplex::policy::reference::markdown();
+    let generated = duplex_core::policy::reference::markdown();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(
             &path,

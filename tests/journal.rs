@@ -1,4 +1,4 @@
-//! Black-box tests of `duplex::journal` on real files: round trips folded
+//! Black-box tests of `duplex_core::journal` on real files: round trips folded
 //! through the state model, torn tails and corruption on disk, the lock
 //! between processes, `force_unlock`, following a live journal, and a
 //! SIGKILL at every record boundary followed by a resume.
@@ -7,11 +7,11 @@
 //! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role; without it
 //! that test does nothing.
 
-use duplex::journal::{
+use duplex_core::journal::{
     CRASH_ENV, JournalError, LockHolder, LockedStateDir, Record, SessionId, StateDir,
     UnlockOutcome, force_unlock,
 };
-use duplex::model::{Command, Configuration, Phase, UpgradeState};
+use duplex_core::model::{Command, Configuration, Phase, UpgradeState};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

@@ -3,8 +3,8 @@
 //! must end the call with a clear `CallError`, never the runner, and leave other
 //! plugins working.
 
-use duplex::model::UpgradeState;
-use duplex::plugins::*;
+use duplex_core::model::UpgradeState;
+use duplex_core::plugins::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

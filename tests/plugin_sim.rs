@@ -2,8 +2,8 @@
 //! through the plugin host: a whole upgrade, a runner restart in the middle of
 //! a resync, injected faults, and the refusal of ungranted storage.
 
-use duplex::model::UpgradeState;
-use duplex::plugins::*;
+use duplex_core::model::UpgradeState;
+use duplex_core::plugins::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

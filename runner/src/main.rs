@@ -1,6 +1,8 @@
-//! The `duplex` binary: a thin edge over the library. The CLI turns the
-//! library's typed errors into messages and exit codes (`cli::exit`).
+//! The `duplex` binary: argument parsing, rendering and exit codes over
+//! `duplex-core`, which knows nothing of any of them.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    duplex::cli::main()
+    cli::main()
 }

@@ -80,11 +80,14 @@ pub enum Verb {
     Unlock(run::UnlockArgs),
 }
 
+mod dirs;
 mod plan;
 mod plugin;
 mod run;
+mod signals;
 mod status;
 mod validate;
+mod view;
 
 /// Print a value as pretty JSON on stdout.
 pub(crate) fn print_json(value: &impl serde::Serialize) {
@@ -105,15 +108,15 @@ pub(crate) fn fail(output: Output, message: &str) -> u8 {
 }
 
 /// Report a policy that failed to load; returns the exit code.
-pub(crate) fn report_load_error(err: &crate::policy::LoadError) -> u8 {
+pub(crate) fn report_load_error(err: &duplex_core::policy::LoadError) -> u8 {
     match err {
-        crate::policy::LoadError::Invalid(diags) => {
+        duplex_core::policy::LoadError::Invalid(diags) => {
             for d in diags {
                 eprintln!("{d}");
             }
             exit::INVALID
         }
-        crate::policy::LoadError::Unreadable { .. } => {
+        duplex_core::policy::LoadError::Unreadable { .. } => {
             eprintln!("error: {err}");
             exit::USAGE
         }
@@ -135,7 +138,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Verb::Validate(args) => validate::run(&args, cli.output),
         Verb::Schema => {
-            print!("{}", crate::policy::schema_json());
+            print!("{}", duplex_core::policy::schema_json());
             exit::OK
         }
         Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),

@@ -1,8 +1,8 @@
 //! `duplex plan FILE`
 
 use super::{Output, exit};
-use crate::plan::Plan;
-use crate::policy;
+use duplex_core::plan::Plan;
+use duplex_core::policy;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -48,10 +48,9 @@ struct InFlight {
 }
 
 fn in_flight(state_dir: Option<PathBuf>, file: &policy::LoadedPolicy) -> Option<InFlight> {
-    use crate::engine::{Event, Session};
+    use duplex_core::engine::{Event, Session};
     let dir =
-        crate::journal::StateDir::read_only(crate::journal::StateDir::resolve(state_dir).ok()?)
-            .ok()?;
+        duplex_core::journal::StateDir::read_only(super::dirs::state_dir(state_dir).ok()?).ok()?;
     let info = dir.current_session().ok()??;
     let report = dir.read_session::<Event>(&info.id).ok()?;
     let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event))).ok()?;

@@ -1,7 +1,7 @@
 //! `duplex plugin inspect FILE` and `duplex plugin verify FILE --sha256 HEX`.
 
 use super::{Output, exit, print_json};
-use crate::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
+use duplex_core::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -2,13 +2,17 @@
 //! `abort`. Each takes the state dir's lock, does its one thing, then lets
 //! the engine carry the session as far as it can go on its own.
 
+use super::view::{HumanView, JsonView};
 use super::{Output, exit};
-use crate::engine::open::{self, Opened};
-use crate::engine::view::{HumanView, JsonView, View};
-use crate::engine::{Decision, Engine, EngineError, Event, Outcome, Stop, decide, now_ms, setup};
-use crate::journal::{LockedStateDir, StateDir};
-use crate::model::{Command, Phase, UpgradeState};
-use crate::policy::{self, ApprovalPoint};
+use duplex_core::engine::Cancel;
+use duplex_core::engine::open::{self, Opened};
+use duplex_core::engine::view::EventSink;
+use duplex_core::engine::{
+    Decision, Engine, EngineError, Event, Outcome, Stop, decide, now_ms, setup,
+};
+use duplex_core::journal::{LockedStateDir, StateDir};
+use duplex_core::model::{Command, Phase, UpgradeState};
+use duplex_core::policy::{self, ApprovalPoint};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -101,7 +105,8 @@ fn drive(
 }
 
 pub fn lock(state_dir: Option<PathBuf>) -> Result<(PathBuf, LockedStateDir), EngineError> {
-    let path = StateDir::resolve(state_dir).map_err(EngineError::Journal)?;
+    let path =
+        super::dirs::state_dir(state_dir).map_err(|e| EngineError::Refused(e.to_string()))?;
     let dir = StateDir::lock(&path).map_err(EngineError::Journal)?;
     Ok((path, dir))
 }
@@ -133,7 +138,7 @@ fn try_drive(
         (Some((p, true)), None) => p,
         (None, None) => return Err(EngineError::NoSession(path.display().to_string())),
     };
-    let plugins = setup::load_plugins(&run_policy, &path)?;
+    let plugins = setup::load_plugins(&run_policy, &path, Some(&super::dirs::cache_dir(&path)))?;
     setup::verify_artifacts(&run_policy)?;
     let mut opened = match file_policy {
         Some(p) => open::for_apply(&dir, current, p)?,
@@ -145,11 +150,9 @@ fn try_drive(
         Action::Retry => retry_request(&mut opened)?,
         Action::Abort => request_abort(&mut opened)?,
     }
-    let mut human = HumanView::new();
-    let mut json = JsonView;
-    let view: &mut dyn View = match output {
-        Output::Human => &mut human,
-        Output::Json => &mut json,
+    let view: Box<dyn EventSink> = match output {
+        Output::Human => Box::new(HumanView::new()),
+        Output::Json => Box::new(JsonView),
     };
     if output == Output::Human {
         let verb = if opened.resumed {
@@ -172,12 +175,24 @@ fn try_drive(
         ..
     } = opened;
     let id = writer.id().to_string();
-    let engine = Engine::new(policy.clone(), plugins, writer, session, view).until(until);
+    let cancel = Cancel::new();
+    let engine = Engine::new(
+        policy.clone(),
+        plugins,
+        writer,
+        session,
+        view,
+        cancel.clone(),
+    )
+    .until(until);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| EngineError::Internal(format!("cannot start the runtime: {e}")))?;
-    let stop = runtime.block_on(engine.run())?;
+    let stop = runtime.block_on(async {
+        super::signals::cancel_on_signal(cancel);
+        engine.run().await
+    })?;
     Ok(report_stop(&stop, &policy, &id, output))
 }
 
@@ -312,7 +327,7 @@ fn request_abort(opened: &mut Opened) -> Result<(), EngineError> {
     // Busy with the lock in hand: the runner that ran the request is gone.
     // Its request is over; record that before aborting (where abort is possible).
     let config = &opened.session.config;
-    if config.phase == Phase::Running && crate::model::abortable(config.state) {
+    if config.phase == Phase::Running && duplex_core::model::abortable(config.state) {
         open::record(
             opened,
             Event::Model {
@@ -349,15 +364,20 @@ pub fn unlock(args: &UnlockArgs, output: Output, state_dir: Option<PathBuf>) -> 
         );
         return exit::USAGE;
     }
-    let result =
-        StateDir::resolve(state_dir).and_then(|p| crate::journal::force_unlock(&p).map(|o| (p, o)));
+    let path = match super::dirs::state_dir(state_dir) {
+        Ok(path) => path,
+        Err(e) => return super::fail(output, &e.to_string()),
+    };
+    let result = duplex_core::journal::force_unlock(&path).map(|o| (path, o));
     match result {
         Ok((path, outcome)) if output == Output::Json => {
             let (result, pid) = match outcome {
-                crate::journal::UnlockOutcome::NotHeld { stale } => {
+                duplex_core::journal::UnlockOutcome::NotHeld { stale } => {
                     ("not-locked", stale.map(|h| h.pid))
                 }
-                crate::journal::UnlockOutcome::Broken { holder } => ("broken", Some(holder.pid)),
+                duplex_core::journal::UnlockOutcome::Broken { holder } => {
+                    ("broken", Some(holder.pid))
+                }
             };
             super::print_json(
                 &serde_json::json!({ "stateDir": path, "result": result, "deadHolderPid": pid }),
@@ -366,15 +386,15 @@ pub fn unlock(args: &UnlockArgs, output: Output, state_dir: Option<PathBuf>) -> 
         }
         Ok((path, outcome)) => {
             match outcome {
-                crate::journal::UnlockOutcome::NotHeld { stale: None } => {
+                duplex_core::journal::UnlockOutcome::NotHeld { stale: None } => {
                     println!("{}: not locked; nothing to do", path.display())
                 }
-                crate::journal::UnlockOutcome::NotHeld { stale: Some(h) } => println!(
+                duplex_core::journal::UnlockOutcome::NotHeld { stale: Some(h) } => println!(
                     "{}: not locked; cleared the record of dead holder pid {}",
                     path.display(),
                     h.pid
                 ),
-                crate::journal::UnlockOutcome::Broken { holder } => println!(
+                duplex_core::journal::UnlockOutcome::Broken { holder } => println!(
                     "{}: broke the lock of dead holder pid {}",
                     path.display(),
                     holder.pid

@@ -2,18 +2,18 @@
 //! no lock, so they work while `duplex apply` runs.
 
 use super::{Output, exit, fail};
-use crate::engine::open::snapshot;
-use crate::engine::view::{clock_time, describe};
-use crate::engine::{Decision, Event, Session, decide, now_ms};
-use crate::journal::{Record, SessionId, SessionInfo, StateDir, format_utc};
-use crate::model::{CommandKind, UpgradeState};
-use crate::policy::{HumanDuration, Sha256};
+use duplex_core::engine::open::snapshot;
+use duplex_core::engine::view::{clock_time, describe};
+use duplex_core::engine::{Decision, Event, Session, decide, now_ms};
+use duplex_core::journal::{Record, SessionId, SessionInfo, StateDir, format_utc};
+use duplex_core::model::{CommandKind, UpgradeState};
+use duplex_core::policy::{HumanDuration, Sha256};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 fn open(state_dir: Option<PathBuf>) -> Result<StateDir, String> {
-    let path = StateDir::resolve(state_dir).map_err(|e| e.to_string())?;
+    let path = super::dirs::state_dir(state_dir).map_err(|e| e.to_string())?;
     StateDir::read_only(&path).map_err(|e| e.to_string())
 }
 
@@ -125,7 +125,7 @@ pub fn status(output: Output, state_dir: Option<PathBuf>) -> u8 {
     // plugin for (partner reports run alongside every request).
     let request = records.iter().rev().find_map(|r| match &r.event {
         Event::PluginCall { request, .. }
-            if request != "partner" && c.status() != crate::model::OpStatus::Ready =>
+            if request != "partner" && c.status() != duplex_core::model::OpStatus::Ready =>
         {
             Some(request.clone())
         }
@@ -212,18 +212,14 @@ pub fn log(args: &LogArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
         Err(e) => return fail(output, &e),
     };
     let info = match &args.session {
-        Some(id) => SessionId::parse(id).and_then(|id| dir.session(&id)),
-        None => dir
-            .sessions()
-            .map(|s| s.last().cloned())
-            .and_then(|last| match last {
-                Some(info) => Ok(info),
-                None => Err(crate::journal::JournalError::NoStateDir),
-            }),
+        Some(id) => SessionId::parse(id)
+            .and_then(|id| dir.session(&id))
+            .map(Some),
+        None => dir.sessions().map(|s| s.last().cloned()),
     };
     let info = match info {
-        Ok(i) => i,
-        Err(crate::journal::JournalError::NoStateDir) => {
+        Ok(Some(i)) => i,
+        Ok(None) => {
             return fail(
                 output,
                 &format!("no session has run in {}", dir.path().display()),

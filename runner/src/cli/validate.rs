@@ -1,7 +1,7 @@
 //! `duplex validate FILE...`
 
 use super::{Output, exit};
-use crate::policy::{self, Diagnostic, LoadError};
+use duplex_core::policy::{self, Diagnostic, LoadError};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -34,7 +34,10 @@ pub fn run(args: &Args, output: Output) -> u8 {
             Ok(loaded) => {
                 // The plugins, pinned by digest, must provide what the policy
                 // asks of them with parameters their schemas accept.
-                let errors = crate::engine::setup::validate_plugins(&loaded);
+                let errors = duplex_core::engine::setup::validate_plugins(
+                    &loaded,
+                    super::dirs::cache_dir_from_env().as_deref(),
+                );
                 if !errors.is_empty() {
                     code = code.max(exit::INVALID);
                 }

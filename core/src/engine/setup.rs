@@ -14,23 +14,6 @@ use std::path::{Path, PathBuf};
 /// The policy's plugins by name, loaded and described.
 pub type Plugins = BTreeMap<String, LoadedPlugin>;
 
-/// Overrides where compiled plugins are cached (default: inside the state
-/// dir). Several state dirs may share one cache: entries are keyed by digest
-/// and engine, and written atomically.
-pub const CACHE_DIR_ENV: &str = "DUPLEX_CACHE_DIR";
-
-/// The cache dir `DUPLEX_CACHE_DIR` names, if set.
-fn cache_dir_from_env() -> Option<PathBuf> {
-    std::env::var_os(CACHE_DIR_ENV)
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-}
-
-/// Where compiled plugins are cached.
-pub fn cache_dir(state_dir: &Path) -> PathBuf {
-    cache_dir_from_env().unwrap_or_else(|| state_dir.join("cache").join("plugins"))
-}
-
 pub fn storage_dir(state_dir: &Path, namespace: &str) -> PathBuf {
     state_dir.join("storage").join(namespace)
 }
@@ -77,28 +60,32 @@ pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Optio
 
 /// Verify and load every plugin the policy declares, and check that each
 /// provides what the policy asks of it, with parameters its schemas accept.
-pub fn load_plugins(policy: &LoadedPolicy, state_dir: &Path) -> Result<Plugins, EngineError> {
-    load_checked(policy, Some(state_dir))
+pub fn load_plugins(
+    policy: &LoadedPolicy,
+    state_dir: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<Plugins, EngineError> {
+    load_checked(policy, Some(state_dir), cache_dir)
         .map_err(|findings| EngineError::Policy(policy.place(findings)))
 }
 
 /// For `duplex validate`: the same checks, with no state dir (no
 /// capabilities are set up; `describe` needs none) and every problem placed
 /// in the policy file.
-pub fn validate_plugins(policy: &LoadedPolicy) -> Vec<Diagnostic> {
-    match load_checked(policy, None) {
+pub fn validate_plugins(policy: &LoadedPolicy, cache_dir: Option<&Path>) -> Vec<Diagnostic> {
+    match load_checked(policy, None, cache_dir) {
         Ok(_) => Vec::new(),
         Err(findings) => policy.place(findings),
     }
 }
 
-fn load_checked(policy: &LoadedPolicy, state_dir: Option<&Path>) -> Result<Plugins, Vec<Finding>> {
-    let cache = match state_dir {
-        Some(state) => Some(cache_dir(state)),
-        None => cache_dir_from_env(),
-    };
+fn load_checked(
+    policy: &LoadedPolicy,
+    state_dir: Option<&Path>,
+    cache_dir: Option<&Path>,
+) -> Result<Plugins, Vec<Finding>> {
     let host = PluginHost::new(HostConfig {
-        cache_dir: cache,
+        cache_dir: cache_dir.map(Path::to_path_buf),
         ..HostConfig::default()
     })
     .map_err(|e| vec![Finding::value("/spec/plugins", e.to_string())])?;

@@ -450,8 +450,8 @@ impl SessionWriter {
 /// is left for a later poll, never reported as torn.
 ///
 /// ```no_run
-/// # use duplex::journal::{StateDir, SessionId};
-/// # fn demo(dir: &StateDir, id: &SessionId) -> Result<(), duplex::journal::JournalError> {
+/// # use duplex_core::journal::{StateDir, SessionId};
+/// # fn demo(dir: &StateDir, id: &SessionId) -> Result<(), duplex_core::journal::JournalError> {
 /// let mut follower = dir.follow::<serde_json::Value>(id)?;
 /// loop {
 ///     let done = follower.session_finished(); // before the poll: nothing follows it

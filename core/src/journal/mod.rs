@@ -126,8 +126,7 @@ mod session;
 mod sys;
 
 pub use dir::{
-    Finished, LockHolder, LockedStateDir, STATE_DIR_ENV, SYSTEM_STATE_DIR, SessionInfo, StateDir,
-    UnlockOutcome, force_unlock, resolve_state_dir,
+    Finished, LockHolder, LockedStateDir, SessionInfo, StateDir, UnlockOutcome, force_unlock,
 };
 pub use session::{Follower, ReadReport, Record, SessionId, SessionWriter, TornTail};
 pub use sys::{CRASH_ENV, format_utc, fsync_count, write_atomic};
@@ -225,12 +224,6 @@ pub enum JournalError {
         .path.display()
     )]
     StateDirMissing { path: PathBuf },
-
-    #[error(
-        "cannot choose a state dir: pass --state-dir, or set DUPLEX_STATE_DIR, XDG_STATE_HOME \
-         or HOME"
-    )]
-    NoStateDir,
 
     #[error("there is no session {id} in state dir {}", .path.display())]
     SessionNotFound { path: PathBuf, id: SessionId },

@@ -175,12 +175,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 // ─── Processes ──────────────────────────────────────────────────────────────
 
-/// Whether the effective user is root (decides the default state dir).
-pub(crate) fn euid_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// The start time of a process in clock ticks since boot (Linux
 /// `/proc/<pid>/stat` field 22), which tells a live holder from a later
 /// process that reused its pid. `None` where `/proc` does not say.
@@ -230,6 +224,9 @@ pub(crate) enum CrashPoint {
 }
 
 /// The crash point set in the environment for record `seq`, if any.
+// The one environment variable the core reads: a fault-injection hook for
+// the crash tests, inert unless set, not configuration.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn crash_point_from_env() -> Result<Option<(u64, CrashPoint)>, JournalError> {
     let Some(value) = std::env::var_os(CRASH_ENV) else {
         return Ok(None);

@@ -5,7 +5,6 @@ use super::session::{Follower, ReadReport, SessionId, SessionWriter};
 use super::sys;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -14,12 +13,6 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `$DUPLEX_STATE_DIR`: the state dir when `--state-dir` is not given.
-pub const STATE_DIR_ENV: &str = "DUPLEX_STATE_DIR";
-
-/// The state dir for root when neither the flag nor the variable is set.
-pub const SYSTEM_STATE_DIR: &str = "/var/lib/duplex";
 
 const SESSIONS: &str = "sessions";
 const JOURNAL: &str = "journal";
@@ -220,41 +213,7 @@ pub struct StateDir {
     path: PathBuf,
 }
 
-/// The state dir to use: the `--state-dir` flag, else `$DUPLEX_STATE_DIR`,
-/// else `/var/lib/duplex` when running as root, else
-/// `$XDG_STATE_HOME/duplex`, else `~/.local/state/duplex`. Empty variables
-/// count as unset, and a relative `XDG_STATE_HOME` is ignored (as the XDG
-/// spec says).
-pub fn resolve_state_dir(
-    cli_flag: Option<PathBuf>,
-    env: impl Fn(&str) -> Option<OsString>,
-    is_root: bool,
-) -> Result<PathBuf, JournalError> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(flag) = cli_flag.filter(|p| !p.as_os_str().is_empty()) {
-        return Ok(flag);
-    }
-    if let Some(dir) = var(STATE_DIR_ENV) {
-        return Ok(dir);
-    }
-    if is_root {
-        return Ok(PathBuf::from(SYSTEM_STATE_DIR));
-    }
-    if let Some(xdg) = var("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
-        return Ok(xdg.join("duplex"));
-    }
-    if let Some(home) = var("HOME").filter(|p| p.is_absolute()) {
-        return Ok(home.join(".local/state/duplex"));
-    }
-    Err(JournalError::NoStateDir)
-}
-
 impl StateDir {
-    /// [`resolve_state_dir`] with this process's environment and euid.
-    pub fn resolve(cli_flag: Option<PathBuf>) -> Result<PathBuf, JournalError> {
-        resolve_state_dir(cli_flag, |name| std::env::var_os(name), sys::euid_is_root())
-    }
-
     /// Open a state dir for reading (`status`, `log`, `history`); it must
     /// exist. Takes no lock and changes nothing.
     pub fn read_only(path: impl Into<PathBuf>) -> Result<StateDir, JournalError> {

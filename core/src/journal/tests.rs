@@ -7,7 +7,6 @@ use super::session::TEST_SYNC;
 use super::sys;
 use super::*;
 use serde_json::json;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -327,46 +326,6 @@ fn session_ids_are_validated_and_sort_in_creation_order() {
         prev = next;
     }
     assert!(prev.as_str().starts_with("20261125T013140Z-"));
-}
-
-#[test]
-fn the_state_dir_is_the_flag_then_the_variable_then_root_or_xdg_then_home() {
-    let env = |vars: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| OsString::from(v))
-        }
-    };
-    let all: &[(&str, &str)] = &[
-        ("DUPLEX_STATE_DIR", "/env/dir"),
-        ("XDG_STATE_HOME", "/xdg"),
-        ("HOME", "/home/u"),
-    ];
-    let resolve = |flag: Option<&str>, vars, root| {
-        resolve_state_dir(flag.map(Into::into), env(vars), root).map(|p| p.display().to_string())
-    };
-    assert_eq!(resolve(Some("/flag"), all, true).unwrap(), "/flag");
-    assert_eq!(resolve(None, all, true).unwrap(), "/env/dir");
-    assert_eq!(resolve(None, &all[1..], true).unwrap(), "/var/lib/duplex");
-    assert_eq!(resolve(None, &all[1..], false).unwrap(), "/xdg/duplex");
-    assert_eq!(
-        resolve(None, &all[2..], false).unwrap(),
-        "/home/u/.local/state/duplex"
-    );
-    let relative_xdg: &[(&str, &str)] = &[
-        ("DUPLEX_STATE_DIR", ""),
-        ("XDG_STATE_HOME", "rel"),
-        ("HOME", "/h"),
-    ];
-    assert_eq!(
-        resolve(Some(""), relative_xdg, false).unwrap(),
-        "/h/.local/state/duplex"
-    );
-    assert!(matches!(
-        resolve(None, &[], false),
-        Err(JournalError::NoStateDir)
-    ));
 }
 
 #[test]

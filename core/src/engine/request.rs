@@ -5,7 +5,7 @@
 
 use super::EngineError;
 use super::decide::condition_rules;
-use super::driver::{Engine, interrupted, now_ms};
+use super::driver::{Engine, now_ms};
 use super::session::Event;
 use crate::model::{Command, UpgradeState};
 use crate::plugins::{
@@ -46,7 +46,7 @@ enum Tally {
     Inconclusive(String),
 }
 
-impl Engine<'_> {
+impl Engine {
     pub(super) async fn run_request(&mut self) -> Result<(), EngineError> {
         let state = self.session.config.state;
         let outcome = match self.observe_partner().await? {
@@ -128,7 +128,7 @@ impl Engine<'_> {
         let handle = tokio::task::spawn_blocking(move || call(&loaded));
         let result = tokio::select! {
             joined = handle => joined.map_err(|e| EngineError::Internal(format!("plugin call task failed: {e}")))?,
-            _ = interrupted() => return Err(EngineError::Interrupted),
+            _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
         };
         let elapsed = started.elapsed();
         let (ok, outcome, logs, duration) = match &result {
@@ -271,7 +271,7 @@ impl Engine<'_> {
                     message,
                     retry_after,
                 }) => {
-                    self.view.progress(request, percent, &message);
+                    self.sink.progress(request, percent, &message);
                     if let Err(f) = self.observe_partner().await? {
                         return Ok(Err(f));
                     }
@@ -367,7 +367,7 @@ impl Engine<'_> {
             let soak = v.soak.as_duration().as_millis().max(1) as u64;
             let left = end.saturating_sub(now_ms());
             let percent = (100 - (left * 100 / soak).min(100)) as u8;
-            self.view.progress(
+            self.sink.progress(
                 "verification",
                 percent,
                 &format!(

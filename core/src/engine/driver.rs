@@ -4,10 +4,11 @@
 //! fold of the same records a later `resume` will make.
 
 use super::EngineError;
+use super::cancel::Cancel;
 use super::decide::{Decision, decide};
 use super::session::{Event, Outcome, Session};
 use super::setup::Plugins;
-use super::view::View;
+use super::view::EventSink;
 use crate::journal::SessionWriter;
 use crate::model::{Command, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy, RuleAction};
@@ -23,13 +24,14 @@ pub enum Stop {
     Reached(UpgradeState),
 }
 
-pub struct Engine<'v> {
+pub struct Engine {
     pub(super) policy: LoadedPolicy,
     pub(super) plugins: Plugins,
     pub(super) writer: Option<SessionWriter>,
     pub(super) session: Session,
     pub(super) session_id: String,
-    pub(super) view: &'v mut dyn View,
+    pub(super) sink: Box<dyn EventSink>,
+    pub(super) cancel: Cancel,
     pub(super) until: Option<UpgradeState>,
 }
 
@@ -40,13 +42,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl<'v> Engine<'v> {
+impl Engine {
     pub fn new(
         policy: LoadedPolicy,
         plugins: Plugins,
         writer: SessionWriter,
         session: Session,
-        view: &'v mut dyn View,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
     ) -> Self {
         let session_id = writer.id().to_string();
         Engine {
@@ -55,7 +58,8 @@ impl<'v> Engine<'v> {
             writer: Some(writer),
             session,
             session_id,
-            view,
+            sink,
+            cancel,
             until: None,
         }
     }
@@ -84,7 +88,7 @@ impl<'v> Engine<'v> {
             .map_err(EngineError::Journal)?;
         next.last_ms = now;
         self.session = next;
-        self.view.record(seq, now, &event, &self.session);
+        self.sink.record(seq, now, &event, &self.session);
         Ok(())
     }
 
@@ -161,24 +165,7 @@ impl<'v> Engine<'v> {
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
-            _ = interrupted() => Err(EngineError::Interrupted),
+            _ = self.cancel.cancelled() => Err(EngineError::Interrupted),
         }
-    }
-}
-
-/// Resolves when the process is asked to stop.
-pub(super) async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handling, never interrupt.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
