@@ -6,6 +6,8 @@
 //! refuses the names); front ends (the `duplex` binary, later the agent)
 //! call [`app`] and render the plain data it returns. See ARCHITECTURE.md.
 
+pub mod artifact;
+pub mod cancel;
 pub mod engine;
 pub mod journal;
 pub mod model;

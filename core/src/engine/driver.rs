@@ -4,11 +4,11 @@
 //! fold of the same records a later `resume` will make.
 
 use super::EngineError;
-use super::cancel::Cancel;
 use super::decide::{Decision, decide};
 use super::session::{Event, Outcome, Session};
 use super::setup::Plugins;
 use super::view::EventSink;
+use crate::cancel::Cancel;
 use crate::journal::SessionWriter;
 use crate::model::{Command, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy, RuleAction};

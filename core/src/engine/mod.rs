@@ -7,7 +7,6 @@
 //! - `open`: starting, resuming and operator commands on a session;
 //! - `view`: what a person or a machine sees, live and in `duplex log`.
 
-pub mod cancel;
 pub mod decide;
 mod driver;
 pub mod open;
@@ -16,7 +15,7 @@ pub mod session;
 pub mod setup;
 pub mod view;
 
-pub use cancel::Cancel;
+pub use crate::cancel::Cancel;
 pub use decide::{Decision, Fired, decide};
 pub use driver::{Engine, Stop, now_ms};
 pub use session::{Event, FoldError, Outcome, Session};

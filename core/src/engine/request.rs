@@ -212,7 +212,7 @@ impl Engine {
     async fn installs(&mut self) -> Result<Outcome, EngineError> {
         let spec = self.policy.policy.spec.clone();
         for software in &spec.software {
-            let artifact = match super::setup::verify_artifact(&self.policy, software) {
+            let artifact = match crate::artifact::verify_artifact(&self.policy, software) {
                 Ok(a) => a,
                 Err(reason) => {
                     return Ok(Err(Failure {

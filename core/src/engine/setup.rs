@@ -4,11 +4,11 @@
 //! never leaves a half-started session behind.
 
 use super::EngineError;
+use crate::plugins::params::{ParamError, param_errors};
 use crate::plugins::{self, HostConfig, LoadedPlugin, PluginError, PluginHost, PluginSpec};
 use crate::policy::schema_check::closest;
-use crate::policy::{Diagnostic, Finding, LoadedPolicy, Params, Sha256, Software};
+use crate::policy::{Diagnostic, Finding, LoadedPolicy, Params};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The policy's plugins by name, loaded and described.
@@ -171,7 +171,7 @@ fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
                 spec.target.plugin
             )
         };
-        out.push(e.finding("/spec/target/with", &what));
+        out.push(param_finding(e, "/spec/target/with", &what));
     }
     for (i, s) in spec.software.iter().enumerate() {
         let installer = spec.installer_of(s);
@@ -201,7 +201,11 @@ fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
                             .into_iter()
                             .filter(|e| !target_errors.iter().any(|(t, _)| t == e))
                         {
-                            out.push(e.finding(&format!("/spec/software/{i}/with"), &what));
+                            out.push(param_finding(
+                                &e,
+                                &format!("/spec/software/{i}/with"),
+                                &what,
+                            ));
                         }
                     }
                 }
@@ -239,7 +243,7 @@ fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
                     Ok(errors) => out.extend(
                         errors
                             .into_iter()
-                            .map(|e| e.finding(&format!("{pointer}/with"), &what)),
+                            .map(|e| param_finding(&e, &format!("{pointer}/with"), &what)),
                     ),
                 }
             }
@@ -264,113 +268,14 @@ fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
     out
 }
 
-/// One way parameters fail a plugin's schema: where (relative to the
-/// `with:` block, at a key or at a value) and what.
-#[derive(Debug, PartialEq)]
-struct ParamError {
-    at: String,
-    key: bool,
-    message: String,
-}
-
-impl ParamError {
-    fn finding(&self, with_pointer: &str, what: &str) -> Finding {
-        let at = format!("{with_pointer}{}", self.at);
-        let message = format!("{what}: {}", self.message);
-        if self.key {
-            Finding::key(at, message)
-        } else {
-            Finding::value(at, message)
-        }
-    }
-}
-
-/// Check parameters against a plugin's schema. `Err` when the schema itself
-/// is unusable.
-fn param_errors(schema: &serde_json::Value, with: &Params) -> Result<Vec<ParamError>, String> {
-    use jsonschema::error::ValidationErrorKind;
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| format!("declares an unusable parameter schema: {e}"))?;
-    let instance = serde_json::Value::Object(with.clone());
-    let mut out = Vec::new();
-    for error in validator.iter_errors(&instance) {
-        let at = error.instance_path().as_str().to_string();
-        match error.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                for name in unexpected {
-                    out.push(ParamError {
-                        at: format!("{at}/{}", crate::policy::spans::escape(name)),
-                        key: true,
-                        message: format!("unknown parameter `{name}`"),
-                    });
-                }
-            }
-            _ => out.push(ParamError {
-                at,
-                key: false,
-                message: error.to_string(),
-            }),
-        }
-    }
-    Ok(out)
-}
-
-/// Read an artifact and check it against its pinned digest.
-pub fn verify_artifact(
-    policy: &LoadedPolicy,
-    software: &Software,
-) -> Result<plugins::Artifact, String> {
-    let path = policy.resolve(&software.source);
-    let mut file = std::fs::File::open(&path).map_err(|e| {
-        format!(
-            "artifact `{}` ({}): cannot read it: {e}",
-            software.name,
-            path.display()
-        )
-    })?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| {
-        format!(
-            "artifact `{}` ({}): cannot read it: {e}",
-            software.name,
-            path.display()
-        )
-    })?;
-    let actual = Sha256::of(&bytes);
-    if actual != software.sha256 {
-        return Err(format!(
-            "artifact `{}` ({}) does not match its pinned digest: the policy pins sha256 {}, the file has sha256 {actual}",
-            software.name,
-            path.display(),
-            software.sha256
-        ));
-    }
-    Ok(plugins::Artifact {
-        name: software.name.clone(),
-        version: software.version.clone(),
-        sha256: software.sha256.to_string(),
-        size: bytes.len() as u64,
-        source: software.source.clone(),
-    })
-}
-
-/// Check every artifact before the session starts.
-pub fn verify_artifacts(policy: &LoadedPolicy) -> Result<(), EngineError> {
-    let findings: Vec<Finding> = policy
-        .policy
-        .spec
-        .software
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            verify_artifact(policy, s)
-                .err()
-                .map(|e| Finding::value(format!("/spec/software/{i}/sha256"), e))
-        })
-        .collect();
-    if findings.is_empty() {
-        Ok(())
+/// A parameter problem placed in the policy: under the `with:` block at
+/// `with_pointer`, naming `what` refused it.
+fn param_finding(e: &ParamError, with_pointer: &str, what: &str) -> Finding {
+    let at = format!("{with_pointer}{}", e.at);
+    let message = format!("{what}: {}", e.message);
+    if e.key {
+        Finding::key(at, message)
     } else {
-        Err(EngineError::Policy(policy.place(findings)))
+        Finding::value(at, message)
     }
 }

@@ -21,6 +21,7 @@ mod bindings;
 mod cache;
 mod digest;
 mod error;
+pub mod params;
 mod spec;
 mod state;
 mod storage;

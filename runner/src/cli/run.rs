@@ -139,7 +139,7 @@ fn try_drive(
         (None, None) => return Err(EngineError::NoSession(path.display().to_string())),
     };
     let plugins = setup::load_plugins(&run_policy, &path, Some(&super::dirs::cache_dir(&path)))?;
-    setup::verify_artifacts(&run_policy)?;
+    duplex_core::artifact::verify_artifacts(&run_policy).map_err(EngineError::Policy)?;
     let mut opened = match file_policy {
         Some(p) => open::for_apply(&dir, current, p)?,
         None => open::in_flight(&dir, current)?,
