@@ -1,5 +1,6 @@
-//! A whole upgrade session, Idle → … → Finish → Idle, through the real
-//! engine, journal and plugin host, with near no-op plugins (sim-duplex with
+//! A whole upgrade session, Idle → … → Finish → Idle, through the
+//! application layer, the real engine, journal and plugin host, with near
+//! no-op plugins (sim-duplex with
 //! no delays and one call per operation, no gates): the runner's own cost.
 //!
 //! - on tmpfs (`/dev/shm`), where an fsync costs next to nothing: the
@@ -15,9 +16,13 @@
 #![allow(clippy::print_stdout)]
 
 use criterion::Criterion;
-use duplex_core::engine::view::NoView;
-use duplex_core::engine::{Cancel, Engine, Outcome, Stop, open, setup};
-use duplex_core::journal::{StateDir, fsync_count};
+use duplex_core::app::{App, AppConfig, RunOptions};
+use duplex_core::cancel::Cancel;
+use duplex_core::clock::SystemClock;
+use duplex_core::engine::sink::NoSink;
+use duplex_core::engine::{Outcome, Pacing, Stop};
+use duplex_core::journal::fsync_count;
+use duplex_core::plugins::{HostConfig, PluginHost};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,29 +60,38 @@ spec:
     path
 }
 
-/// One whole session in a fresh state dir; returns (records, fsyncs).
+/// One whole session in a fresh state dir, through the application layer
+/// (plugins loaded from the shared host's cache, artifacts verified, the
+/// session created with its policy and plugin copies); returns (records,
+/// fsyncs).
 fn session(
     base: &Path,
     n: usize,
     policy: &Path,
-    plugins: &setup::Plugins,
+    host: &PluginHost,
     rt: &tokio::runtime::Runtime,
 ) -> (u64, u64) {
     let state = base.join(format!("state-{n}"));
     let fsyncs = fsync_count();
     let loaded = duplex_core::policy::load_file(policy).unwrap();
-    let dir = StateDir::lock(&state).unwrap();
-    let opened = open::for_apply(&dir, None, loaded).unwrap();
-    let engine = Engine::new(
-        opened.policy,
-        plugins.clone(),
-        opened.writer,
-        opened.session,
-        Box::new(NoView),
-        Cancel::new(),
+    let app = App::with_host(
+        AppConfig {
+            state_dir: state.clone(),
+            cache_dir: None,
+            clock: SystemClock::shared(),
+            pacing: Pacing::default(),
+        },
+        host.clone(),
     );
-    let stop = rt.block_on(engine.run()).unwrap();
-    assert_eq!(stop, Stop::Ended(Outcome::Committed));
+    let report = rt
+        .block_on(app.apply(
+            loaded,
+            RunOptions::default(),
+            Box::new(NoSink),
+            Cancel::new(),
+        ))
+        .unwrap();
+    assert_eq!(report.stop, Stop::Ended(Outcome::Committed));
     let journal = std::fs::read_dir(state.join("sessions"))
         .unwrap()
         .next()
@@ -97,12 +111,10 @@ fn session(
 fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
     std::fs::create_dir_all(base).unwrap();
     let policy = policy_file(base);
-    let loaded = duplex_core::policy::load_file(&policy).unwrap();
-    let plugins = setup::load_plugins(
-        &loaded,
-        &base.join("shared"),
-        Some(&base.join("shared/cache")),
-    )
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(base.join("shared/cache")),
+        ..HostConfig::default()
+    })
     .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,7 +126,7 @@ fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
             let t = Instant::now();
             for _ in 0..iters {
                 n += 1;
-                session(base, n, &policy, &plugins, &rt);
+                session(base, n, &policy, &host, &rt);
             }
             t.elapsed()
         })
@@ -123,12 +135,12 @@ fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
         .map(|_| {
             n += 1;
             let t = Instant::now();
-            session(base, n, &policy, &plugins, &rt);
+            session(base, n, &policy, &host, &rt);
             t.elapsed()
         })
         .collect();
     times.sort();
-    let (records, fsyncs) = session(base, n + 1, &policy, &plugins, &rt);
+    let (records, fsyncs) = session(base, n + 1, &policy, &host, &rt);
     println!(
         "{label}: median {:?} a session; {records} records, {fsyncs} fsyncs",
         times[15]

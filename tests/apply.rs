@@ -23,6 +23,11 @@ fn the_happy_path_commits_and_finishes() {
     assert_eq!(status["finished"], true);
     let history = site.duplex(&["history"]);
     assert!(history.stdout.contains("committed"), "{}", history.stdout);
+    assert!(
+        history.stdout.starts_with("SESSION "),
+        "a header: {}",
+        history.stdout
+    );
     let log = site.log_text();
     for needle in [
         "check `duplexed`: pass",
@@ -38,7 +43,8 @@ fn the_happy_path_commits_and_finishes() {
     // A second apply starts a new session from Idle.
     let again = site.apply(&[]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(site.duplex(&["history"]).stdout.lines().count(), 2);
+    // The header and a line per session.
+    assert_eq!(site.duplex(&["history"]).stdout.lines().count(), 3);
 }
 
 #[test]
@@ -157,7 +163,17 @@ fn approvals_wait_for_a_person() {
     assert_eq!(site.status_json()["waitingFor"], "approval before Merge");
     // Applying again does not get past the approval point.
     assert_eq!(site.apply(&[]).code, 4);
+    // Only the approvers the policy names may approve there; a refusal
+    // names them and writes nothing.
+    let records = site.records();
     let out = site.duplex(&["approve"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stderr,
+        "error: tester may not approve before Merge: the policy names ops as approver(s) there\n"
+    );
+    assert_eq!(site.records(), records, "a refused approval writes nothing");
+    let out = site.duplex_as("ops", &["approve"]);
     assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("Waiting for approval before Commit"),
@@ -169,7 +185,7 @@ fn approvals_wait_for_a_person() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let log = site.log_text();
     assert!(
-        log.contains("approved before Merge by tester")
+        log.contains("approved before Merge by ops")
             && log.contains("approved before Commit by tester"),
         "{log}"
     );
@@ -366,6 +382,13 @@ fn a_second_apply_on_the_same_state_dir_is_refused_naming_the_holder() {
         "{}",
         second.stderr
     );
+    assert!(
+        second.stderr.contains(
+            "; is another `duplex apply` running? If that process is dead, run `duplex unlock --force`"
+        ),
+        "{}",
+        second.stderr
+    );
     // Status works while the writer runs.
     assert_eq!(site.duplex(&["status"]).code, 0);
     assert!(child.wait().unwrap().success());
@@ -436,13 +459,50 @@ fn a_torn_last_record_is_cut_with_a_warning_and_the_session_goes_on() {
 #[test]
 fn a_closing_maintenance_window_aborts_before_merge() {
     let site = Site::new();
+    let utc_in = |secs: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        duplex_core::journal::format_utc((now + secs * 1000) as u64)
+    };
+    // Open now, closing in an hour; with a two-hour margin the rule holds
+    // from the first step.
+    let (start, end) = (utc_in(-3600), utc_in(3600));
+    site.policy(
+        "",
+        &format!("  window: {{start: \"{start}\", end: \"{end}\"}}\n  autoAbort: [{{when: windowClosing, margin: 2h, action: abort}}]\n"),
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(site.log_text().contains(&format!("auto-abort rule `windowClosing` fired (abort): the maintenance window closes at {end} and Merge is not reached")));
+}
+
+#[test]
+fn no_session_starts_after_its_maintenance_window_closed() {
+    let site = Site::new();
     site.policy(
         "",
         "  window: {start: \"2020-01-01T00:00:00Z\", end: \"2020-01-02T00:00:00Z\"}\n  autoAbort: [{when: windowClosing, action: abort}]\n",
     );
     let out = site.apply(&[]);
-    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
-    assert!(site.log_text().contains("auto-abort rule `windowClosing` fired (abort): the maintenance window closes at 2020-01-02T00:00:00Z and Merge is not reached"));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "the maintenance window closed at 2020-01-02T00:00:00Z; not starting a session after it (nothing was written)"
+        ),
+        "{}",
+        out.stderr
+    );
+    // Nothing was written: no session, and no hardware abort ran.
+    assert!(
+        !site.state_dir().join("sessions").exists()
+            || std::fs::read_dir(site.state_dir().join("sessions"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert_eq!(site.status_json()["session"], serde_json::Value::Null);
 }
 
 /// The README's main command: the demo policy, as shipped, end to end.

@@ -127,7 +127,7 @@ fn records_round_trip_and_fold_into_the_sessions_state() {
     );
     let at_split = fold(&report.records[..5]);
     assert_eq!(
-        (at_split.state, at_split.phase),
+        (at_split.state, at_split.phase()),
         (UpgradeState::Split, Phase::Pending)
     );
     assert_eq!(fold(&report.records), Configuration::idle());
@@ -398,10 +398,8 @@ fn a_second_locker_is_refused_at_once_naming_the_holder() {
         )),
         "{msg}"
     );
-    assert!(
-        msg.contains("If that process is dead, run `duplex unlock --force`"),
-        "{msg}"
-    );
+    // What to do about it is the front end's to say (the CLI names
+    // `duplex unlock --force`; tests/apply.rs checks that end to end).
 
     let reader = StateDir::read_only(&path).unwrap();
     assert_eq!(reader.lock_holder().map(|h| h.pid), Some(me));

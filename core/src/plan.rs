@@ -1,9 +1,11 @@
 //! The path a policy will take through the state model, worked out without
-//! touching anything: each state with the work done there, the retry rules
-//! in force, the approval points and the auto-abort rules.
+//! touching anything: each state with the work done there (as `work::WORK`
+//! lists it), the retry rules in force, the approval points and the
+//! auto-abort rules.
 
 use crate::model::{self, UpgradeState};
 use crate::policy::{ApprovalPoint, AutoAbortRule, Check, LoadedPolicy, RetryPolicy, RuleAction};
+use crate::work::{GateSet, Step};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -16,23 +18,32 @@ pub struct Plan {
     pub target: String,
     pub hardware_plugin: String,
     pub unattended: bool,
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlanStep>,
     pub abort_from: Vec<UpgradeState>,
-    pub abort_path: Vec<Step>,
+    pub abort_path: Vec<PlanStep>,
     pub auto_abort: Vec<String>,
+}
+
+/// An approval the session waits for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanApproval {
+    pub before: ApprovalPoint,
+    /// Who may approve (empty: anyone).
+    pub approvers: Vec<String>,
 }
 
 /// One state of the path and what happens there.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Step {
+pub struct PlanStep {
     pub state: UpgradeState,
     pub work: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<String>,
     /// A person must approve before the session leaves this state.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<String>,
+    pub approval: Option<PlanApproval>,
 }
 
 impl Plan {
@@ -43,29 +54,37 @@ impl Plan {
         let step = |state: UpgradeState| {
             let mut work = Vec::new();
             let mut approval = None;
-            match state {
-                UpgradeState::PrepareSplit => gates(&spec.gates.prepare_split, &mut work),
-                UpgradeState::Split => {
-                    work.push(format!("hardware operation `split` ({hw}): isolate the Upgrade Side"));
-                    for s in &spec.software {
-                        work.push(format!(
-                            "install {} {} on the Upgrade Side via {} (sha256 {}…)",
-                            s.name,
-                            s.version,
-                            spec.installer_of(s),
-                            &s.sha256.as_str()[..12]
-                        ));
+            let state_work = crate::work::of(state);
+            for step in state_work.map(|w| w.steps).unwrap_or_default() {
+                match step {
+                    Step::Gates(set) => gates(
+                        match set {
+                            GateSet::PrepareSplit => &spec.gates.prepare_split,
+                            GateSet::PrepareMerge => &spec.gates.prepare_merge,
+                        },
+                        &mut work,
+                    ),
+                    Step::Operation(op) => work.push(format!(
+                        "hardware operation `{op}` ({hw}): {}",
+                        crate::work::purpose(*op)
+                    )),
+                    Step::Installs => {
+                        for s in &spec.software {
+                            work.push(format!(
+                                "install {} {} on the Upgrade Side via {} (sha256 {}…)",
+                                s.name,
+                                s.version,
+                                spec.installer_of(s),
+                                &s.sha256.as_str()[..12]
+                            ));
+                        }
                     }
-                    approval = approval_text(spec.requires_approval(ApprovalPoint::Merge), "Merge");
-                }
-                UpgradeState::PrepareMerge => gates(&spec.gates.prepare_merge, &mut work),
-                UpgradeState::Merge => {
-                    work.push(format!(
-                        "hardware operation `merge` ({hw}): restart applications on the Upgrade Side"
-                    ));
-                    match &spec.verification {
+                    Step::Verification => match &spec.verification {
                         Some(v) => {
-                            work.push(format!("verify for {} (a round every {}):", v.soak, v.interval));
+                            work.push(format!(
+                                "verify for {} (a round every {}):",
+                                v.soak, v.interval
+                            ));
                             for c in &v.checks {
                                 work.push(format!(
                                     "  `{}`: {}/{}, fails after {} failure(s) in a row",
@@ -74,23 +93,18 @@ impl Plan {
                             }
                         }
                         None => work.push("no verification checks".into()),
-                    }
-                    approval = approval_text(spec.requires_approval(ApprovalPoint::Commit), "Commit");
+                    },
                 }
-                UpgradeState::Commit => work.push(format!(
-                    "hardware operation `commit` ({hw}): resynchronise the disks from the upgraded side — point of no return"
-                )),
-                UpgradeState::Abort => work.push(format!(
-                    "hardware operation `abort` ({hw}): restore the original configuration, resynchronise the disks"
-                )),
-                UpgradeState::Finish => {
-                    work.push(format!("hardware operation `finish` ({hw}): clean up resources"))
-                }
-                UpgradeState::Idle => {}
+            }
+            if let Some(point) = state_work.and_then(|w| w.approval_on_leaving) {
+                approval = spec.requires_approval(point).map(|a| PlanApproval {
+                    before: point,
+                    approvers: a.approvers.clone(),
+                });
             }
             let retries = (state != UpgradeState::Idle)
                 .then(|| describe_retries(&spec.retries.for_state(state)));
-            Step {
+            PlanStep {
                 state,
                 work,
                 retries,
@@ -151,16 +165,6 @@ fn describe_retries(r: &RetryPolicy) -> String {
         b.max,
         b.jitter * 100.0
     )
-}
-
-fn approval_text(a: Option<&crate::policy::Approval>, before: &str) -> Option<String> {
-    a.map(|a| {
-        let mut text = format!("wait for `duplex approve` before {before}");
-        if !a.approvers.is_empty() {
-            text.push_str(&format!(" (approvers: {})", a.approvers.join(", ")));
-        }
-        text
-    })
 }
 
 fn describe_rule(rule: &AutoAbortRule) -> String {

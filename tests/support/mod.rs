@@ -155,6 +155,29 @@ spec:
         run(&mut cmd)
     }
 
+    /// Run `duplex --state-dir <state> ARGS...` as another operator.
+    pub fn duplex_as(&self, operator: &str, args: &[&str]) -> Run {
+        let mut cmd = duplex();
+        cmd.arg("--state-dir").arg(self.state_dir()).args(args);
+        cmd.env("DUPLEX_OPERATOR", operator);
+        run(&mut cmd)
+    }
+
+    /// The journal of the latest session, as text (empty when there is none).
+    pub fn records(&self) -> String {
+        let sessions = self.state_dir().join("sessions");
+        std::fs::read_dir(&sessions)
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .max()
+            })
+            .and_then(|dir| std::fs::read_to_string(dir.join("journal")).ok())
+            .unwrap_or_default()
+    }
+
     pub fn apply(&self, extra: &[&str]) -> Run {
         let policy = self.policy_path();
         let mut args = vec!["apply", policy.to_str().unwrap()];

@@ -2,9 +2,10 @@
 //! the time, the next thing to do. Pure (the clock and the jitter sample are
 //! arguments), so every policy rule is tested without plugins or sleeps.
 
-use super::session::{Outcome, Session};
-use crate::model::{Command, Phase, UpgradeState, abortable};
+use super::event::{Outcome, Session};
+use crate::model::{self, Command, CommandKind, Disposition, Phase, UpgradeState, abortable};
 use crate::policy::{ApprovalPoint, AutoAbortRule, Backoff, PolicyAction, RuleAction, Spec};
+use crate::work;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +18,7 @@ pub enum Decision {
     RetryAfter { delay: Duration, attempt: u32 },
     /// An auto-abort rule fired: record it, then abort or hold.
     Fire(Fired),
-    /// Stop: a person must approve (`duplex approve`).
+    /// Stop: a person must approve.
     WaitForApproval(ApprovalPoint),
     /// Stop: Broken (or stopped) with no automatic way out.
     Hold(String),
@@ -35,11 +36,25 @@ pub struct Fired {
     pub reason: String,
 }
 
-pub fn decide(session: &Session, spec: &Spec, now_ms: u64, jitter_sample: f64) -> Decision {
+/// The time a decision is made at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// The wall clock (ms since the epoch): for the maintenance window,
+    /// which is written as wall-clock times.
+    pub wall_ms: u64,
+    /// How long the session has been going: for the `deadline` rule. Within
+    /// a run it is measured on the monotonic clock, so a step of the wall
+    /// clock does not move it; across a stop it counts the wall-clock time
+    /// between the last record and the resume.
+    pub session_age_ms: u64,
+}
+
+pub fn decide(session: &Session, spec: &Spec, now: Now, jitter_sample: f64) -> Decision {
     if let Some(outcome) = session.ended {
         return Decision::End(outcome);
     }
     let c = &session.config;
+    let phase = c.phase();
     if c.state == UpgradeState::Idle {
         // Back in Idle after leaving it: the session went all the way round.
         return if session.began {
@@ -53,18 +68,18 @@ pub fn decide(session: &Session, spec: &Spec, now_ms: u64, jitter_sample: f64) -
         };
     }
     let wants_abort = session.abort_requested || spec.action == PolicyAction::Abort;
-    if c.phase != Phase::Running && wants_abort && abortable(c.state) {
+    if phase != Phase::Running && wants_abort && abortable(c.state) {
         return Decision::Apply(Command::Abort);
     }
     if let Some(reason) = &session.held {
         return Decision::Hold(reason.clone());
     }
-    if c.phase != Phase::Running
-        && let Some(fired) = condition_rules(session, spec, now_ms)
+    if phase != Phase::Running
+        && let Some(fired) = condition_rules(session, spec, now)
     {
         return Decision::Fire(fired);
     }
-    match c.phase {
+    match phase {
         Phase::Pending => Decision::Apply(Command::Begin),
         Phase::Running => Decision::RunRequest,
         Phase::Failed => after_failure(session, spec, jitter_sample),
@@ -72,37 +87,47 @@ pub fn decide(session: &Session, spec: &Spec, now_ms: u64, jitter_sample: f64) -
     }
 }
 
+/// The approval the session waits for before it may leave its state, if any.
+pub fn pending_approval(session: &Session, spec: &Spec) -> Option<ApprovalPoint> {
+    let point = work::of(session.config.state)?.approval_on_leaving?;
+    (spec.requires_approval(point).is_some() && !session.approved(point)).then_some(point)
+}
+
 fn after_done(session: &Session, spec: &Spec) -> Decision {
-    let needs = |point| spec.requires_approval(point).is_some() && !session.approved(point);
-    match session.config.state {
-        UpgradeState::Split if needs(ApprovalPoint::Merge) => {
-            Decision::WaitForApproval(ApprovalPoint::Merge)
-        }
-        UpgradeState::Merge if needs(ApprovalPoint::Commit) => {
-            Decision::WaitForApproval(ApprovalPoint::Commit)
-        }
-        UpgradeState::Commit | UpgradeState::Abort => Decision::Apply(Command::Finish),
-        _ => Decision::Apply(Command::Advance),
+    if let Some(point) = pending_approval(session, spec) {
+        return Decision::WaitForApproval(point);
+    }
+    match model::leave_command(session.config.state) {
+        Some(CommandKind::Finish) => Decision::Apply(Command::Finish),
+        Some(_) => Decision::Apply(Command::Advance),
+        None => Decision::Hold(format!(
+            "the state model has no way out of {}",
+            session.config.state
+        )),
     }
 }
 
 fn after_failure(session: &Session, spec: &Spec, jitter_sample: f64) -> Decision {
     let c = &session.config;
+    let Some(failure) = c.failure() else {
+        return Decision::Hold(format!("{} is Broken without a reason", c.state));
+    };
     let retry = spec.retries.for_state(c.state);
-    let reason = c.failure.clone().unwrap_or_default();
-    if !session.not_retryable && c.attempt <= retry.limit {
-        return Decision::RetryAfter {
-            delay: backoff_delay(&retry.backoff, c.attempt, jitter_sample),
-            attempt: c.attempt + 1,
-        };
-    }
-    let why = if session.not_retryable {
-        format!("{} failed and cannot be retried: {reason}", c.state)
-    } else {
-        format!(
+    let reason = &failure.reason;
+    let why = match failure.disposition {
+        // A person must decide: no retry and no rule.
+        Disposition::Hold => return Decision::Hold(reason.clone()),
+        Disposition::Retryable if c.attempt <= retry.limit => {
+            return Decision::RetryAfter {
+                delay: backoff_delay(&retry.backoff, c.attempt, jitter_sample),
+                attempt: c.attempt + 1,
+            };
+        }
+        Disposition::Retryable => format!(
             "{} failed {} time(s), its retries ({}) are used up: {reason}",
             c.state, c.attempt, retry.limit
-        )
+        ),
+        Disposition::Final => format!("{} failed and cannot be retried: {reason}", c.state),
     };
     let rule = spec.auto_abort.iter().find(|r| {
         matches!(r, AutoAbortRule::RetriesExhausted { .. })
@@ -110,16 +135,14 @@ fn after_failure(session: &Session, spec: &Spec, jitter_sample: f64) -> Decision
     });
     match rule {
         Some(rule) => Decision::Fire(fire(rule, c.state, why)),
-        None => Decision::Hold(format!(
-            "{why}; no auto-abort rule applies — run `duplex retry` or `duplex abort`"
-        )),
+        None => Decision::Hold(format!("{why}; no auto-abort rule applies")),
     }
 }
 
 /// The rules that watch conditions rather than failures: deadline, window,
 /// partner health, checks failing in a row. They apply in the listed states,
 /// or by default wherever an abort is possible.
-pub fn condition_rules(session: &Session, spec: &Spec, now_ms: u64) -> Option<Fired> {
+pub fn condition_rules(session: &Session, spec: &Spec, now: Now) -> Option<Fired> {
     let state = session.config.state;
     for rule in &spec.auto_abort {
         let applies = if rule.states().is_empty() {
@@ -133,13 +156,13 @@ pub fn condition_rules(session: &Session, spec: &Spec, now_ms: u64) -> Option<Fi
         let reason = match rule {
             AutoAbortRule::RetriesExhausted { .. } => None,
             AutoAbortRule::Deadline { commit_within, .. } => {
-                let deadline = session.started_ms + commit_within.as_duration().as_millis() as u64;
-                (now_ms >= deadline && state < UpgradeState::Commit)
+                let limit = commit_within.as_duration().as_millis() as u64;
+                (now.session_age_ms >= limit && state < UpgradeState::Commit)
                     .then(|| format!("Commit was not reached within {commit_within} of the start"))
             }
             AutoAbortRule::WindowClosing { margin, .. } => spec.window.as_ref().and_then(|w| {
                 let end = w.end.unix_millis() - margin.as_duration().as_millis() as i64;
-                (now_ms as i64 >= end && state < UpgradeState::Merge).then(|| {
+                (now.wall_ms as i64 >= end && state < UpgradeState::Merge).then(|| {
                     format!(
                         "the maintenance window closes at {} and Merge is not reached",
                         w.end

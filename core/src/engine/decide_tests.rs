@@ -2,8 +2,9 @@
 //! request outcomes: every policy rule, no plugins, no sleeps.
 
 use super::*;
-use crate::engine::session::Event;
-use crate::model::{PartnerState, UpgradeState::*};
+use crate::engine::event::{Event, JOURNAL_FORMAT};
+use crate::model::{Disposition, PartnerState, UpgradeState::*};
+use crate::plugins::Verdict;
 use crate::policy::{self, UpgradePolicy};
 
 const E: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -32,6 +33,8 @@ impl Run {
             policy_file: "t.yaml".into(),
             policy_digest: E.into(),
             target: "x".into(),
+            format: JOURNAL_FORMAT,
+            hardware: None,
         };
         Run {
             session: Session::fold([(1, 0, &start)]).unwrap(),
@@ -58,9 +61,16 @@ impl Run {
     }
 
     /// Drive until the session stops (end, approval, hold).
+    fn at(&self) -> Now {
+        Now {
+            wall_ms: self.now,
+            session_age_ms: self.now,
+        }
+    }
+
     fn drive(&mut self, spec: &crate::policy::Spec, script: &Script) -> Decision {
         for _ in 0..500 {
-            let d = decide(&self.session, spec, self.now, 0.5);
+            let d = decide(&self.session, spec, self.at(), 0.5);
             self.decisions.push(d.clone());
             match d {
                 Decision::Apply(cmd) => self.record(Event::Model { command: cmd }),
@@ -70,14 +80,16 @@ impl Run {
                         Ok(()) => self.record(Event::Model {
                             command: Command::Complete,
                         }),
-                        Err((reason, retryable)) => {
-                            if !retryable {
-                                self.record(Event::NotRetryable);
-                            }
-                            self.record(Event::Model {
-                                command: Command::Fail { reason },
-                            })
-                        }
+                        Err((reason, retryable)) => self.record(Event::Model {
+                            command: Command::Fail {
+                                reason,
+                                disposition: if retryable {
+                                    Disposition::Retryable
+                                } else {
+                                    Disposition::Final
+                                },
+                            },
+                        }),
                     }
                     self.now += 1000;
                 }
@@ -140,7 +152,7 @@ fn approvals_stop_the_session_until_given() {
         Decision::WaitForApproval(ApprovalPoint::Merge)
     );
     assert_eq!(
-        (run.session.config.state, run.session.config.phase),
+        (run.session.config.state, run.session.config.phase()),
         (Split, Phase::Done)
     );
     // Asking again without approval changes nothing.
@@ -226,16 +238,13 @@ fn exhausted_retries_abort_or_hold_as_the_rules_say() {
         ),
         d => panic!("{d:?}"),
     }
-    assert_eq!(run.session.config.phase, Phase::Failed);
+    assert_eq!(run.session.config.phase(), Phase::Failed);
 
-    // No rule at all: hold, saying what a person can do.
+    // No rule at all: hold, saying so (front ends add what a person can do).
     let p = policy("  retries: {default: {limit: 0}}\n");
     let mut run = Run::new();
     match run.drive(&p.spec, &failing) {
-        Decision::Hold(why) => assert!(
-            why.ends_with("run `duplex retry` or `duplex abort`"),
-            "{why}"
-        ),
+        Decision::Hold(why) => assert!(why.ends_with("; no auto-abort rule applies"), "{why}"),
         d => panic!("{d:?}"),
     }
 }
@@ -352,16 +361,23 @@ fn checks_failing_in_a_row_fire_their_rule() {
     for n in 1..=3 {
         run.record(Event::CheckRan {
             check: "svc".into(),
-            verdict: "fail".into(),
+            verdict: Verdict::Fail,
             message: "down".into(),
             consecutive_failures: n,
         });
     }
     // Mid-request the decision is to keep running (the engine asks
     // `condition_rules` after each check and fails the request itself).
-    assert_eq!(decide(&run.session, &p.spec, 0, 0.5), Decision::RunRequest);
+    let now = Now {
+        wall_ms: 0,
+        session_age_ms: 0,
+    };
     assert_eq!(
-        super::condition_rules(&run.session, &p.spec, 0)
+        decide(&run.session, &p.spec, now, 0.5),
+        Decision::RunRequest
+    );
+    assert_eq!(
+        super::condition_rules(&run.session, &p.spec, now)
             .unwrap()
             .reason,
         "check `svc` failed 3 time(s) in a row"
@@ -383,4 +399,47 @@ fn backoff_grows_caps_and_jitters() {
     );
     assert_eq!(ms(1, 0.0), 800);
     assert_eq!(ms(1, 1.0), 1200);
+}
+
+#[test]
+fn a_failure_that_needs_a_person_holds_without_retries_or_rules() {
+    let p = policy(
+        "  retries: {default: {limit: 5}}\n  autoAbort: [{when: retriesExhausted, action: abort}]\n",
+    );
+    let mut run = Run::new();
+    run.commands(&[
+        Command::Start,
+        Command::Begin,
+        Command::Fail {
+            reason: "the state dir's disk is full".into(),
+            disposition: Disposition::Hold,
+        },
+    ]);
+    assert_eq!(
+        run.drive(&p.spec, &ok),
+        Decision::Hold("the state dir's disk is full".into())
+    );
+}
+
+#[test]
+fn the_deadline_counts_the_session_age_and_the_window_the_wall_clock() {
+    let p = policy(
+        "  window: {start: '1970-01-01T00:00:00Z', end: '1970-01-01T01:00:00Z'}\n  autoAbort: [{when: deadline, commitWithin: 10m, action: abort}, {when: windowClosing, action: abort}]\n",
+    );
+    let mut run = Run::new();
+    run.commands(&[Command::Start]);
+    // The wall clock jumps five hours ahead, five minutes into the session:
+    // the deadline (a duration) does not fire, the window (a time) does.
+    let stepped = Now {
+        wall_ms: 5 * 3_600_000 + 300_000,
+        session_age_ms: 300_000,
+    };
+    let fired = super::condition_rules(&run.session, &p.spec, stepped).unwrap();
+    assert_eq!(fired.rule, "windowClosing");
+    let in_window = Now {
+        wall_ms: 300_000,
+        session_age_ms: 11 * 60_000,
+    };
+    let fired = super::condition_rules(&run.session, &p.spec, in_window).unwrap();
+    assert_eq!(fired.rule, "deadline");
 }

@@ -1,18 +1,22 @@
-//! The reconcile loop: fold → decide → act → record, until the session ends
-//! or needs a person. Every record is appended (and fsync'd) before the step
+//! The reconcile loop: decide → record → act, until the session ends or
+//! needs a person. Every record is appended (and fsync'd) before the step
 //! it records is acted on, and the engine's view of the session is the same
 //! fold of the same records a later `resume` will make.
+//!
+//! An [`Engine`] is an owned value: its policy, plugins, recorder (journal
+//! writer + sink), clock and cancellation token. `run` consumes it and is a
+//! `Send` future, so a front end may block on it or spawn it as a task.
 
 use super::EngineError;
-use super::decide::{Decision, decide};
-use super::session::{Event, Outcome, Session};
+use super::decide::{Decision, Now, decide};
+use super::event::{Event, Outcome};
+use super::recorder::Recorder;
 use super::setup::Plugins;
-use super::view::EventSink;
 use crate::cancel::Cancel;
-use crate::journal::SessionWriter;
+use crate::clock::SharedClock;
 use crate::model::{Command, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy, RuleAction};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Why a run stopped.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,95 +24,136 @@ pub enum Stop {
     Ended(Outcome),
     WaitingForApproval(ApprovalPoint),
     Held(String),
-    /// `--until` was reached.
+    /// `until` was reached.
     Reached(UpgradeState),
+    /// The run was cancelled; the session waits in its journal.
+    Interrupted {
+        why: String,
+    },
+}
+
+/// Pacing the engine enforces whatever plugins ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Shortest wait between two polls of a pending operation; it doubles
+    /// with every identical answer in a row, up to `max_poll_wait`.
+    pub min_poll_wait: Duration,
+    /// Longest wait between two polls, whatever the plugin asks: the runner
+    /// stays responsive and the log keeps moving.
+    pub max_poll_wait: Duration,
+    /// A session's journal may grow to this many bytes through plugin calls
+    /// and checks; past it the session is held (a plugin is making it grow
+    /// without bound). Operator commands are still recorded.
+    pub journal_limit_bytes: u64,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            min_poll_wait: Duration::from_millis(20),
+            max_poll_wait: Duration::from_secs(30),
+            journal_limit_bytes: 64 << 20,
+        }
+    }
 }
 
 pub struct Engine {
     pub(super) policy: LoadedPolicy,
     pub(super) plugins: Plugins,
-    pub(super) writer: Option<SessionWriter>,
-    pub(super) session: Session,
-    pub(super) session_id: String,
-    pub(super) sink: Box<dyn EventSink>,
+    pub(super) rec: Recorder,
     pub(super) cancel: Cancel,
+    pub(super) clock: SharedClock,
     pub(super) until: Option<UpgradeState>,
+    pub(super) pacing: Pacing,
+    /// The session's age and the monotonic clock when this run began.
+    age_at_start_ms: u64,
+    monotonic_at_start: Duration,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// What a run needs besides the session's own records.
+pub struct RunParts {
+    pub policy: LoadedPolicy,
+    pub plugins: Plugins,
+    pub recorder: Recorder,
+    pub cancel: Cancel,
+    pub until: Option<UpgradeState>,
+    pub pacing: Pacing,
 }
 
 impl Engine {
-    pub fn new(
-        policy: LoadedPolicy,
-        plugins: Plugins,
-        writer: SessionWriter,
-        session: Session,
-        sink: Box<dyn EventSink>,
-        cancel: Cancel,
-    ) -> Self {
-        let session_id = writer.id().to_string();
+    pub fn new(parts: RunParts) -> Self {
+        let clock = parts.recorder.clock().clone();
+        let age_at_start_ms = clock
+            .wall_ms()
+            .saturating_sub(parts.recorder.session().started_ms);
+        let monotonic_at_start = clock.monotonic();
         Engine {
-            policy,
-            plugins,
-            writer: Some(writer),
-            session,
-            session_id,
-            sink,
-            cancel,
-            until: None,
+            policy: parts.policy,
+            plugins: parts.plugins,
+            rec: parts.recorder,
+            cancel: parts.cancel,
+            clock,
+            until: parts.until,
+            pacing: parts.pacing,
+            age_at_start_ms,
+            monotonic_at_start,
         }
     }
 
-    pub fn until(mut self, state: Option<UpgradeState>) -> Self {
-        self.until = state;
-        self
+    /// The time a decision is made at (see [`Now`]).
+    pub(super) fn now(&self) -> Now {
+        let ran = self
+            .clock
+            .monotonic()
+            .saturating_sub(self.monotonic_at_start);
+        Now {
+            wall_ms: self.clock.wall_ms(),
+            session_age_ms: self.age_at_start_ms + ran.as_millis() as u64,
+        }
     }
 
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
-
-    /// Append an event, then let the session and the view see it. The model
-    /// is asked first, so a refused command is never written.
-    pub(super) fn record(&mut self, event: Event) -> Result<(), EngineError> {
-        let mut next = self.session.clone();
-        next.apply(&event).map_err(EngineError::Model)?;
-        let now = now_ms();
-        let writer = self
-            .writer
-            .as_mut()
-            .expect("the writer lives until the run ends");
-        let seq = writer
-            .append_at(now, &event)
-            .map_err(EngineError::Journal)?;
-        next.last_ms = now;
-        self.session = next;
-        self.sink.record(seq, now, &event, &self.session);
-        Ok(())
+    pub(super) fn record(&mut self, event: Event) -> Result<u64, EngineError> {
+        self.rec.record(event)
     }
 
     /// Run until the session ends or stops for a person.
     pub async fn run(mut self) -> Result<Stop, EngineError> {
+        match self.run_loop().await {
+            Err(EngineError::Cancelled) => {
+                let why = self.cancel.reason().unwrap_or_else(|| "cancelled".into());
+                self.record(Event::Interrupted { why: why.clone() })?;
+                Ok(Stop::Interrupted { why })
+            }
+            Ok(Stop::Ended(outcome)) => {
+                self.rec.finish()?;
+                Ok(Stop::Ended(outcome))
+            }
+            other => other,
+        }
+    }
+
+    async fn run_loop(&mut self) -> Result<Stop, EngineError> {
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let session = self.rec.session();
             if let Some(target) = self.until
-                && self.session.config.state == target
-                && self.session.config.phase == Phase::Done
+                && session.config.state == target
+                && session.config.phase() == Phase::Done
             {
                 return Ok(Stop::Reached(target));
             }
             let decision = decide(
-                &self.session,
+                session,
                 &self.policy.policy.spec,
-                now_ms(),
+                self.now(),
                 fastrand::f64(),
             );
             match decision {
-                Decision::Apply(command) => self.record(Event::Model { command })?,
+                Decision::Apply(command) => {
+                    self.record(Event::Model { command })?;
+                }
                 Decision::RunRequest => self.run_request().await?,
                 Decision::RetryAfter { delay, attempt } => {
                     self.record(Event::RetryScheduled {
@@ -133,11 +178,11 @@ impl Engine {
                         RuleAction::Hold => self.record(Event::Held {
                             reason: fired.reason,
                         })?,
-                    }
+                    };
                 }
                 Decision::WaitForApproval(point) => return Ok(Stop::WaitingForApproval(point)),
                 Decision::Hold(reason) => {
-                    if self.session.held.is_none() {
+                    if self.rec.session().held.is_none() {
                         self.record(Event::Held {
                             reason: reason.clone(),
                         })?;
@@ -145,11 +190,8 @@ impl Engine {
                     return Ok(Stop::Held(reason));
                 }
                 Decision::End(outcome) => {
-                    if self.session.ended.is_none() {
+                    if self.rec.session().ended.is_none() {
                         self.record(Event::SessionEnded { outcome })?;
-                    }
-                    if let Some(writer) = self.writer.take() {
-                        writer.finish().map_err(EngineError::Journal)?;
                     }
                     return Ok(Stop::Ended(outcome));
                 }
@@ -157,15 +199,18 @@ impl Engine {
         }
     }
 
-    /// Wait, unless the operator interrupts (Ctrl-C, SIGTERM): then stop at
-    /// this safe point; `duplex resume` carries on from the journal.
+    /// Wait on the engine's clock, unless the run is cancelled: then stop at
+    /// this safe point.
     pub(super) async fn sleep(&self, delay: Duration) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         if delay.is_zero() {
             return Ok(());
         }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => Ok(()),
-            _ = self.cancel.cancelled() => Err(EngineError::Interrupted),
+            _ = self.clock.sleep(delay) => Ok(()),
+            _ = self.cancel.cancelled() => Err(EngineError::Cancelled),
         }
     }
 }

@@ -1,53 +1,50 @@
-//! The engine: reconcile a policy through the state model, durably.
+//! The engine: reconcile a session through the state model, durably.
 //!
-//! - `session`: the events the journal stores and the fold over them;
+//! - `event`: the events the journal stores and `Session::fold`;
 //! - `decide`: the pure choice of the next step (clock and jitter are inputs);
-//! - `driver`: the loop that records, then acts; `request`: each state's work;
-//! - `setup`: plugins and artifacts verified before anything is written;
-//! - `open`: starting, resuming and operator commands on a session;
-//! - `view`: what a person or a machine sees, live and in `duplex log`.
+//! - `driver`: the [`Engine`], an owned value whose `run` is the loop that
+//!   records, then acts; `request`: each state's work as `work::WORK` lists
+//!   it; `checks`: the one loop for gates and the soak;
+//! - `recorder`: the one way events are written and shown;
+//! - `setup`: the plugins a run calls, verified and loaded;
+//! - `sink`: where events go while it runs, and how they read.
 
+pub mod checks;
 pub mod decide;
 mod driver;
-pub mod open;
+pub mod event;
+pub mod recorder;
 mod request;
-pub mod session;
 pub mod setup;
-pub mod view;
+pub mod sink;
 
-pub use crate::cancel::Cancel;
-pub use decide::{Decision, Fired, decide};
-pub use driver::{Engine, Stop, now_ms};
-pub use session::{Event, FoldError, Outcome, Session};
+pub use decide::{Decision, Fired, Now, decide};
+pub use driver::{Engine, Pacing, RunParts, Stop};
+pub use event::{Event, FoldError, JOURNAL_FORMAT, Outcome, RequestId, Session};
+pub use recorder::Recorder;
 
 use crate::journal::JournalError;
 use crate::model::TransitionError;
-use crate::plugins::PluginError;
-use crate::policy::LoadError;
 
+/// Why a run could not go on. Anything a plugin or the policy does wrong is
+/// not here: it fails the request and the session holds or retries.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The policy asks for something its plugins or artifacts cannot give.
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
-    Policy(Vec<crate::policy::Diagnostic>),
-    #[error(transparent)]
-    Plugin(PluginError),
+    /// The journal refused a record (disk full, fsync failure, …): the run
+    /// stops where the journal ends, and a resume carries on from there.
     #[error(transparent)]
     Journal(JournalError),
-    #[error("the session's journal does not make sense: {0}")]
-    Fold(FoldError),
+    /// The engine asked for a transition the model refuses: a bug.
     #[error("{0}")]
     Model(TransitionError),
-    #[error("the session's copy of its policy no longer loads: {0}")]
-    Snapshot(String),
-    #[error("no upgrade session is in progress in {0}")]
-    NoSession(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("interrupted; the session is saved: run `duplex resume` to carry on")]
-    Interrupted,
+    /// The run was cancelled (the driver records it and stops).
+    #[error("the run was cancelled")]
+    Cancelled,
+    /// Plugins made the session's journal grow past its limit.
+    #[error(
+        "the session's journal reached {bytes} bytes, past its limit of {limit}: a plugin is making it grow without bound"
+    )]
+    JournalLimit { bytes: u64, limit: u64 },
     #[error("internal error: {0}")]
     Internal(String),
-    #[error(transparent)]
-    Load(LoadError),
 }

@@ -1,13 +1,12 @@
-//! Everything an engine run needs before its first record: the policy's
-//! plugins verified and loaded, its artifacts verified, the policy snapshot
-//! a session keeps. All of it fails before anything is written, so bad input
-//! never leaves a half-started session behind.
+//! The plugins an engine run calls: verified against their pinned digests,
+//! loaded into the shared plugin host, and — for a new session — checked
+//! against what the policy asks of them, before anything is written, so bad
+//! input never leaves a half-started session behind.
 
-use super::EngineError;
 use crate::plugins::params::{ParamError, param_errors};
-use crate::plugins::{self, HostConfig, LoadedPlugin, PluginError, PluginHost, PluginSpec};
+use crate::plugins::{self, LoadedPlugin, PluginError, PluginHost, PluginSpec};
 use crate::policy::schema_check::closest;
-use crate::policy::{Diagnostic, Finding, LoadedPolicy, Params};
+use crate::policy::{Finding, LoadedPolicy, Params, PluginRef};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,15 +17,20 @@ pub fn storage_dir(state_dir: &Path, namespace: &str) -> PathBuf {
     state_dir.join("storage").join(namespace)
 }
 
-/// The host's view of a policy's plugin entry.
-pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Option<PluginSpec> {
-    let p = policy.policy.spec.plugin(name)?;
+/// The host's view of a policy's plugin entry: its component at
+/// `component`, its grants (storage under the state dir; none without a
+/// state dir, as for `validate`) and its limits. Paths in the grant resolve
+/// with `resolve`, against the policy's folder.
+pub fn plugin_spec(
+    p: &PluginRef,
+    component: PathBuf,
+    state_dir: Option<&Path>,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> PluginSpec {
     let caps = &p.capabilities;
-    Some(PluginSpec {
-        name: p.name.clone(),
-        path: policy.resolve(&p.source),
-        sha256: p.sha256.to_string(),
-        capabilities: plugins::Capabilities {
+    let capabilities = match state_dir {
+        None => plugins::Capabilities::default(),
+        Some(state_dir) => plugins::Capabilities {
             storage_dir: caps.storage.then(|| {
                 storage_dir(
                     state_dir,
@@ -42,60 +46,47 @@ pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Optio
                 .dirs
                 .iter()
                 .map(|d| plugins::DirGrant {
-                    host: policy.resolve(&d.host),
+                    host: resolve(&d.host),
                     guest: d.guest.clone(),
                     read_only: d.read_only,
                 })
                 .collect(),
             clocks: false,
         },
+    };
+    PluginSpec {
+        name: p.name.clone(),
+        path: component,
+        sha256: p.sha256.to_string(),
+        capabilities,
         limits: plugins::Limits {
             memory_bytes: p.limits.memory.bytes(),
             timeout: p.limits.timeout.as_duration(),
             max_output_bytes: p.limits.max_output.bytes(),
             ..plugins::Limits::default()
         },
-    })
-}
-
-/// Verify and load every plugin the policy declares, and check that each
-/// provides what the policy asks of it, with parameters its schemas accept.
-pub fn load_plugins(
-    policy: &LoadedPolicy,
-    state_dir: &Path,
-    cache_dir: Option<&Path>,
-) -> Result<Plugins, EngineError> {
-    load_checked(policy, Some(state_dir), cache_dir)
-        .map_err(|findings| EngineError::Policy(policy.place(findings)))
-}
-
-/// For `duplex validate`: the same checks, with no state dir (no
-/// capabilities are set up; `describe` needs none) and every problem placed
-/// in the policy file.
-pub fn validate_plugins(policy: &LoadedPolicy, cache_dir: Option<&Path>) -> Vec<Diagnostic> {
-    match load_checked(policy, None, cache_dir) {
-        Ok(_) => Vec::new(),
-        Err(findings) => policy.place(findings),
     }
 }
 
-fn load_checked(
+/// Verify and load every plugin a policy declares, from the policy's own
+/// sources, and check that each provides what the policy asks of it with
+/// parameters its schemas accept. `state_dir: None` (for `validate`) sets
+/// up no capabilities: `describe` needs none. Every problem is a finding
+/// placed in the policy.
+pub fn load_for_policy(
+    host: &PluginHost,
     policy: &LoadedPolicy,
     state_dir: Option<&Path>,
-    cache_dir: Option<&Path>,
+    mut on_compile: impl FnMut(&str),
 ) -> Result<Plugins, Vec<Finding>> {
-    let host = PluginHost::new(HostConfig {
-        cache_dir: cache_dir.map(Path::to_path_buf),
-        ..HostConfig::default()
-    })
-    .map_err(|e| vec![Finding::value("/spec/plugins", e.to_string())])?;
     let mut loaded = Plugins::new();
     let mut findings = Vec::new();
     for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
-        let mut spec = plugin_spec(policy, state_dir.unwrap_or(Path::new(".")), &p.name)
-            .expect("the plugin is in the policy");
-        if state_dir.is_none() {
-            spec.capabilities = plugins::Capabilities::default();
+        let spec = plugin_spec(p, policy.resolve(&p.source), state_dir, |path| {
+            policy.resolve(path)
+        });
+        if !host.is_cached(&spec.sha256) {
+            on_compile(&p.name);
         }
         match host.load(&spec) {
             Ok(plugin) => {
@@ -125,6 +116,42 @@ fn load_checked(
     } else {
         Err(findings)
     }
+}
+
+/// Load the plugins of a session in flight as it pinned them: each from the
+/// copy kept in the session dir (`plugins/<sha256>.wasm`), or from the
+/// policy's source when there is no copy (sessions of journal format 1),
+/// always verified against the pinned digest. What they provide was checked
+/// when the session started and is not checked again: a resume, a retry or
+/// an abort never depends on a plugin's schemas.
+pub fn load_pinned<'p>(
+    host: &PluginHost,
+    plugins: impl IntoIterator<Item = &'p PluginRef>,
+    session_dir: &Path,
+    state_dir: &Path,
+    resolve: impl Fn(&str) -> PathBuf,
+    mut on_compile: impl FnMut(&str),
+) -> Result<Plugins, PluginError> {
+    let mut loaded = Plugins::new();
+    for p in plugins {
+        let copy = pinned_copy(session_dir, &p.sha256.to_string());
+        let component = if copy.is_file() {
+            copy
+        } else {
+            resolve(&p.source)
+        };
+        let spec = plugin_spec(p, component, Some(state_dir), &resolve);
+        if !host.is_cached(&spec.sha256) {
+            on_compile(&p.name);
+        }
+        loaded.insert(p.name.clone(), host.load(&spec)?);
+    }
+    Ok(loaded)
+}
+
+/// Where a session keeps its copy of a plugin component.
+pub fn pinned_copy(session_dir: &Path, sha256: &str) -> PathBuf {
+    session_dir.join("plugins").join(format!("{sha256}.wasm"))
 }
 
 /// Each reference in the policy names something its plugin describes, and

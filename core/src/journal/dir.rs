@@ -235,6 +235,20 @@ impl StateDir {
     pub fn lock(path: impl Into<PathBuf>) -> Result<LockedStateDir, JournalError> {
         let path = path.into();
         sys::create_dir_durable(&path)?;
+        Self::lock_dir(path)
+    }
+
+    /// [`StateDir::lock`] a state dir that must already exist: commands on
+    /// a session in flight never create an empty state dir.
+    pub fn lock_existing(path: impl Into<PathBuf>) -> Result<LockedStateDir, JournalError> {
+        let path = path.into();
+        if !path.is_dir() {
+            return Err(JournalError::StateDirMissing { path });
+        }
+        Self::lock_dir(path)
+    }
+
+    fn lock_dir(path: PathBuf) -> Result<LockedStateDir, JournalError> {
         sys::create_dir_durable(&path.join(SESSIONS))?;
         let lock_path = sys::lock_path(&path);
         let io = |op: &'static str| {
@@ -441,6 +455,29 @@ impl LockedStateDir {
     /// both directories fsynced, so a crash leaves either no session or a
     /// complete, empty one.
     pub fn create_session(&self) -> Result<SessionWriter, JournalError> {
+        self.create(None, &[])
+    }
+
+    /// Start a new session whose journal already holds its first record
+    /// (`first`, stamped `ts_ms`) and whose directory holds `files` (paths
+    /// relative to the session dir, e.g. the session's copy of its policy).
+    /// Everything appears at once, in one rename, so no reader ever sees a
+    /// session without its first record or its files.
+    pub fn create_session_with<T: Serialize>(
+        &self,
+        ts_ms: u64,
+        first: &T,
+        files: &[(PathBuf, Vec<u8>)],
+    ) -> Result<SessionWriter, JournalError> {
+        let frame = super::frame::encode(1, ts_ms, first)?;
+        self.create(Some(frame), files)
+    }
+
+    fn create(
+        &self,
+        first: Option<Vec<u8>>,
+        files: &[(PathBuf, Vec<u8>)],
+    ) -> Result<SessionWriter, JournalError> {
         let sessions = self.sessions()?;
         if let Some(open) = sessions.iter().rev().find(|s| !s.is_finished()) {
             return Err(JournalError::SessionInProgress {
@@ -458,27 +495,68 @@ impl LockedStateDir {
         };
         fs::create_dir(&tmp).map_err(io("create directory", &tmp))?;
         let tmp_journal = tmp.join(JOURNAL);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
             .open(&tmp_journal)
             .map_err(io("create", &tmp_journal))?;
+        // The crash tests' hook covers the first record too: a kill before,
+        // in the middle of or after writing it.
+        let crash = sys::crash_point_from_env()?
+            .filter(|(seq, _)| first.is_some() && *seq == 1)
+            .map(|(_, point)| point);
+        let (next_seq, end) = match &first {
+            Some(frame) => {
+                use std::io::Write;
+                if crash == Some(sys::CrashPoint::BeforeWrite) {
+                    sys::crash_now();
+                }
+                if crash == Some(sys::CrashPoint::MidWrite) {
+                    let _ = file.write_all(&frame[..frame.len() / 2]);
+                    sys::crash_now();
+                }
+                file.write_all(frame).map_err(io("write", &tmp_journal))?;
+                if crash == Some(sys::CrashPoint::AfterWrite) {
+                    sys::crash_now();
+                }
+                (2, frame.len() as u64)
+            }
+            None => (1, 0),
+        };
         sys::sync(&file).map_err(|source| JournalError::Fsync {
             path: tmp_journal.clone(),
             source,
         })?;
+        for (relative, bytes) in files {
+            let path = tmp.join(relative);
+            if let Some(parent) = path.parent()
+                && !parent.is_dir()
+            {
+                fs::create_dir_all(parent).map_err(io("create directory", parent))?;
+                sys::fsync_dir(parent)?;
+            }
+            let mut f = File::create(&path).map_err(io("create", &path))?;
+            std::io::Write::write_all(&mut f, bytes).map_err(io("write", &path))?;
+            sys::sync(&f).map_err(|source| JournalError::Fsync {
+                path: path.clone(),
+                source,
+            })?;
+        }
         sys::fsync_dir(&tmp)?;
         let dir = root.join(id.as_str());
         fs::rename(&tmp, &dir).map_err(io("rename into place", &dir))?;
         sys::fsync_dir(&root)?;
+        if crash == Some(sys::CrashPoint::AfterSync) {
+            sys::crash_now();
+        }
         let info = SessionInfo {
             journal: dir.join(JOURNAL),
             dir,
             id,
             finished: None,
         };
-        SessionWriter::new(&info, file, 1, 0, self.guard.clone())
+        SessionWriter::new(&info, file, next_seq, end, self.guard.clone())
     }
 
     /// Reopen an unfinished session to append to it (`duplex resume`): its
@@ -496,6 +574,32 @@ impl LockedStateDir {
             });
         }
         SessionWriter::open(&info, self.guard.clone())
+    }
+
+    /// Remove an unfinished session whose journal holds no record at all
+    /// (an older release created sessions empty; a crash before the first
+    /// record left one behind). Refused for anything with a record in it.
+    pub fn discard_empty_session(&self, id: &SessionId) -> Result<(), JournalError> {
+        let info = self.session(id)?;
+        let len = fs::metadata(&info.journal)
+            .map_err(|source| JournalError::Io {
+                op: "stat",
+                path: info.journal.clone(),
+                source,
+            })?
+            .len();
+        if info.is_finished() || len != 0 {
+            return Err(JournalError::SessionInProgress {
+                path: self.path().to_path_buf(),
+                id: id.clone(),
+            });
+        }
+        fs::remove_dir_all(&info.dir).map_err(|source| JournalError::Io {
+            op: "remove the empty session",
+            path: info.dir.clone(),
+            source,
+        })?;
+        sys::fsync_dir(&self.sessions_dir())
     }
 
     /// Sessions whose creation a crash interrupted, before the rename that

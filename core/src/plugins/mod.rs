@@ -230,6 +230,13 @@ impl PluginHost {
         &self.shared.engine
     }
 
+    /// Whether a component with this digest is in the precompile cache (so
+    /// loading it takes milliseconds, not seconds of compiling).
+    pub fn is_cached(&self, sha256: &str) -> bool {
+        self.cache_entry(&sha256.to_ascii_lowercase())
+            .is_some_and(|p| p.is_file())
+    }
+
     /// Where the precompiled artifact of a component with this digest is cached.
     pub fn cache_entry(&self, sha256: &str) -> Option<std::path::PathBuf> {
         self.shared.cache.entry_path(sha256)

@@ -52,20 +52,33 @@ pub fn state_dir(cli_flag: Option<PathBuf>) -> Result<PathBuf, NoStateDir> {
     resolve_state_dir(cli_flag, |name| std::env::var_os(name), euid_is_root())
 }
 
-/// The compiled-plugin cache: `$DUPLEX_CACHE_DIR` when set, else the
-/// state dir's `cache/plugins`.
-pub fn cache_dir(state_dir: &std::path::Path) -> PathBuf {
-    std::env::var_os(CACHE_DIR_ENV)
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| state_dir.join("cache").join("plugins"))
+/// The cache for root when `$DUPLEX_CACHE_DIR` is not set.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/duplex/plugins";
+
+/// The compiled-plugin cache: `$DUPLEX_CACHE_DIR`, else `/var/cache/duplex/
+/// plugins` for root, else `$XDG_CACHE_HOME/duplex/plugins`, else
+/// `~/.cache/duplex/plugins`. One per user, shared by every state dir (entries
+/// are keyed by component digest and engine), so a plugin compiles once per
+/// machine and user, not once per state dir.
+pub fn default_cache_dir() -> PathBuf {
+    resolve_cache_dir(|name| std::env::var_os(name), euid_is_root())
 }
 
-/// `$DUPLEX_CACHE_DIR` only (commands without a state dir, e.g. `validate`).
-pub fn cache_dir_from_env() -> Option<PathBuf> {
-    std::env::var_os(CACHE_DIR_ENV)
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
+pub fn resolve_cache_dir(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var(CACHE_DIR_ENV) {
+        return dir;
+    }
+    if is_root {
+        return PathBuf::from(SYSTEM_CACHE_DIR);
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return xdg.join("duplex/plugins");
+    }
+    if let Some(home) = var("HOME").filter(|p| p.is_absolute()) {
+        return home.join(".cache/duplex/plugins");
+    }
+    std::env::temp_dir().join(format!("duplex-plugins-{}", unsafe { libc::geteuid() }))
 }
 
 /// Whether the effective user is root (decides the default state dir).
@@ -114,5 +127,34 @@ mod tests {
             "/h/.local/state/duplex"
         );
         assert_eq!(resolve(None, &[], false), Err(NoStateDir));
+    }
+
+    #[test]
+    fn the_cache_is_the_variable_then_per_user() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let all: &[(&str, &str)] = &[
+            ("DUPLEX_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ];
+        assert_eq!(resolve_cache_dir(env(all), true), PathBuf::from("/c"));
+        assert_eq!(
+            resolve_cache_dir(env(&all[1..]), true),
+            PathBuf::from(SYSTEM_CACHE_DIR)
+        );
+        assert_eq!(
+            resolve_cache_dir(env(&all[1..]), false),
+            PathBuf::from("/xdg/duplex/plugins")
+        );
+        assert_eq!(
+            resolve_cache_dir(env(&all[2..]), false),
+            PathBuf::from("/home/u/.cache/duplex/plugins")
+        );
     }
 }

@@ -1,10 +1,13 @@
-//! The command line: argument parsing, human/JSON rendering, exit codes.
-//! Each verb lives in its own module; this file only wires them up.
+//! The command line: argument parsing, rendering, exit codes. Each verb
+//! lives in its own module and asks the core's application layer; this file
+//! only wires them up. All output goes through `output` (clippy refuses
+//! `println!` in this crate), so a closed pipe never kills a command and no
+//! control character from a plugin reaches the terminal.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
-/// Exit codes shared by every verb (documented in README.md).
+/// Exit codes shared by every verb (documented in README.md and `--help`).
 pub mod exit {
     pub const OK: u8 = 0;
     /// The input was read but is invalid (or the operation failed).
@@ -21,13 +24,41 @@ pub mod exit {
     pub const HELD: u8 = 5;
     /// `--until STATE` was reached.
     pub const REACHED: u8 = 6;
+    /// Interrupted (SIGINT, SIGTERM): the session is kept; `duplex resume`
+    /// carries on.
+    pub const INTERRUPTED: u8 = 7;
 }
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success; for apply/resume/approve/retry/abort: committed and finished
+  1  invalid input, or a refused or failed operation (the message says which)
+  2  usage error, or a file that cannot be read
+  3  aborted and finished: the original configuration is restored
+  4  waiting for an approval (duplex approve)
+  5  Broken and held for a person (duplex retry or duplex abort)
+  6  stopped at --until STATE (duplex resume carries on)
+  7  interrupted by SIGINT/SIGTERM: the session is kept (duplex resume carries on)
+
+Examples:
+  duplex validate policies/*.yaml
+  duplex plan policies/demo.yaml
+  duplex --state-dir /tmp/duplex-demo apply policies/demo.yaml
+  duplex apply --until Split policies/demo.yaml && duplex abort
+  duplex status; duplex log --follow; duplex history
+  DUPLEX_OPERATOR=alice duplex approve
+
+Environment:
+  DUPLEX_STATE_DIR   the state dir when --state-dir is not given
+  DUPLEX_CACHE_DIR   where compiled plugins are cached (default: per user)
+  DUPLEX_OPERATOR    who you are, for approvals and the log (default: the OS user)";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "duplex",
     version,
     about = "Run active upgrades of two-sided systems from a declared policy",
+    after_help = AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -66,7 +97,7 @@ pub enum Verb {
     Status,
     /// Show the activity log of the current (or a past) session.
     Log(status::LogArgs),
-    /// Approve the session to go on past its approval point.
+    /// Approve the session to go on past its approval point (as $DUPLEX_OPERATOR or the OS user).
     Approve,
     /// Retry the failed request of a Broken session.
     Retry,
@@ -81,6 +112,9 @@ pub enum Verb {
 }
 
 mod dirs;
+mod errors;
+mod operator;
+mod output;
 mod plan;
 mod plugin;
 mod run;
@@ -89,38 +123,26 @@ mod status;
 mod validate;
 mod view;
 
-/// Print a value as pretty JSON on stdout.
-pub(crate) fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("output serializes")
-    );
+/// The application layer over the state dir the flags and environment name.
+fn app(state_dir: Option<std::path::PathBuf>) -> Result<duplex_core::app::App, String> {
+    let state_dir = dirs::state_dir(state_dir).map_err(|e| e.to_string())?;
+    Ok(duplex_core::app::App::new(duplex_core::app::AppConfig {
+        cache_dir: Some(dirs::default_cache_dir()),
+        state_dir,
+        clock: duplex_core::clock::SystemClock::shared(),
+        pacing: Default::default(),
+    }))
 }
 
-/// Report a failed verb on stderr (or as `{"error": …}` with `--output
-/// json`); returns the exit code for it.
-pub(crate) fn fail(output: Output, message: &str) -> u8 {
-    match output {
-        Output::Json => print_json(&serde_json::json!({ "error": message })),
-        Output::Human => eprintln!("error: {message}"),
-    }
-    exit::INVALID
-}
-
-/// Report a policy that failed to load; returns the exit code.
-pub(crate) fn report_load_error(err: &duplex_core::policy::LoadError) -> u8 {
-    match err {
-        duplex_core::policy::LoadError::Invalid(diags) => {
-            for d in diags {
-                eprintln!("{d}");
-            }
-            exit::INVALID
-        }
-        duplex_core::policy::LoadError::Unreadable { .. } => {
-            eprintln!("error: {err}");
-            exit::USAGE
-        }
-    }
+/// The application layer for commands that need no state dir (`validate`):
+/// only the plugin cache is used.
+fn validation_app() -> duplex_core::app::App {
+    duplex_core::app::App::new(duplex_core::app::AppConfig {
+        state_dir: std::path::PathBuf::from("."),
+        cache_dir: Some(dirs::default_cache_dir()),
+        clock: duplex_core::clock::SystemClock::shared(),
+        pacing: Default::default(),
+    })
 }
 
 pub fn main() -> ExitCode {
@@ -138,17 +160,17 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Verb::Validate(args) => validate::run(&args, cli.output),
         Verb::Schema => {
-            print!("{}", duplex_core::policy::schema_json());
+            output::json_line(duplex_core::policy::schema_json().trim_end());
             exit::OK
         }
         Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),
-        Verb::Apply(args) => run::apply(&args, cli.output, cli.state_dir),
+        Verb::Apply(args) => run::drive(run::Verb::Apply(args), cli.output, cli.state_dir),
         Verb::Status => status::status(cli.output, cli.state_dir),
         Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),
-        Verb::Approve => run::approve(cli.output, cli.state_dir),
-        Verb::Retry => run::retry(cli.output, cli.state_dir),
-        Verb::Abort => run::abort(cli.output, cli.state_dir),
-        Verb::Resume(args) => run::resume(&args, cli.output, cli.state_dir),
+        Verb::Approve => run::drive(run::Verb::Approve, cli.output, cli.state_dir),
+        Verb::Retry => run::drive(run::Verb::Retry, cli.output, cli.state_dir),
+        Verb::Abort => run::drive(run::Verb::Abort, cli.output, cli.state_dir),
+        Verb::Resume(args) => run::drive(run::Verb::Resume(args), cli.output, cli.state_dir),
         Verb::History => status::history(cli.output, cli.state_dir),
         Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),

@@ -1,6 +1,7 @@
 //! `duplex plan FILE`
 
-use super::{Output, exit};
+use super::{Output, errors, exit, output};
+use duplex_core::app::drift::Drift;
 use duplex_core::plan::Plan;
 use duplex_core::policy;
 use std::path::PathBuf;
@@ -12,25 +13,26 @@ pub struct Args {
     pub file: PathBuf,
 }
 
-pub fn run(args: &Args, output: Output, state_dir: Option<PathBuf>) -> u8 {
+pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8 {
     let loaded = match policy::load_file(&args.file) {
         Ok(loaded) => loaded,
-        Err(err) => return super::report_load_error(&err),
+        Err(err) => return errors::report_load(&err),
     };
     let plan = Plan::of(&loaded);
     let in_flight = in_flight(state_dir, &loaded);
-    match output {
+    match output_format {
         Output::Json => {
             let mut value = serde_json::to_value(&plan).expect("a plan serializes");
             value["inFlight"] = serde_json::to_value(&in_flight).expect("serializes");
-            super::print_json(&value)
+            output::json_pretty(&value)
         }
         Output::Human => {
-            print!("{}", render(&plan));
+            output::lines(&render(&plan));
             if let Some(f) = &in_flight {
-                println!("\nIn flight: session {} is in {}.", f.session, f.at);
+                output::line("");
+                output::line(&format!("In flight: session {} is in {}.", f.session, f.at));
                 if let Some(d) = &f.drift {
-                    println!("Drift: {d}");
+                    output::line(&format!("Drift: {d}"));
                 }
             }
         }
@@ -48,29 +50,30 @@ struct InFlight {
 }
 
 fn in_flight(state_dir: Option<PathBuf>, file: &policy::LoadedPolicy) -> Option<InFlight> {
-    use duplex_core::engine::{Event, Session};
-    let dir =
-        duplex_core::journal::StateDir::read_only(super::dirs::state_dir(state_dir).ok()?).ok()?;
-    let info = dir.current_session().ok()??;
-    let report = dir.read_session::<Event>(&info.id).ok()?;
-    let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event))).ok()?;
-    let drift = (session.policy_digest != file.digest.as_str()).then(|| {
-        format!(
-            "the session runs the policy it started with ({}, sha256 {}…); {} (sha256 {}…) differs and is not applied to it{}",
-            session.policy_file,
-            &session.policy_digest[..12],
+    let app = super::app(state_dir).ok()?;
+    let f = app.in_flight(file).ok()??;
+    let drift = f.drift.as_ref().map(|d| match d {
+        Drift::Changed {
+            recorded,
+            current,
+            declares_abort,
+            ..
+        } => format!(
+            "the session runs the policy it started with (sha256 {}…); {} (sha256 {}…) differs and is not applied to it{}",
+            &recorded[..recorded.len().min(12)],
             file.file.display(),
-            &file.digest.as_str()[..12],
-            if file.policy.spec.action == policy::PolicyAction::Abort {
+            &current[..current.len().min(12)],
+            if *declares_abort {
                 ", except its `action: abort`, which `duplex apply` carries out"
             } else {
                 ""
             }
-        )
+        ),
+        Drift::Gone { file } => format!("{file} is gone; the session keeps its own copy"),
     });
     Some(InFlight {
-        session: info.id.to_string(),
-        at: session.config.to_string(),
+        session: f.session.to_string(),
+        at: f.at.to_string(),
         drift,
     })
 }
@@ -105,7 +108,16 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(out, "      on failure: {r}");
         }
         if let Some(a) = &step.approval {
-            let _ = writeln!(out, "      then {a}");
+            let who = if a.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" (approvers: {})", a.approvers.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "      then wait for `duplex approve` before {:?}{who}",
+                a.before
+            );
         }
     }
     let from: Vec<String> = plan.abort_from.iter().map(|s| s.to_string()).collect();

@@ -1,6 +1,11 @@
 //! `duplex plugin inspect FILE` and `duplex plugin verify FILE --sha256 HEX`.
 
-use super::{Output, exit, print_json};
+use super::output;
+use super::{Output, exit};
+
+fn print_json(value: &impl Serialize) {
+    output::json_pretty(value)
+}
 use duplex_core::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -62,7 +67,7 @@ fn fail(file: &Path, sha256: Option<String>, error: String, code: u8, output: Ou
             sha256,
             error,
         }),
-        Output::Human => eprintln!("error: {error}"),
+        Output::Human => output::eline(&format!("error: {error}")),
     }
     code
 }
@@ -114,33 +119,37 @@ fn inspect(file: &Path, output: Output) -> u8 {
             plugin: info,
         }),
         Output::Human => {
-            println!("{} {}", info.name, info.version);
+            output::line(&format!("{} {}", info.name, info.version));
             if !info.description.is_empty() {
-                println!("  {}", info.description);
+                output::line(&format!("  {}", info.description));
             }
-            println!("file:      {} ({} bytes)", file.display(), bytes.len());
-            println!("sha256:    {sha256}");
-            println!("contract:  {}", plugins::CONTRACT);
-            println!(
+            output::line(&format!(
+                "file:      {} ({} bytes)",
+                file.display(),
+                bytes.len()
+            ));
+            output::line(&format!("sha256:    {sha256}"));
+            output::line(&format!("contract:  {}", plugins::CONTRACT));
+            output::line(&format!(
                 "partner:   {}",
                 if info.reports_partner {
                     "reports the partner side's state"
                 } else {
                     "does not report the partner side's state"
                 }
-            );
+            ));
             let section = |title: &str, items: Vec<(String, &str, &serde_json::Value)>| {
                 if items.is_empty() {
-                    println!("{title}: none");
+                    output::line(&format!("{title}: none"));
                     return;
                 }
-                println!("{title}:");
+                output::line(&format!("{title}:"));
                 for (name, description, schema) in items {
-                    println!("  {name}  {description}");
+                    output::line(&format!("  {name}  {description}"));
                     let pretty = serde_json::to_string_pretty(schema).expect("schema serializes");
-                    println!("    parameters:");
+                    output::line("    parameters:");
                     for line in pretty.lines() {
-                        println!("      {line}");
+                        output::line(&format!("      {line}"));
                     }
                 }
             };
@@ -202,11 +211,13 @@ fn verify(file: &Path, expected: &str, output: Output) -> u8 {
             actual: actual.clone(),
             matches,
         }),
-        Output::Human if matches => println!("ok: {} has sha256 {actual}", file.display()),
-        Output::Human => eprintln!(
+        Output::Human if matches => {
+            output::line(&format!("ok: {} has sha256 {actual}", file.display()))
+        }
+        Output::Human => output::eline(&format!(
             "mismatch: {} has sha256 {actual}, expected sha256 {expected}",
             file.display()
-        ),
+        )),
     }
     if matches { exit::OK } else { exit::INVALID }
 }

@@ -1,23 +1,20 @@
 //! The verbs that drive a session: `apply`, `resume`, `approve`, `retry`,
-//! `abort`. Each takes the state dir's lock, does its one thing, then lets
-//! the engine carry the session as far as it can go on its own.
+//! `abort`, and `unlock`. Each hands its one thing to the application layer
+//! and renders the report: the stop, the exit code, what to do next.
 
 use super::view::{HumanView, JsonView};
-use super::{Output, exit};
-use duplex_core::engine::Cancel;
-use duplex_core::engine::open::{self, Opened};
-use duplex_core::engine::view::EventSink;
-use duplex_core::engine::{
-    Decision, Engine, EngineError, Event, Outcome, Stop, decide, now_ms, setup,
-};
-use duplex_core::journal::{LockedStateDir, StateDir};
-use duplex_core::model::{Command, Phase, UpgradeState};
-use duplex_core::policy::{self, ApprovalPoint};
+use super::{Output, errors, exit, output};
+use duplex_core::app::{App, AppError, Operator, RunOptions, RunReport};
+use duplex_core::cancel::Cancel;
+use duplex_core::engine::sink::EventSink;
+use duplex_core::engine::{Outcome, Stop};
+use duplex_core::model::UpgradeState;
+use duplex_core::policy;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// The policy file.
+    /// The policy file (read once: the session keeps exactly what was validated).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Stop once this state's work is done (e.g. `Split`), before leaving it.
@@ -45,196 +42,89 @@ fn parse_state(text: &str) -> Result<UpgradeState, String> {
         })
 }
 
-/// Who a person's command is recorded as.
-fn operator() -> String {
-    std::env::var("DUPLEX_OPERATOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "operator".into())
-}
-
-/// What to do with the session once opened, before the engine runs.
-enum Action {
-    Apply,
-    Resume,
+/// What to ask of the application layer.
+pub enum Verb {
+    Apply(ApplyArgs),
+    Resume(ResumeArgs),
     Approve,
     Retry,
     Abort,
 }
 
-pub fn apply(args: &ApplyArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let file_policy = match policy::load_file(&args.file) {
-        Ok(p) => p,
-        Err(err) => return super::report_load_error(&err),
-    };
-    drive(
-        state_dir,
-        output,
-        args.until,
-        Action::Apply,
-        Some(file_policy),
-    )
-}
-
-pub fn resume(args: &ResumeArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
-    drive(state_dir, output, args.until, Action::Resume, None)
-}
-
-pub fn approve(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    drive(state_dir, output, None, Action::Approve, None)
-}
-
-pub fn retry(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    drive(state_dir, output, None, Action::Retry, None)
-}
-
-pub fn abort(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    drive(state_dir, output, None, Action::Abort, None)
-}
-
-fn drive(
-    state_dir: Option<PathBuf>,
-    output: Output,
-    until: Option<UpgradeState>,
-    action: Action,
-    file_policy: Option<policy::LoadedPolicy>,
-) -> u8 {
-    match try_drive(state_dir, output, until, action, file_policy) {
-        Ok(code) => code,
-        Err(err) => super::fail(output, &err.to_string()),
-    }
-}
-
-pub fn lock(state_dir: Option<PathBuf>) -> Result<(PathBuf, LockedStateDir), EngineError> {
-    let path =
-        super::dirs::state_dir(state_dir).map_err(|e| EngineError::Refused(e.to_string()))?;
-    let dir = StateDir::lock(&path).map_err(EngineError::Journal)?;
-    Ok((path, dir))
-}
-
-fn try_drive(
-    state_dir: Option<PathBuf>,
-    output: Output,
-    until: Option<UpgradeState>,
-    action: Action,
-    file_policy: Option<policy::LoadedPolicy>,
-) -> Result<u8, EngineError> {
-    let (path, dir) = lock(state_dir)?;
-    let current = open::current(&dir)?;
-    if let Some((_, _, report)) = &current
-        && let Some(torn) = &report.torn_tail
+/// Run a verb that drives a session, from its first instruction under the
+/// signal handling of `signals`.
+pub fn drive(verb: Verb, output_format: Output, state_dir: Option<PathBuf>) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        eprintln!("warning: {torn}");
-    }
-    // Everything that can refuse the run is checked before anything is written.
-    let run_policy = match (open::running_policy(&current)?, &file_policy) {
-        // The session in flight runs its own policy, whatever the file says.
-        (Some((p, false)), _) => p,
-        // Over but not marked finished (a crash in between): `apply` starts
-        // a new session, `resume` and the others finish marking it.
-        (Some((_, true)) | None, Some(p)) => {
-            check_new_session(p, &path)?;
-            p.clone()
-        }
-        (Some((p, true)), None) => p,
-        (None, None) => return Err(EngineError::NoSession(path.display().to_string())),
+        Ok(rt) => rt,
+        Err(e) => return errors::fail(output_format, &format!("cannot start the runtime: {e}")),
     };
-    let plugins = setup::load_plugins(&run_policy, &path, Some(&super::dirs::cache_dir(&path)))?;
-    duplex_core::artifact::verify_artifacts(&run_policy).map_err(EngineError::Policy)?;
-    let mut opened = match file_policy {
-        Some(p) => open::for_apply(&dir, current, p)?,
-        None => open::in_flight(&dir, current)?,
+    let cancel = Cancel::new();
+    let code = runtime.block_on(async {
+        super::signals::cancel_on_signal(cancel.clone());
+        run_verb(verb, output_format, state_dir, cancel).await
+    });
+    // A plugin call the run stopped waiting for may still run on a blocking
+    // thread until its deadline: do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run_verb(
+    verb: Verb,
+    output_format: Output,
+    state_dir: Option<PathBuf>,
+    cancel: Cancel,
+) -> u8 {
+    let app = match super::app(state_dir) {
+        Ok(app) => app,
+        Err(message) => return errors::fail(output_format, &message),
     };
-    match action {
-        Action::Apply | Action::Resume => {}
-        Action::Approve => approve_point(&mut opened)?,
-        Action::Retry => retry_request(&mut opened)?,
-        Action::Abort => request_abort(&mut opened)?,
-    }
-    let view: Box<dyn EventSink> = match output {
+    let sink: Box<dyn EventSink> = match output_format {
         Output::Human => Box::new(HumanView::new()),
         Output::Json => Box::new(JsonView),
     };
-    if output == Output::Human {
-        let verb = if opened.resumed {
-            "Resuming"
-        } else {
-            "Started"
-        };
-        println!(
-            "{verb} session {} of policy {} on {} ({})",
-            opened.writer.id(),
-            opened.policy.policy.metadata.name,
-            opened.policy.policy.spec.target.name,
-            opened.session.config
-        );
+    let operator = super::operator::current();
+    let result = match verb {
+        Verb::Apply(args) => {
+            let file_policy = match policy::load_file(&args.file) {
+                Ok(p) => p,
+                Err(err) => return errors::report_load(&err),
+            };
+            let options = RunOptions { until: args.until };
+            app.apply(file_policy, options, sink, cancel).await
+        }
+        Verb::Resume(args) => {
+            app.resume(RunOptions { until: args.until }, sink, cancel)
+                .await
+        }
+        Verb::Approve => app.approve(&operator, sink, cancel).await,
+        Verb::Retry => app.retry(sink, cancel).await,
+        Verb::Abort => app.abort(&operator, sink, cancel).await,
+    };
+    match result {
+        Ok(report) => report_stop(&app, &report, &operator, output_format),
+        Err(err) => errors::report(output_format, &err),
     }
-    let Opened {
-        writer,
-        session,
-        policy,
-        ..
-    } = opened;
-    let id = writer.id().to_string();
-    let cancel = Cancel::new();
-    let engine = Engine::new(
-        policy.clone(),
-        plugins,
-        writer,
-        session,
-        view,
-        cancel.clone(),
-    )
-    .until(until);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| EngineError::Internal(format!("cannot start the runtime: {e}")))?;
-    let stop = runtime.block_on(async {
-        super::signals::cancel_on_signal(cancel);
-        engine.run().await
-    })?;
-    Ok(report_stop(&stop, &policy, &id, output))
 }
 
-/// What must hold before a new session starts for a policy file.
-fn check_new_session(
-    p: &policy::LoadedPolicy,
-    state_dir: &std::path::Path,
-) -> Result<(), EngineError> {
-    if let Some(window) = &p.policy.spec.window
-        && (now_ms() as i64) < window.start.unix_millis()
-    {
-        return Err(EngineError::Refused(format!(
-            "{}: the maintenance window opens at {}; not starting a session before it (nothing was written)",
-            p.file.display(),
-            window.start
-        )));
-    }
-    if p.policy.spec.action == policy::PolicyAction::Abort {
-        return Err(EngineError::Refused(format!(
-            "{} declares `action: abort`, but no upgrade session is in progress in {}: nothing to abort",
-            p.file.display(),
-            state_dir.display()
-        )));
-    }
-    Ok(())
-}
-
-fn report_stop(stop: &Stop, policy: &policy::LoadedPolicy, session: &str, output: Output) -> u8 {
-    let spec = &policy.policy.spec;
-    let (code, result, message) = match stop {
+fn report_stop(app: &App, report: &RunReport, operator: &Operator, output_format: Output) -> u8 {
+    let summary = &report.summary;
+    let (code, result, message) = match &report.stop {
         Stop::Ended(Outcome::Committed) => {
-            let software: Vec<String> = spec
+            let software: Vec<String> = summary
                 .software
                 .iter()
-                .map(|s| format!("{} {}", s.name, s.version))
+                .map(|(name, version)| format!("{name} {version}"))
                 .collect();
             (
                 exit::COMMITTED,
                 "committed",
                 format!(
                     "Upgrade committed and finished: {} runs {}.",
-                    spec.target.name,
+                    summary.target,
                     software.join(", ")
                 ),
             )
@@ -244,109 +134,73 @@ fn report_stop(stop: &Stop, policy: &policy::LoadedPolicy, session: &str, output
             "aborted",
             format!(
                 "Upgrade aborted and finished: {} is back on its original configuration. `duplex log` shows why.",
-                spec.target.name
+                summary.target
             ),
         ),
         Stop::WaitingForApproval(point) => {
-            let who = spec
-                .requires_approval(*point)
-                .map(|a| a.approvers.join(", "))
-                .filter(|w| !w.is_empty())
-                .map(|w| format!(" (approvers: {w})"))
-                .unwrap_or_default();
+            let approvers = summary.approvers_at(*point);
+            let who = if approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" (approvers: {})", approvers.join(", "))
+            };
+            let may = if approvers.is_empty() || approvers.contains(&operator.0) {
+                String::new()
+            } else {
+                format!("; you are {operator}, not one of them")
+            };
             (
                 exit::WAITING,
                 "waiting-for-approval",
                 format!(
-                    "Waiting for approval before {point:?}{who}: run `duplex approve` to go on, or `duplex abort`."
+                    "Waiting for approval before {point:?}{who}: run `duplex approve` to go on, or `duplex abort`{may}."
                 ),
             )
         }
-        Stop::Held(reason) => (exit::HELD, "held", format!("Held for a person: {reason}")),
+        Stop::Held(reason) => (
+            exit::HELD,
+            "held",
+            format!("Held for a person: {reason}.{}", next_steps(app)),
+        ),
         Stop::Reached(state) => (
             exit::REACHED,
             "reached",
             format!("Stopped in {state} as asked (--until); `duplex resume` carries on."),
         ),
+        Stop::Interrupted { why } => (
+            exit::INTERRUPTED,
+            "interrupted",
+            format!(
+                "Interrupted ({why}): the session stopped at a safe point and is kept; `duplex resume` carries on."
+            ),
+        ),
     };
-    match output {
-        Output::Human => println!("{message}"),
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({ "result": result, "session": session, "exitCode": code, "message": message })
+    match output_format {
+        Output::Human => output::line(&message),
+        Output::Json => output::json_line(
+            &serde_json::json!({ "result": result, "session": report.session, "exitCode": code, "message": message })
+                .to_string(),
         ),
     }
     code
 }
 
-fn approve_point(opened: &mut Opened) -> Result<(), EngineError> {
-    match decide(&opened.session, &opened.policy.policy.spec, now_ms(), 0.5) {
-        Decision::WaitForApproval(point) => open::record(
-            opened,
-            Event::Approved {
-                before: point,
-                by: operator(),
-            },
-        ),
-        _ => Err(EngineError::Refused(format!(
-            "nothing to approve: the session is in {} and waits for no approval{}",
-            opened.session.config,
-            pending_points(opened)
-        ))),
+/// ` Next: `duplex retry` or `duplex abort`.`, from what the model allows now.
+fn next_steps(app: &App) -> String {
+    let next = app
+        .status()
+        .ok()
+        .and_then(|s| s.session)
+        .map(|s| s.next)
+        .unwrap_or_default();
+    if next.is_empty() {
+        return String::new();
     }
-}
-
-fn pending_points(opened: &Opened) -> String {
-    let spec = &opened.policy.policy.spec;
-    let points: Vec<String> = [ApprovalPoint::Merge, ApprovalPoint::Commit]
-        .into_iter()
-        .filter(|p| spec.requires_approval(*p).is_some() && !opened.session.approved(*p))
-        .map(|p| format!("before {p:?}"))
+    let verbs: Vec<String> = next
+        .iter()
+        .map(|c| format!("`duplex {}`", c.name()))
         .collect();
-    if points.is_empty() {
-        String::new()
-    } else {
-        format!(" yet (the policy asks for one {})", points.join(" and "))
-    }
-}
-
-fn retry_request(opened: &mut Opened) -> Result<(), EngineError> {
-    let config = &opened.session.config;
-    if let Err(refused) = config.apply(&Command::Retry) {
-        return Err(EngineError::Model(refused));
-    }
-    open::record(
-        opened,
-        Event::Model {
-            command: Command::Retry,
-        },
-    )
-}
-
-fn request_abort(opened: &mut Opened) -> Result<(), EngineError> {
-    // Busy with the lock in hand: the runner that ran the request is gone.
-    // Its request is over; record that before aborting (where abort is possible).
-    let config = &opened.session.config;
-    if config.phase == Phase::Running && duplex_core::model::abortable(config.state) {
-        open::record(
-            opened,
-            Event::Model {
-                command: Command::Fail {
-                    reason: "interrupted: the runner stopped during this request".into(),
-                },
-            },
-        )?;
-    }
-    if let Err(refused) = opened.session.config.apply(&Command::Abort) {
-        return Err(EngineError::Model(refused));
-    }
-    open::record(opened, Event::AbortRequested { by: operator() })?;
-    open::record(
-        opened,
-        Event::Model {
-            command: Command::Abort,
-        },
-    )
+    format!(" Next: {}.", verbs.join(" or "))
 }
 
 /// `duplex unlock --force`.
@@ -357,51 +211,47 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-pub fn unlock(args: &UnlockArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
+pub fn unlock(args: &UnlockArgs, output_format: Output, state_dir: Option<PathBuf>) -> u8 {
+    use duplex_core::journal::{UnlockOutcome, force_unlock};
     if !args.force {
-        eprintln!(
-            "error: `duplex unlock` needs --force: it is only for a lock whose holder is dead"
+        output::eline(
+            "error: `duplex unlock` needs --force: it is only for a lock whose holder is dead",
         );
         return exit::USAGE;
     }
     let path = match super::dirs::state_dir(state_dir) {
         Ok(path) => path,
-        Err(e) => return super::fail(output, &e.to_string()),
+        Err(e) => return errors::fail(output_format, &e.to_string()),
     };
-    let result = duplex_core::journal::force_unlock(&path).map(|o| (path, o));
-    match result {
-        Ok((path, outcome)) if output == Output::Json => {
-            let (result, pid) = match outcome {
-                duplex_core::journal::UnlockOutcome::NotHeld { stale } => {
-                    ("not-locked", stale.map(|h| h.pid))
-                }
-                duplex_core::journal::UnlockOutcome::Broken { holder } => {
-                    ("broken", Some(holder.pid))
-                }
+    let outcome = match force_unlock(&path) {
+        Ok(o) => o,
+        Err(e) => return errors::report(output_format, &AppError::Journal(e)),
+    };
+    match output_format {
+        Output::Json => {
+            let (result, pid) = match &outcome {
+                UnlockOutcome::NotHeld { stale } => ("not-locked", stale.as_ref().map(|h| h.pid)),
+                UnlockOutcome::Broken { holder } => ("broken", Some(holder.pid)),
             };
-            super::print_json(
+            output::json_pretty(
                 &serde_json::json!({ "stateDir": path, "result": result, "deadHolderPid": pid }),
             );
-            exit::OK
         }
-        Ok((path, outcome)) => {
-            match outcome {
-                duplex_core::journal::UnlockOutcome::NotHeld { stale: None } => {
-                    println!("{}: not locked; nothing to do", path.display())
-                }
-                duplex_core::journal::UnlockOutcome::NotHeld { stale: Some(h) } => println!(
-                    "{}: not locked; cleared the record of dead holder pid {}",
-                    path.display(),
-                    h.pid
-                ),
-                duplex_core::journal::UnlockOutcome::Broken { holder } => println!(
-                    "{}: broke the lock of dead holder pid {}",
-                    path.display(),
-                    holder.pid
-                ),
+        Output::Human => output::line(&match outcome {
+            UnlockOutcome::NotHeld { stale: None } => {
+                format!("{}: not locked; nothing to do", path.display())
             }
-            exit::OK
-        }
-        Err(err) => super::fail(output, &err.to_string()),
+            UnlockOutcome::NotHeld { stale: Some(h) } => format!(
+                "{}: not locked; cleared the record of dead holder pid {}",
+                path.display(),
+                h.pid
+            ),
+            UnlockOutcome::Broken { holder } => format!(
+                "{}: broke the lock of dead holder pid {}",
+                path.display(),
+                holder.pid
+            ),
+        }),
     }
+    exit::OK
 }

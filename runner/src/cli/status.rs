@@ -1,44 +1,25 @@
 //! Read-only views of the state dir: `status`, `log`, `history`. They take
 //! no lock, so they work while `duplex apply` runs.
 
-use super::{Output, exit, fail};
-use duplex_core::engine::open::snapshot;
-use duplex_core::engine::view::{clock_time, describe};
-use duplex_core::engine::{Decision, Event, Session, decide, now_ms};
-use duplex_core::journal::{Record, SessionId, SessionInfo, StateDir, format_utc};
-use duplex_core::model::{CommandKind, UpgradeState};
-use duplex_core::policy::{HumanDuration, Sha256};
+use super::{Output, errors, exit, output};
+use duplex_core::app::{App, SessionStatus, StatusReport, drift::Drift};
+use duplex_core::engine::sink::{clock_time, describe};
+use duplex_core::engine::{Event, Session};
+use duplex_core::journal::{Record, SessionId, format_utc};
+use duplex_core::model::UpgradeState;
+use duplex_core::policy::HumanDuration;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn open(state_dir: Option<PathBuf>) -> Result<StateDir, String> {
-    let path = super::dirs::state_dir(state_dir).map_err(|e| e.to_string())?;
-    StateDir::read_only(&path).map_err(|e| e.to_string())
+fn open(output_format: Output, state_dir: Option<PathBuf>) -> Result<App, u8> {
+    super::app(state_dir).map_err(|m| errors::fail(output_format, &m))
 }
 
-/// The state dir (read-only) and its sessions, oldest first.
-fn open_sessions(state_dir: Option<PathBuf>) -> Result<(StateDir, Vec<SessionInfo>), String> {
-    let dir = open(state_dir)?;
-    let sessions = dir.sessions().map_err(|e| e.to_string())?;
-    Ok((dir, sessions))
-}
-
-fn read(dir: &StateDir, info: &SessionInfo) -> Result<(Vec<Record<Event>>, Session), String> {
-    let report = dir
-        .read_session::<Event>(&info.id)
-        .map_err(|e| e.to_string())?;
-    if let Some(torn) = &report.torn_tail {
-        eprintln!("warning: {torn}");
-    }
-    let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event)))
-        .map_err(|e| format!("session {}: {e}", info.id))?;
-    Ok((report.records, session))
-}
-
+/// `status --output json`, in the shape it has always had.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Status {
+struct StatusJson {
     session: String,
     policy: String,
     policy_file: String,
@@ -56,140 +37,148 @@ struct Status {
     next: Vec<String>,
     finished: bool,
     outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_copy_problem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runner_pid: Option<u32>,
 }
 
-pub fn status(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let (dir, sessions) = match open_sessions(state_dir) {
-        Ok(opened) => opened,
-        Err(e) => return fail(output, &e),
+fn drift_text(d: &Drift) -> String {
+    match d {
+        Drift::Changed {
+            file,
+            recorded,
+            current,
+            ..
+        } => format!(
+            "{file} changed since the session started (sha256 {}… → {}…); the session keeps running the policy it started with",
+            &recorded[..recorded.len().min(12)],
+            &current[..current.len().min(12)]
+        ),
+        Drift::Gone { file } => format!("{file} is gone; the session keeps its own copy"),
+    }
+}
+
+fn status_json(s: &SessionStatus, report: &StatusReport) -> StatusJson {
+    let c = &s.config;
+    StatusJson {
+        session: s.id.to_string(),
+        policy: s.policy.clone(),
+        policy_file: s.policy_file.clone(),
+        policy_digest: s.policy_digest.clone(),
+        target: s.target.clone(),
+        state: c.state,
+        status: c.status().to_string(),
+        reason: c.failure().map(|f| f.reason.clone()),
+        partner: c.partner.to_string(),
+        request: s.request.as_ref().map(|r| r.to_string()),
+        attempt: c.attempt,
+        waiting_for: s
+            .waiting_for
+            .as_ref()
+            .map(|w| format!("approval before {:?}", w.point)),
+        held: s.held.clone(),
+        drift: s.drift.as_ref().map(drift_text),
+        next: s.next.iter().map(|c| c.name().to_string()).collect(),
+        finished: s.finished,
+        outcome: s.outcome.map(|o| o.name().to_string()),
+        policy_copy_problem: s.policy_copy_problem.clone(),
+        runner_pid: report.runner.as_ref().map(|r| r.pid),
+    }
+}
+
+pub fn status(output_format: Output, state_dir: Option<PathBuf>) -> u8 {
+    let app = match open(output_format, state_dir) {
+        Ok(app) => app,
+        Err(code) => return code,
     };
-    let Some(info) = sessions
-        .iter()
-        .rev()
-        .find(|s| !s.is_finished())
-        .or(sessions.last())
-    else {
-        match output {
-            Output::Json => {
-                super::print_json(&serde_json::json!({ "session": null, "state": "Idle" }))
-            }
-            Output::Human => println!(
-                "Idle: no upgrade session has run in {}",
-                dir.path().display()
-            ),
+    let report = match app.status() {
+        Ok(r) => r,
+        Err(e) => return errors::report(output_format, &e),
+    };
+    if let Some(torn) = report.session.as_ref().and_then(|s| s.torn_tail.as_ref()) {
+        output::eline(&format!("warning: {torn}"));
+    }
+    let Some(s) = &report.session else {
+        match output_format {
+            Output::Json => output::json_pretty(&serde_json::json!({
+                "session": null,
+                "state": "Idle",
+                "runnerPid": report.runner.as_ref().map(|r| r.pid),
+            })),
+            Output::Human => match &report.runner {
+                Some(r) => output::line(&format!(
+                    "Idle: no session yet; a runner (pid {}, since {}) holds {} and is preparing one (plugins compile on first use)",
+                    r.pid,
+                    format_utc(r.since_ms),
+                    report.state_dir.display()
+                )),
+                None => output::line(&format!(
+                    "Idle: no upgrade session has run in {}",
+                    report.state_dir.display()
+                )),
+            },
         }
         return exit::OK;
     };
-    let (records, session) = match read(&dir, info) {
-        Ok(r) => r,
-        Err(e) => return fail(output, &e),
-    };
-    let c = &session.config;
-    let current_digest = std::fs::read(&session.policy_file)
-        .ok()
-        .map(|b| Sha256::of(&b).to_string());
-    let drift = match current_digest {
-        Some(d) if d != session.policy_digest => Some(format!(
-            "{} changed since the session started (sha256 {}… → {}…); the session keeps running the policy it started with",
-            session.policy_file,
-            &session.policy_digest[..12],
-            &d[..12]
-        )),
-        None if !info.is_finished() => Some(format!(
-            "{} is gone; the session keeps its own copy",
-            session.policy_file
-        )),
-        _ => None,
-    };
-    let waiting = snapshot(info, &session)
-        .ok()
-        .map(|p| decide(&session, &p.policy.spec, now_ms(), 0.5))
-        .and_then(|d| match d {
-            Decision::WaitForApproval(point) => Some(format!("approval before {point:?}")),
-            _ => None,
-        });
-    let mut next = Vec::new();
-    if session.ended.is_none() {
-        if waiting.is_some() {
-            next.push("approve".to_string());
-        }
-        if c.allows(CommandKind::Retry) {
-            next.push("retry".into());
-        }
-        if c.allows(CommandKind::Abort) {
-            next.push("abort".into());
-        }
-        next.push("resume".into());
-    }
-    // The piece of work in hand: the last one the current request called a
-    // plugin for (partner reports run alongside every request).
-    let request = records.iter().rev().find_map(|r| match &r.event {
-        Event::PluginCall { request, .. }
-            if request != "partner" && c.status() != duplex_core::model::OpStatus::Ready =>
-        {
-            Some(request.clone())
-        }
-        _ => None,
-    });
-    let s = Status {
-        session: info.id.to_string(),
-        policy: session.policy.clone(),
-        policy_file: session.policy_file.clone(),
-        policy_digest: session.policy_digest.clone(),
-        target: session.target.clone(),
-        state: c.state,
-        status: c.status().to_string(),
-        reason: c.failure.clone(),
-        partner: c.partner.to_string(),
-        request,
-        attempt: c.attempt,
-        waiting_for: waiting,
-        held: session.held.clone(),
-        drift,
-        next,
-        finished: info.is_finished(),
-        outcome: session.ended.map(|o| format!("{o:?}").to_lowercase()),
-    };
-    match output {
-        Output::Json => super::print_json(&s),
+    let j = status_json(s, &report);
+    match output_format {
+        Output::Json => output::json_pretty(&j),
         Output::Human => {
-            println!(
+            output::line(&format!(
                 "Session   {} ({})",
-                s.session,
-                if s.finished {
+                j.session,
+                if j.finished {
                     "finished"
                 } else {
                     "in progress"
                 }
-            );
-            println!(
+            ));
+            output::line(&format!(
                 "Policy    {} ({}), sha256 {}",
-                s.policy, s.policy_file, s.policy_digest
-            );
-            println!("Target    {}", s.target);
-            println!("State     {} ({})", s.state, s.status);
-            if let Some(r) = &s.reason {
-                println!("Broken    {r}");
+                j.policy, j.policy_file, j.policy_digest
+            ));
+            output::line(&format!("Target    {}", j.target));
+            output::line(&format!("State     {} ({})", j.state, j.status));
+            if let Some(r) = &j.reason {
+                output::line(&format!("Broken    {r}"));
             }
-            println!("Partner   {}", s.partner);
-            if let Some(r) = &s.request {
-                println!("Request   {r} (attempt {})", s.attempt);
+            output::line(&format!("Partner   {}", j.partner));
+            if let Some(r) = &j.request {
+                output::line(&format!("Request   {r} (attempt {})", j.attempt));
             }
             if let Some(w) = &s.waiting_for {
-                println!("Waiting   for {w}");
+                let who = if w.approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (approvers: {})", w.approvers.join(", "))
+                };
+                output::line(&format!("Waiting   for approval before {:?}{who}", w.point));
             }
-            if let Some(h) = &s.held {
-                println!("Held      {h}");
+            if let Some(h) = &j.held {
+                output::line(&format!("Held      {h}"));
             }
-            if let Some(o) = &s.outcome {
-                println!("Outcome   {o}");
+            if let Some(o) = &j.outcome {
+                output::line(&format!("Outcome   {o}"));
             }
-            if let Some(d) = &s.drift {
-                println!("Drift     {d}");
+            if let Some(d) = &j.drift {
+                output::line(&format!("Drift     {d}"));
             }
-            if !s.next.is_empty() {
-                let verbs: Vec<String> = s.next.iter().map(|v| format!("duplex {v}")).collect();
-                println!("Next      {}", verbs.join(", "));
+            if let Some(p) = &j.policy_copy_problem
+                && !j.finished
+            {
+                output::line(&format!("Problem   {p}"));
+            }
+            if let Some(r) = &report.runner {
+                output::line(&format!(
+                    "Runner    pid {} since {} is driving it",
+                    r.pid,
+                    format_utc(r.since_ms)
+                ));
+            }
+            if !j.next.is_empty() {
+                let verbs: Vec<String> = j.next.iter().map(|v| format!("duplex {v}")).collect();
+                output::line(&format!("Next      {}", verbs.join(", ")));
             }
         }
     }
@@ -198,7 +187,8 @@ pub fn status(output: Output, state_dir: Option<PathBuf>) -> u8 {
 
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
-    /// Keep printing new records until the session finishes.
+    /// Keep printing new records until the session finishes, or stops for a
+    /// person with no runner driving it.
     #[arg(long)]
     pub follow: bool,
     /// A past session (see `duplex history`); default: the current or last one.
@@ -206,49 +196,88 @@ pub struct LogArgs {
     pub session: Option<String>,
 }
 
-pub fn log(args: &LogArgs, output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let dir = match open(state_dir) {
-        Ok(d) => d,
-        Err(e) => return fail(output, &e),
+pub fn log(args: &LogArgs, output_format: Output, state_dir: Option<PathBuf>) -> u8 {
+    let app = match open(output_format, state_dir) {
+        Ok(app) => app,
+        Err(code) => return code,
     };
-    let info = match &args.session {
-        Some(id) => SessionId::parse(id)
-            .and_then(|id| dir.session(&id))
-            .map(Some),
-        None => dir.sessions().map(|s| s.last().cloned()),
+    let id = match args.session.as_deref().map(SessionId::parse).transpose() {
+        Ok(id) => id,
+        Err(e) => return errors::fail(output_format, &e.to_string()),
     };
-    let info = match info {
-        Ok(Some(i)) => i,
-        Ok(None) => {
-            return fail(
-                output,
-                &format!("no session has run in {}", dir.path().display()),
+    let log = match app.log(id.as_ref()) {
+        Ok(l) => l,
+        Err(duplex_core::app::AppError::NoSession { state_dir }) => {
+            return errors::fail(
+                output_format,
+                &format!("no session has run in {}", state_dir.display()),
             );
         }
-        Err(e) => return fail(output, &e.to_string()),
+        Err(e) => return errors::report(output_format, &e),
     };
-    let mut printer = LogPrinter::new(output);
-    if args.follow {
-        let mut follower = match dir.follow::<Event>(&info.id) {
-            Ok(f) => f,
-            Err(e) => return fail(output, &e.to_string()),
-        };
-        loop {
-            match follower.poll() {
-                Ok(records) => records.iter().for_each(|r| printer.print(r)),
-                Err(e) => return fail(output, &e.to_string()),
-            }
-            if follower.session_finished() {
-                return exit::OK;
-            }
-            std::thread::sleep(Duration::from_millis(200));
+    let mut printer = LogPrinter::new(output_format);
+    if !args.follow {
+        if let Some(torn) = &log.torn_tail {
+            output::eline(&format!("warning: {torn}"));
         }
+        for r in &log.records {
+            printer.print(r);
+            if output::stdout_closed() {
+                break;
+            }
+        }
+        return exit::OK;
     }
-    match read(&dir, &info) {
-        Ok((records, _)) => records.iter().for_each(|r| printer.print(r)),
-        Err(e) => return fail(output, &e),
+    let mut follower = match app.follow(&log.info.id) {
+        Ok(f) => f,
+        Err(e) => return errors::report(output_format, &e),
+    };
+    let mut idle_polls = 0u32;
+    loop {
+        // Look before polling: once finished, this poll has the last records.
+        let finished = follower.session_finished();
+        let runner = app.runner();
+        match follower.poll() {
+            Ok(records) => {
+                if records.is_empty() {
+                    idle_polls += 1;
+                } else {
+                    idle_polls = 0;
+                }
+                records.iter().for_each(|r| printer.print(r))
+            }
+            Err(e) => return errors::report(output_format, &e.into()),
+        }
+        if finished || output::stdout_closed() {
+            return exit::OK;
+        }
+        // Nobody drives the session and nothing new comes: it waits for a
+        // person (an approval, a hold) or for a resume. Say so and stop.
+        if runner.is_none() && idle_polls >= 2 {
+            if output_format == Output::Human {
+                let next: Vec<String> = app
+                    .status()
+                    .ok()
+                    .and_then(|s| s.session)
+                    .map(|s| s.next)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| format!("`duplex {}`", c.name()))
+                    .collect();
+                output::line(&format!(
+                    "(no runner is driving session {}; it waits for {})",
+                    log.info.id,
+                    if next.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        next.join(" or ")
+                    }
+                ));
+            }
+            return exit::OK;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    exit::OK
 }
 
 /// Prints records as a tree: a heading per state, its events below it.
@@ -271,7 +300,7 @@ impl LogPrinter {
         match &mut self.session {
             None => self.session = Session::fold([(r.seq, r.ts_ms, &r.event)]).ok(),
             Some(s) => {
-                let _ = s.apply(&r.event);
+                let _ = s.apply_at(r.seq, r.ts_ms, &r.event);
             }
         }
         let state = self
@@ -280,30 +309,34 @@ impl LogPrinter {
             .map(|s| s.config.state)
             .unwrap_or(UpgradeState::Idle);
         if self.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::json!({ "seq": r.seq, "tsMs": r.ts_ms, "state": state, "event": r.event })
+            output::json_line(
+                &serde_json::json!({ "seq": r.seq, "tsMs": r.ts_ms, "state": state, "event": r.event })
+                    .to_string(),
             );
             return;
         }
+        if r.seq == 1 {
+            output::line("(times are UTC)");
+        }
         if self.state != Some(state) {
-            println!("{state}");
+            output::line(&state.to_string());
             self.state = Some(state);
         }
-        println!(
+        output::line(&format!(
             "  ├ {} #{:<4} {}",
             clock_time(r.ts_ms),
             r.seq,
             describe(&r.event)
-        );
+        ));
         if let Event::PluginCall { logs, .. } = &r.event {
             for line in logs {
-                println!("  │     plugin log: {line}");
+                output::line(&format!("  │     plugin log: {line}"));
             }
         }
     }
 }
 
+/// `history --output json`, in the shape it has always had.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct HistoryRow {
@@ -314,60 +347,66 @@ struct HistoryRow {
     duration: String,
     state: UpgradeState,
     outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aborted_from: Option<UpgradeState>,
 }
 
-pub fn history(output: Output, state_dir: Option<PathBuf>) -> u8 {
-    let (dir, sessions) = match open_sessions(state_dir) {
-        Ok(opened) => opened,
-        Err(e) => return fail(output, &e),
+pub fn history(output_format: Output, state_dir: Option<PathBuf>) -> u8 {
+    let app = match open(output_format, state_dir) {
+        Ok(app) => app,
+        Err(code) => return code,
     };
-    let mut rows = Vec::new();
-    for info in &sessions {
-        let row = match read(&dir, info) {
-            Ok((_, s)) => HistoryRow {
-                session: info.id.to_string(),
-                policy: s.policy.clone(),
-                target: s.target.clone(),
-                started: format_utc(s.started_ms),
-                duration: HumanDuration::from(Duration::from_millis(
-                    s.last_ms.saturating_sub(s.started_ms),
-                ))
-                .to_string(),
-                state: s.config.state,
-                outcome: match s.ended {
-                    Some(o) => format!("{o:?}").to_lowercase(),
-                    None if s.held.is_some() => "held".into(),
-                    None => "in progress".into(),
-                },
+    let entries = match app.history() {
+        Ok(e) => e,
+        Err(e) => return errors::report(output_format, &e),
+    };
+    let rows: Vec<HistoryRow> = entries
+        .iter()
+        .map(|e| HistoryRow {
+            session: e.session.to_string(),
+            policy: e.policy.clone().unwrap_or_default(),
+            target: e.target.clone().unwrap_or_default(),
+            started: e.started_ms.map(format_utc).unwrap_or_default(),
+            duration: e
+                .duration_ms
+                .map(|ms| HumanDuration::from(Duration::from_millis(ms)).to_string())
+                .unwrap_or_default(),
+            state: e.state.unwrap_or(UpgradeState::Idle),
+            outcome: match (&e.problem, e.outcome) {
+                (Some(p), _) => p.clone(),
+                (None, Some(o)) => o.name().to_string(),
+                (None, None) if e.held => "held".into(),
+                (None, None) => "in progress".into(),
             },
-            Err(e) => HistoryRow {
-                session: info.id.to_string(),
-                policy: String::new(),
-                target: String::new(),
-                started: String::new(),
-                duration: String::new(),
-                state: UpgradeState::Idle,
-                outcome: format!("unreadable: {e}"),
-            },
-        };
-        rows.push(row);
-    }
-    match output {
-        Output::Json => super::print_json(&rows),
+            aborted_from: e.aborted_from,
+        })
+        .collect();
+    match output_format {
+        Output::Json => output::json_pretty(&rows),
         Output::Human => {
             if rows.is_empty() {
-                println!("no sessions in {}", dir.path().display());
+                output::line(&format!("no sessions in {}", app.state_dir().display()));
+                return exit::OK;
             }
-            for r in &rows {
-                println!(
-                    "{}  {:<11} {:<13} {:>8}  {} on {}",
-                    r.session,
-                    r.outcome,
-                    r.state.to_string(),
-                    r.duration,
-                    r.policy,
-                    r.target
-                );
+            output::line(&format!(
+                "{:<21}  {:<11} {:<13} {:<20} {:>9}  POLICY ON TARGET",
+                "SESSION", "OUTCOME", "WHERE", "STARTED (UTC)", "DURATION"
+            ));
+            for (r, e) in rows.iter().zip(&entries) {
+                // Where the session is, or where it was when its outcome was
+                // decided.
+                let at = match (e.outcome, e.aborted_from, e.state) {
+                    (Some(duplex_core::engine::Outcome::Aborted), Some(from), _) => {
+                        format!("from {from}")
+                    }
+                    (Some(duplex_core::engine::Outcome::Committed), _, _) => "Commit".into(),
+                    (_, _, Some(state)) => state.to_string(),
+                    _ => "-".into(),
+                };
+                output::line(&format!(
+                    "{:<21}  {:<11} {:<13} {:<20} {:>9}  {} on {}",
+                    r.session, r.outcome, at, r.started, r.duration, r.policy, r.target
+                ));
             }
         }
     }

@@ -26,6 +26,7 @@ struct FileReport {
 }
 
 pub fn run(args: &Args, output: Output) -> u8 {
+    let app = super::validation_app();
     let mut code = exit::OK;
     let mut reports = Vec::new();
     for file in &args.files {
@@ -34,10 +35,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
             Ok(loaded) => {
                 // The plugins, pinned by digest, must provide what the policy
                 // asks of them with parameters their schemas accept.
-                let errors = duplex_core::engine::setup::validate_plugins(
-                    &loaded,
-                    super::dirs::cache_dir_from_env().as_deref(),
-                );
+                let errors = app.validate(&loaded);
                 if !errors.is_empty() {
                     code = code.max(exit::INVALID);
                 }
@@ -73,19 +71,19 @@ pub fn run(args: &Args, output: Output) -> u8 {
         reports.push(report);
     }
     match output {
-        Output::Json => super::print_json(&serde_json::json!({
+        Output::Json => super::output::json_pretty(&serde_json::json!({
             "valid": code == exit::OK,
             "files": reports,
         })),
         Output::Human => {
             for r in &reports {
                 if let Some(why) = &r.unreadable {
-                    eprintln!("error: {why}");
+                    super::output::eline(&format!("error: {why}"));
                 } else if r.valid {
-                    println!("{}: valid", r.file);
+                    super::output::line(&format!("{}: valid", r.file));
                 } else {
                     for e in &r.errors {
-                        eprintln!("{e}");
+                        super::output::eline(&format!("{e}"));
                     }
                 }
             }

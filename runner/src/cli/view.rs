@@ -1,94 +1,87 @@
 //! The live views of a run: plain lines (progress redrawn in place on a
-//! terminal) or one JSON object per recorded event.
+//! terminal) or one JSON object per recorded event. Both write through
+//! `output`, so a closed pipe ends the output and never the run.
 
-use duplex_core::engine::view::{EventSink, clock_time, describe};
-use duplex_core::engine::{Event, Session};
-use std::io::{IsTerminal, Write};
-
-/// Whether the live view shows an event. The journal keeps everything; a
-/// person watching wants changes: a check's verdict is shown by its
-/// `checkRan` line and a partner report by the change it makes, so their
-/// successful plugin calls are not repeated, and on a terminal pending polls
-/// are drawn as a progress bar instead.
-fn newsworthy(event: &Event, tty: bool) -> bool {
-    match event {
-        Event::PluginCall {
-            request,
-            ok,
-            outcome,
-            ..
-        } => {
-            let repeated = *ok && (request.starts_with("check/") || request == "partner");
-            let progress = tty && *ok && outcome.starts_with("pending");
-            !repeated && !progress
-        }
-        _ => true,
-    }
-}
+use super::output;
+use duplex_core::engine::sink::{
+    EventSink, Notice, ProgressUpdate, Recorded, clock_time, describe, is_pending_poll, newsworthy,
+};
+use std::io::IsTerminal;
 
 /// Plain lines on stdout; on a terminal, pending progress is redrawn in place.
 pub struct HumanView {
-    out: std::io::Stdout,
     tty: bool,
     /// A progress line is on screen and must be cleared before the next line.
     dirty: bool,
 }
 
-impl Default for HumanView {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HumanView {
     pub fn new() -> Self {
-        let out = std::io::stdout();
-        let tty = out.is_terminal();
         HumanView {
-            out,
-            tty,
+            tty: std::io::stdout().is_terminal(),
             dirty: false,
+        }
+    }
+
+    fn clear_progress(&mut self) {
+        if self.dirty {
+            output::control_then("\r\x1b[2K", "");
+            self.dirty = false;
         }
     }
 }
 
 impl EventSink for HumanView {
-    fn record(&mut self, _seq: u64, ts_ms: u64, event: &Event, session: &Session) {
-        if !newsworthy(event, self.tty) {
+    fn record(&mut self, r: &Recorded<'_>) {
+        if !newsworthy(r.event) || (self.tty && is_pending_poll(r.event)) {
             return;
         }
-        let mut out = self.out.lock();
-        if self.dirty {
-            let _ = write!(out, "\r\x1b[2K");
-            self.dirty = false;
-        }
-        let time = clock_time(ts_ms);
-        let c = &session.config;
-        let _ = writeln!(
-            out,
-            "{time}  {:<12} {:<6}  {}",
+        self.clear_progress();
+        let c = &r.session.config;
+        output::line(&format!(
+            "{}  {:<12} {:<6}  {}",
+            clock_time(r.ts_ms),
             c.state.to_string(),
             c.status().to_string(),
-            describe(event)
-        );
-        let _ = out.flush();
+            describe(r.event)
+        ));
     }
 
-    fn progress(&mut self, request: &str, percent: u8, message: &str) {
+    fn progress(&mut self, p: &ProgressUpdate) {
         if !self.tty {
             return; // the recorded poll already said it
         }
-        let mut out = self.out.lock();
         let width = 30;
-        let filled = (usize::from(percent.min(100)) * width) / 100;
-        let _ = write!(
-            out,
-            "\r\x1b[2K          {request:<20} [{}{}] {percent:>3}% {message}",
-            "#".repeat(filled),
-            "-".repeat(width - filled)
+        let filled = (usize::from(p.percent.min(100)) * width) / 100;
+        output::control_then(
+            "\r\x1b[2K",
+            &format!(
+                "          {:<20} [{}{}] {:>3}% {}",
+                p.label,
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                p.percent,
+                p.message
+            ),
         );
-        let _ = out.flush();
         self.dirty = true;
+    }
+
+    fn notice(&mut self, notice: &Notice) {
+        self.clear_progress();
+        match notice {
+            Notice::Opened {
+                session,
+                resumed,
+                policy,
+                target,
+                at,
+            } => output::line(&format!(
+                "{} session {session} of policy {policy} on {target} ({at}); times are UTC",
+                if *resumed { "Resuming" } else { "Started" }
+            )),
+            other => render_notice(other),
+        }
     }
 }
 
@@ -96,16 +89,36 @@ impl EventSink for HumanView {
 pub struct JsonView;
 
 impl EventSink for JsonView {
-    fn record(&mut self, seq: u64, ts_ms: u64, event: &Event, session: &Session) {
+    fn record(&mut self, r: &Recorded<'_>) {
         let line = serde_json::json!({
-            "seq": seq,
-            "tsMs": ts_ms,
-            "state": session.config.state,
-            "status": session.config.status(),
-            "event": event,
+            "seq": r.seq,
+            "tsMs": r.ts_ms,
+            "state": r.session.config.state,
+            "status": r.session.config.status(),
+            "event": r.event,
         });
-        println!("{line}");
+        output::json_line(&line.to_string());
     }
 
-    fn progress(&mut self, _: &str, _: u8, _: &str) {}
+    fn progress(&mut self, _: &ProgressUpdate) {}
+
+    fn notice(&mut self, notice: &Notice) {
+        if !matches!(notice, Notice::Opened { .. }) {
+            render_notice(notice);
+        }
+    }
+}
+
+/// Notices that go to stderr in either view.
+fn render_notice(notice: &Notice) {
+    match notice {
+        Notice::TornTailCut(torn) => output::eline(&format!("warning: {torn}")),
+        Notice::Compiling { plugin } => output::eline(&format!(
+            "compiling plugin `{plugin}` (first use with this cache; later runs load it in milliseconds)…"
+        )),
+        Notice::Stopping { why } => output::eline(&format!(
+            "{why}: stopping at the next safe point; the session is kept for `duplex resume` (send it again to stop at once)"
+        )),
+        Notice::Opened { .. } => {}
+    }
 }

@@ -1,0 +1,559 @@
+//! The commands that drive a session: `apply`, `resume`, `approve`, `retry`,
+//! `abort`. Each takes the state dir's lock, checks everything that can
+//! refuse it before writing anything, does its one thing, then lets the
+//! engine carry the session as far as it can go on its own.
+
+use super::open::{self, Current};
+use super::{App, AppError, drift};
+use crate::cancel::Cancel;
+use crate::engine::decide::pending_approval;
+use crate::engine::setup::{self, Plugins};
+use crate::engine::sink::{EventSink, Notice};
+use crate::engine::{Engine, Event, Recorder, RunParts, Session, Stop};
+use crate::journal::{LockedStateDir, SessionId, SessionInfo, StateDir};
+use crate::model::{self, Command, Disposition, Phase, UpgradeState};
+use crate::policy::{ApprovalPoint, LoadedPolicy, PolicyAction};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Who gives a command, as recorded in the journal and checked against a
+/// policy's approvers. Front ends decide how they know (the CLI:
+/// `DUPLEX_OPERATOR`, else the OS user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Operator(pub String);
+
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Stop once this state's work is done, before leaving it.
+    pub until: Option<UpgradeState>,
+}
+
+/// How a run ended, and what a front end needs to say so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub session: SessionId,
+    #[serde(skip)]
+    pub stop: Stop,
+    pub summary: PolicySummary,
+}
+
+/// The policy a run ran, in brief.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySummary {
+    pub policy: String,
+    pub target: String,
+    /// `(name, version)` of each software item, in order.
+    pub software: Vec<(String, String)>,
+    /// The approvers the policy names at each approval point.
+    pub approvers: BTreeMap<String, Vec<String>>,
+}
+
+impl PolicySummary {
+    fn of(policy: &LoadedPolicy) -> PolicySummary {
+        let spec = &policy.policy.spec;
+        PolicySummary {
+            policy: policy.policy.metadata.name.clone(),
+            target: spec.target.name.clone(),
+            software: spec
+                .software
+                .iter()
+                .map(|s| (s.name.clone(), s.version.clone()))
+                .collect(),
+            approvers: spec
+                .approvals
+                .iter()
+                .map(|a| (format!("{:?}", a.before), a.approvers.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn approvers_at(&self, point: ApprovalPoint) -> &[String] {
+        self.approvers
+            .get(&format!("{point:?}"))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// What to do with a session in flight once it is open, before the engine
+/// runs.
+enum Action<'a> {
+    Resume,
+    Approve(&'a Operator),
+    Retry,
+    Abort(&'a Operator),
+}
+
+/// A session open for writing with everything its run needs.
+struct Prepared {
+    info_id: SessionId,
+    recorder: Recorder,
+    policy: LoadedPolicy,
+    plugins: Plugins,
+}
+
+impl App {
+    /// Run a session for `policy` — the text that was read and validated
+    /// once, which is what the session keeps — or carry on the one in flight
+    /// when it runs the same policy (a changed version of it is drift).
+    pub async fn apply(
+        &self,
+        policy: LoadedPolicy,
+        options: RunOptions,
+        mut sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        let dir = StateDir::lock(self.state_dir())?;
+        if let Some(current) = open::current(&dir)? {
+            report_torn(&current, sink.as_mut());
+            if current.session.ended.is_some() {
+                // Over, but a crash came before it was marked finished: mark
+                // it now, and start the new session this apply asks for.
+                current.writer.finish()?;
+            } else {
+                return self
+                    .carry_on(current, Some(policy), Action::Resume, options, sink, cancel)
+                    .await;
+            }
+        }
+        self.start(&dir, policy, options, sink, cancel).await
+    }
+
+    /// Carry on the session in flight after a stop, a crash or a reboot.
+    pub async fn resume(
+        &self,
+        options: RunOptions,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        self.command(Action::Resume, options, sink, cancel).await
+    }
+
+    /// Let a session waiting at an approval point go on.
+    pub async fn approve(
+        &self,
+        by: &Operator,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        self.command(Action::Approve(by), RunOptions::default(), sink, cancel)
+            .await
+    }
+
+    /// Re-run the failed request of a Broken session.
+    pub async fn retry(
+        &self,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        self.command(Action::Retry, RunOptions::default(), sink, cancel)
+            .await
+    }
+
+    /// Abort the session in flight (from PrepareSplit, Split, PrepareMerge,
+    /// Merge): restore the original configuration, then Finish. Works from
+    /// what the session pinned, whatever became of its policy file, its
+    /// policy copy, its artifacts or its plugins' schemas.
+    pub async fn abort(
+        &self,
+        by: &Operator,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        self.command(Action::Abort(by), RunOptions::default(), sink, cancel)
+            .await
+    }
+
+    async fn command(
+        &self,
+        action: Action<'_>,
+        options: RunOptions,
+        mut sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        let no_session = || AppError::NoSession {
+            state_dir: self.state_dir().to_path_buf(),
+        };
+        let dir = match StateDir::lock_existing(self.state_dir()) {
+            Ok(dir) => dir,
+            Err(crate::journal::JournalError::StateDirMissing { .. }) => return Err(no_session()),
+            Err(e) => return Err(e.into()),
+        };
+        let current = open::current(&dir)?.ok_or_else(no_session)?;
+        report_torn(&current, sink.as_mut());
+        // The lock lives as long as the session's writer, through the run.
+        drop(dir);
+        self.carry_on(current, None, action, options, sink, cancel)
+            .await
+    }
+
+    /// A new session: refused before anything is written when the window
+    /// is not open, there is nothing to abort, or the policy's plugins or
+    /// artifacts do not give what it asks.
+    async fn start(
+        &self,
+        dir: &LockedStateDir,
+        policy: LoadedPolicy,
+        options: RunOptions,
+        mut sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        let now = self.clock().wall_ms() as i64;
+        if let Some(window) = &policy.policy.spec.window {
+            if now < window.start.unix_millis() {
+                return Err(AppError::WindowNotOpen {
+                    file: policy.file.clone(),
+                    start: window.start,
+                });
+            }
+            if now >= window.end.unix_millis() {
+                return Err(AppError::WindowClosed {
+                    file: policy.file.clone(),
+                    end: window.end,
+                });
+            }
+        }
+        if policy.policy.spec.action == PolicyAction::Abort {
+            return Err(AppError::NothingToAbort {
+                file: policy.file.clone(),
+                state_dir: self.state_dir().to_path_buf(),
+            });
+        }
+        let (plugins, policy, returned) = self.load_for_start(policy, sink, &cancel).await?;
+        sink = returned;
+        crate::artifact::verify_artifacts(&policy).map_err(AppError::Policy)?;
+        if let Some(why) = cancel.reason() {
+            return Err(AppError::InterruptedBeforeStart { why });
+        }
+        let ts = self.clock().wall_ms();
+        let (writer, session, first) = open::create(dir, &policy, &plugins, ts)?;
+        let id = writer.id().clone();
+        let mut recorder = Recorder::new(writer, session, sink, self.clock().clone());
+        recorder.announce(1, ts, &first);
+        self.run(
+            Prepared {
+                info_id: id,
+                recorder,
+                policy,
+                plugins,
+            },
+            false,
+            options,
+            cancel,
+        )
+        .await
+    }
+
+    /// Load and check a new session's plugins off the async thread (the
+    /// first load compiles, which takes seconds), telling the sink which
+    /// ones are compiled; a cancel stops waiting for it.
+    async fn load_for_start(
+        &self,
+        policy: LoadedPolicy,
+        mut sink: Box<dyn EventSink>,
+        cancel: &Cancel,
+    ) -> Result<(Plugins, LoadedPolicy, Box<dyn EventSink>), AppError> {
+        let host = self.host()?.clone();
+        let state_dir = self.state_dir().to_path_buf();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = setup::load_for_policy(&host, &policy, Some(&state_dir), |plugin| {
+                sink.notice(&Notice::Compiling {
+                    plugin: plugin.to_string(),
+                })
+            });
+            (result, policy, sink)
+        });
+        let (result, policy, sink) = tokio::select! {
+            joined = task => joined.map_err(|e| AppError::Internal(format!("loading plugins failed: {e}")))?,
+            _ = cancel.cancelled() => {
+                return Err(AppError::InterruptedBeforeStart {
+                    why: cancel.reason().unwrap_or_default(),
+                });
+            }
+        };
+        let plugins = result.map_err(|findings| AppError::Policy(policy.place(findings)))?;
+        Ok((plugins, policy, sink))
+    }
+
+    /// Open the session in flight for a run: its policy (its own copy, or
+    /// for an abort what it pinned), its pinned plugins; then the action's
+    /// records, then the engine.
+    async fn carry_on(
+        &self,
+        current: Current,
+        file: Option<LoadedPolicy>,
+        action: Action<'_>,
+        options: RunOptions,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        let Current {
+            info,
+            writer,
+            session,
+            ..
+        } = current;
+        if let Some(file) = &file
+            && (file.policy.metadata.name != session.policy
+                || file.policy.spec.target.name != session.target)
+        {
+            return Err(AppError::OtherSessionInFlight {
+                state_dir: self.state_dir().to_path_buf(),
+                session: info.id.clone(),
+                policy: session.policy.clone(),
+                target: session.target.clone(),
+                file: file.file.display().to_string(),
+                file_policy: file.policy.metadata.name.clone(),
+                file_target: file.policy.spec.target.name.clone(),
+            });
+        }
+        let policy = match (open::policy_copy(&info, &session), &action) {
+            (Ok(p), _) => p,
+            (Err(e), Action::Abort(_)) => open::abort_only_policy(&session).ok_or(e)?,
+            (Err(e), _) => return Err(e),
+        };
+        // Everything that can refuse the command is checked before a record.
+        let before = validate_action(&action, &session, &policy)?;
+        let plugins = self
+            .load_pinned(&info, &session, &policy, sink, &cancel)
+            .await?;
+        let (plugins, sink) = plugins;
+        let mut recorder = Recorder::new(writer, session, sink, self.clock().clone());
+        if recorder.session().ended.is_none() {
+            let at = recorder.session().config.to_string();
+            recorder.record(Event::Resumed {
+                pid: std::process::id(),
+                at,
+            })?;
+        }
+        if let Some(file) = &file
+            && let Some(d) = drift::against(recorder.session(), file)
+        {
+            recorder.record(Event::Drift {
+                recorded: recorder.session().policy_digest.clone(),
+                current: d.current().unwrap_or_default().to_string(),
+            })?;
+            // A declared abort is the one change that is applied.
+            if file.policy.spec.action == PolicyAction::Abort && !recorder.session().abort_requested
+            {
+                recorder.record(Event::AbortRequested {
+                    by: "policy".into(),
+                })?;
+            }
+        }
+        apply_action(&action, before, &mut recorder)?;
+        self.run(
+            Prepared {
+                info_id: info.id.clone(),
+                recorder,
+                policy,
+                plugins,
+            },
+            true,
+            options,
+            cancel,
+        )
+        .await
+    }
+
+    async fn load_pinned(
+        &self,
+        info: &SessionInfo,
+        session: &Session,
+        policy: &LoadedPolicy,
+        mut sink: Box<dyn EventSink>,
+        cancel: &Cancel,
+    ) -> Result<(Plugins, Box<dyn EventSink>), AppError> {
+        let host = self.host()?.clone();
+        let state_dir = self.state_dir().to_path_buf();
+        let session_dir = info.dir.clone();
+        let refs: Vec<_> = if session.ended.is_some() {
+            Vec::new()
+        } else {
+            policy.policy.spec.plugins.clone()
+        };
+        let base = policy.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = setup::load_pinned(
+                &host,
+                &refs,
+                &session_dir,
+                &state_dir,
+                |p| base.resolve(p),
+                |plugin| {
+                    sink.notice(&Notice::Compiling {
+                        plugin: plugin.to_string(),
+                    })
+                },
+            );
+            (result, sink)
+        });
+        let (result, sink) = tokio::select! {
+            joined = task => joined.map_err(|e| AppError::Internal(format!("loading plugins failed: {e}")))?,
+            _ = cancel.cancelled() => {
+                return Err(AppError::InterruptedBeforeStart {
+                    why: cancel.reason().unwrap_or_default(),
+                });
+            }
+        };
+        Ok((result.map_err(AppError::Plugin)?, sink))
+    }
+
+    async fn run(
+        &self,
+        prepared: Prepared,
+        resumed: bool,
+        options: RunOptions,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        let Prepared {
+            info_id,
+            mut recorder,
+            policy,
+            plugins,
+        } = prepared;
+        let summary = PolicySummary::of(&policy);
+        let session = recorder.session();
+        recorder.notice(&Notice::Opened {
+            session: info_id.to_string(),
+            resumed,
+            policy: policy.policy.metadata.name.clone(),
+            target: policy.policy.spec.target.name.clone(),
+            at: session.config.clone(),
+        });
+        let engine = Engine::new(RunParts {
+            policy,
+            plugins,
+            recorder,
+            cancel,
+            until: options.until,
+            pacing: self.config.pacing,
+        });
+        let stop = engine.run().await?;
+        Ok(RunReport {
+            session: info_id,
+            stop,
+            summary,
+        })
+    }
+}
+
+fn report_torn(current: &Current, sink: &mut dyn EventSink) {
+    if let Some(torn) = &current.torn_tail {
+        sink.notice(&Notice::TornTailCut(torn.clone()));
+    }
+}
+
+/// What an action will record, decided before anything is written.
+enum Planned {
+    Nothing,
+    Approve(ApprovalPoint),
+    Retry,
+    /// Abort; `interrupted` when a runner died in the middle of a request.
+    Abort {
+        interrupted: bool,
+    },
+}
+
+fn validate_action(
+    action: &Action<'_>,
+    session: &Session,
+    policy: &LoadedPolicy,
+) -> Result<Planned, AppError> {
+    let c = &session.config;
+    Ok(match action {
+        Action::Resume => Planned::Nothing,
+        Action::Approve(by) => {
+            let spec = &policy.policy.spec;
+            let waiting = pending_approval(session, spec)
+                .filter(|_| c.phase() == Phase::Done && session.held.is_none());
+            let Some(point) = waiting else {
+                return Err(AppError::NothingToApprove {
+                    at: c.to_string(),
+                    pending: [ApprovalPoint::Merge, ApprovalPoint::Commit]
+                        .into_iter()
+                        .filter(|p| spec.requires_approval(*p).is_some() && !session.approved(*p))
+                        .collect(),
+                });
+            };
+            let approvers = spec
+                .requires_approval(point)
+                .map(|a| a.approvers.clone())
+                .unwrap_or_default();
+            if !approvers.is_empty() && !approvers.contains(&by.0) {
+                return Err(AppError::NotAnApprover {
+                    operator: by.0.clone(),
+                    point,
+                    approvers,
+                });
+            }
+            Planned::Approve(point)
+        }
+        Action::Retry => {
+            c.apply(&Command::Retry).map_err(AppError::NotAllowed)?;
+            Planned::Retry
+        }
+        Action::Abort(_) => {
+            // Busy with the lock in hand: the runner that ran the request
+            // is gone. Its request is over; it is recorded as failed first.
+            let interrupted = c.phase() == Phase::Running && model::abortable(c.state);
+            let mut after = c.clone();
+            if interrupted {
+                after = after
+                    .apply(&interrupted_failure())
+                    .map_err(AppError::NotAllowed)?;
+            }
+            after.apply(&Command::Abort).map_err(AppError::NotAllowed)?;
+            Planned::Abort { interrupted }
+        }
+    })
+}
+
+fn interrupted_failure() -> Command {
+    Command::Fail {
+        reason: "interrupted: the runner stopped during this request".into(),
+        disposition: Disposition::Retryable,
+    }
+}
+
+fn apply_action(
+    action: &Action<'_>,
+    planned: Planned,
+    recorder: &mut Recorder,
+) -> Result<(), AppError> {
+    match (planned, action) {
+        (Planned::Nothing, _) => {}
+        (Planned::Approve(point), Action::Approve(by)) => {
+            recorder.record(Event::Approved {
+                before: point,
+                by: by.0.clone(),
+            })?;
+        }
+        (Planned::Retry, _) => {
+            recorder.record(Event::Model {
+                command: Command::Retry,
+            })?;
+        }
+        (Planned::Abort { interrupted }, Action::Abort(by)) => {
+            if interrupted {
+                recorder.record(Event::Model {
+                    command: interrupted_failure(),
+                })?;
+            }
+            recorder.record(Event::AbortRequested { by: by.0.clone() })?;
+            recorder.record(Event::Model {
+                command: Command::Abort,
+            })?;
+        }
+        _ => return Err(AppError::Internal("an action and its plan disagree".into())),
+    }
+    Ok(())
+}

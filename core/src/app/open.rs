@@ -1,0 +1,168 @@
+//! Opening a session for writing: the one in flight (its records checked, a
+//! torn tail cut, its own policy and pinned plugins), or a new one created
+//! atomically with its first record, its policy copy and its plugin copies.
+
+use super::AppError;
+use crate::engine::event::HardwarePin;
+use crate::engine::setup::{Plugins, pinned_copy};
+use crate::engine::{Event, JOURNAL_FORMAT, Session};
+use crate::journal::{LockedStateDir, SessionInfo, SessionWriter, TornTail};
+use crate::policy::{self, LoadedPolicy, PluginRef};
+use std::path::{Path, PathBuf};
+
+/// The session's copy of the policy it started with.
+pub const POLICY_COPY: &str = "policy.yaml";
+
+/// An unfinished session, opened for appending.
+pub(super) struct Current {
+    pub info: SessionInfo,
+    pub writer: SessionWriter,
+    pub session: Session,
+    /// The first record, for a sink that wants the whole story.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// The unfinished session, if any: read, checked and folded, a torn tail
+/// cut. A session with no record at all (left by an older release's crash
+/// right after creating it) is removed: there is nothing in it.
+pub(super) fn current(dir: &LockedStateDir) -> Result<Option<Current>, AppError> {
+    let Some(info) = dir.current_session()? else {
+        return Ok(None);
+    };
+    let (writer, report) = dir.open_session::<Event>(&info.id)?;
+    if report.records.is_empty() {
+        drop(writer);
+        dir.discard_empty_session(&info.id)?;
+        return Ok(None);
+    }
+    let session = Session::fold(report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event)))
+        .map_err(|source| AppError::Fold {
+            session: info.id.clone(),
+            source,
+        })?;
+    Ok(Some(Current {
+        info,
+        writer,
+        session,
+        torn_tail: report.torn_tail,
+    }))
+}
+
+/// The policy a session runs: its own copy, checked against the digest it
+/// started with.
+pub(super) fn policy_copy(info: &SessionInfo, session: &Session) -> Result<LoadedPolicy, AppError> {
+    let path = info.dir.join(POLICY_COPY);
+    let bad = |why: String| AppError::PolicyCopy {
+        path: path.clone(),
+        why,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let loaded =
+        policy::load_text(&text, Path::new(&session.policy_file)).map_err(|e| match e {
+            policy::LoadError::Invalid(d) => bad(d
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")),
+            other => bad(other.to_string()),
+        })?;
+    if loaded.digest.as_str() != session.policy_digest {
+        return Err(bad(format!(
+            "it has sha256 {}, but the session started with {}",
+            loaded.digest, session.policy_digest
+        )));
+    }
+    Ok(loaded)
+}
+
+/// The policy an abort runs when the session's copy cannot be used: the
+/// target and its pinned hardware plugin, the default rules, nothing else.
+pub(super) fn abort_only_policy(session: &Session) -> Option<LoadedPolicy> {
+    let pin = session.hardware.as_ref()?;
+    let document = serde_json::json!({
+        "apiVersion": "duplex.dev/v1alpha1",
+        "kind": "UpgradePolicy",
+        "metadata": { "name": session.policy },
+        "spec": {
+            "target": { "name": session.target, "plugin": pin.plugin.name, "with": pin.with },
+            "software": [],
+            "plugins": [pin.plugin],
+        }
+    });
+    let policy = serde_json::from_value(document).ok()?;
+    let file = PathBuf::from(&session.policy_file);
+    Some(LoadedPolicy {
+        policy,
+        base_dir: file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        file,
+        digest: session.policy_digest.parse().ok()?,
+        text: String::new(),
+    })
+}
+
+/// Start a new session for `policy`, whose `plugins` were loaded from its
+/// sources: the first record, the policy copy (exactly the text that was
+/// validated) and a copy of each plugin component appear together.
+pub(super) fn create(
+    dir: &LockedStateDir,
+    policy: &LoadedPolicy,
+    plugins: &Plugins,
+    ts_ms: u64,
+) -> Result<(SessionWriter, Session, Event), AppError> {
+    let spec = &policy.policy.spec;
+    let file = absolute(&policy.file);
+    let hardware = spec.plugin(&spec.target.plugin).map(|p| HardwarePin {
+        plugin: PluginRef {
+            source: absolute(&policy.resolve(&p.source)).display().to_string(),
+            ..p.clone()
+        },
+        with: spec.target.with.clone(),
+    });
+    let first = Event::SessionStarted {
+        policy: policy.policy.metadata.name.clone(),
+        policy_file: file.display().to_string(),
+        policy_digest: policy.digest.to_string(),
+        target: spec.target.name.clone(),
+        format: JOURNAL_FORMAT,
+        hardware,
+    };
+    let mut files = vec![(PathBuf::from(POLICY_COPY), policy.text.clone().into_bytes())];
+    for (name, plugin) in plugins {
+        let source = spec
+            .plugin(name)
+            .map(|p| policy.resolve(&p.source))
+            .ok_or_else(|| AppError::Internal(format!("plugin `{name}` is not in the policy")))?;
+        let bytes = std::fs::read(&source).map_err(|e| {
+            AppError::Internal(format!(
+                "cannot copy plugin `{name}` from {}: {e}",
+                source.display()
+            ))
+        })?;
+        // The file must still be what was verified and loaded.
+        let digest = crate::plugins::sha256_hex(&bytes);
+        if digest != plugin.sha256() {
+            return Err(AppError::Internal(format!(
+                "plugin `{name}` ({}) changed while the session was being started (sha256 {digest}, loaded {}); nothing was written",
+                source.display(),
+                plugin.sha256()
+            )));
+        }
+        let relative = pinned_copy(Path::new(""), plugin.sha256());
+        if !files.iter().any(|(p, _)| *p == relative) {
+            files.push((relative, bytes));
+        }
+    }
+    let writer = dir.create_session_with(ts_ms, &first, &files)?;
+    let session = Session::start(&first, ts_ms).map_err(|source| AppError::Fold {
+        session: writer.id().clone(),
+        source,
+    })?;
+    Ok((writer, session, first))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,394 @@
+//! The queries: what a session is doing, what happened, what an operator
+//! may do next. They take no lock and change nothing, so they work while a
+//! runner drives the session.
+
+use super::drift::{self, Drift};
+use super::open::abort_only_policy;
+use super::{App, AppError};
+use crate::engine::decide::pending_approval;
+use crate::engine::{Event, Outcome, RequestId, Session};
+use crate::journal::{LockHolder, Record, SessionId, SessionInfo, StateDir, TornTail};
+use crate::model::{self, CommandKind, Configuration, Phase, UpgradeState};
+use crate::policy::{ApprovalPoint, LoadedPolicy};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What an operator may do next, as the model and the session allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OperatorCommand {
+    Approve,
+    Retry,
+    Abort,
+    Resume,
+}
+
+impl OperatorCommand {
+    pub fn name(self) -> &'static str {
+        match self {
+            OperatorCommand::Approve => "approve",
+            OperatorCommand::Retry => "retry",
+            OperatorCommand::Abort => "abort",
+            OperatorCommand::Resume => "resume",
+        }
+    }
+}
+
+/// The live process holding the state dir's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerInfo {
+    pub pid: u32,
+    pub since_ms: u64,
+}
+
+impl From<LockHolder> for RunnerInfo {
+    fn from(h: LockHolder) -> Self {
+        RunnerInfo {
+            pid: h.pid,
+            since_ms: h.since_ms,
+        }
+    }
+}
+
+/// An approval point the session waits at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingFor {
+    pub point: ApprovalPoint,
+    /// Who the policy lets approve (empty: anyone).
+    pub approvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub state_dir: PathBuf,
+    /// A live runner holds the state dir (driving or preparing a session).
+    pub runner: Option<RunnerInfo>,
+    /// The session in flight, else the last one; `None` when none ever ran.
+    pub session: Option<SessionStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStatus {
+    pub id: SessionId,
+    pub finished: bool,
+    pub policy: String,
+    pub policy_file: String,
+    pub policy_digest: String,
+    pub target: String,
+    pub config: Configuration,
+    /// The piece of work in hand while Busy or Broken.
+    pub request: Option<RequestId>,
+    pub waiting_for: Option<WaitingFor>,
+    pub held: Option<String>,
+    pub drift: Option<Drift>,
+    pub next: Vec<OperatorCommand>,
+    pub outcome: Option<Outcome>,
+    /// Why the session's copy of its policy cannot be used (then only an
+    /// abort, from what the session pinned, is possible).
+    pub policy_copy_problem: Option<String>,
+    /// A torn last record (a write in progress, or a crash the next writer
+    /// cuts).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// One line of `history`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub session: SessionId,
+    pub finished: bool,
+    /// `None` when the journal cannot be read (see `problem`).
+    pub policy: Option<String>,
+    pub target: Option<String>,
+    pub started_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+    /// Where the session is, for one in flight.
+    pub state: Option<UpgradeState>,
+    pub outcome: Option<Outcome>,
+    /// The state an aborted session aborted from.
+    pub aborted_from: Option<UpgradeState>,
+    pub held: bool,
+    pub problem: Option<String>,
+}
+
+/// A session's records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionLog {
+    pub info: SessionInfo,
+    pub records: Vec<Record<Event>>,
+    pub torn_tail: Option<TornTail>,
+}
+
+/// A session in flight, as `plan` reports it against a policy file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    pub session: SessionId,
+    pub policy: String,
+    pub target: String,
+    pub at: Configuration,
+    pub drift: Option<Drift>,
+}
+
+impl App {
+    fn read_dir(&self) -> Result<StateDir, AppError> {
+        Ok(StateDir::read_only(self.state_dir())?)
+    }
+
+    /// The session in flight (else the last one) and what may be done next.
+    pub fn status(&self) -> Result<StatusReport, AppError> {
+        let runner = StateDir::read_only(self.state_dir())
+            .ok()
+            .and_then(|d| d.lock_holder())
+            .map(RunnerInfo::from);
+        let dir = match StateDir::read_only(self.state_dir()) {
+            Ok(dir) => dir,
+            Err(crate::journal::JournalError::StateDirMissing { .. }) => {
+                return Ok(StatusReport {
+                    state_dir: self.state_dir().to_path_buf(),
+                    runner,
+                    session: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sessions = dir.sessions()?;
+        let Some(info) = sessions
+            .iter()
+            .rev()
+            .find(|s| !s.is_finished())
+            .or(sessions.last())
+        else {
+            return Ok(StatusReport {
+                state_dir: self.state_dir().to_path_buf(),
+                runner,
+                session: None,
+            });
+        };
+        let report = dir.read_session::<Event>(&info.id)?;
+        if report.records.is_empty() {
+            // Created by an older release that crashed before its first
+            // record: nothing ran; the next apply clears it away.
+            return Ok(StatusReport {
+                state_dir: self.state_dir().to_path_buf(),
+                runner,
+                session: None,
+            });
+        }
+        let session = fold(info, &report.records)?;
+        let copy = super::open::policy_copy(info, &session);
+        let policy_copy_problem = copy.as_ref().err().map(|e| e.to_string());
+        let waiting_for = copy.as_ref().ok().and_then(|p| waiting_for(&session, p));
+        let next = if info.is_finished() || session.ended.is_some() || runner.is_some() {
+            Vec::new()
+        } else {
+            next_commands(&session, copy.as_ref().ok(), waiting_for.is_some())
+        };
+        let drift = if info.is_finished() {
+            None
+        } else {
+            drift::of_file(&session)
+        };
+        let request = match session.config.phase() {
+            Phase::Running | Phase::Failed => session.request.clone(),
+            _ => None,
+        };
+        Ok(StatusReport {
+            state_dir: self.state_dir().to_path_buf(),
+            runner,
+            session: Some(SessionStatus {
+                id: info.id.clone(),
+                finished: info.is_finished(),
+                policy: session.policy.clone(),
+                policy_file: session.policy_file.clone(),
+                policy_digest: session.policy_digest.clone(),
+                target: session.target.clone(),
+                config: session.config.clone(),
+                request,
+                waiting_for,
+                held: session.held.clone(),
+                drift,
+                next,
+                outcome: session.ended,
+                policy_copy_problem,
+                torn_tail: report.torn_tail,
+            }),
+        })
+    }
+
+    /// Every session, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>, AppError> {
+        let dir = match StateDir::read_only(self.state_dir()) {
+            Ok(dir) => dir,
+            Err(crate::journal::JournalError::StateDirMissing { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut entries = Vec::new();
+        for info in dir.sessions()? {
+            let read = dir
+                .read_session::<Event>(&info.id)
+                .map_err(AppError::from)
+                .and_then(|report| {
+                    if report.records.is_empty() {
+                        return Ok(None);
+                    }
+                    fold(&info, &report.records).map(Some)
+                });
+            let entry = match read {
+                Ok(Some(s)) => HistoryEntry {
+                    session: info.id.clone(),
+                    finished: info.is_finished(),
+                    policy: Some(s.policy.clone()),
+                    target: Some(s.target.clone()),
+                    started_ms: Some(s.started_ms),
+                    duration_ms: Some(s.last_ms.saturating_sub(s.started_ms)),
+                    state: (s.ended.is_none()).then_some(s.config.state),
+                    outcome: s.ended,
+                    aborted_from: s.aborted_from,
+                    held: s.held.is_some(),
+                    problem: None,
+                },
+                Ok(None) => HistoryEntry {
+                    problem: Some("created but never started: nothing was recorded".into()),
+                    ..empty_entry(&info)
+                },
+                Err(e) => HistoryEntry {
+                    problem: Some(format!("unreadable: {e}")),
+                    ..empty_entry(&info)
+                },
+            };
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// A session's records: `id`, or the latest session.
+    pub fn log(&self, id: Option<&SessionId>) -> Result<SessionLog, AppError> {
+        let dir = self.read_dir()?;
+        let info = match id {
+            Some(id) => dir.session(id)?,
+            None => dir.sessions()?.pop().ok_or_else(|| AppError::NoSession {
+                state_dir: self.state_dir().to_path_buf(),
+            })?,
+        };
+        let report = dir.read_session::<Event>(&info.id)?;
+        Ok(SessionLog {
+            info,
+            records: report.records,
+            torn_tail: report.torn_tail,
+        })
+    }
+
+    /// Follow a session's records as they are appended.
+    pub fn follow(&self, id: &SessionId) -> Result<crate::journal::Follower<Event>, AppError> {
+        Ok(self.read_dir()?.follow(id)?)
+    }
+
+    /// Whether a live runner holds the state dir.
+    pub fn runner(&self) -> Option<RunnerInfo> {
+        StateDir::read_only(self.state_dir())
+            .ok()
+            .and_then(|d| d.lock_holder())
+            .map(RunnerInfo::from)
+    }
+
+    /// The session in flight, and how `file` differs from what it runs.
+    pub fn in_flight(&self, file: &LoadedPolicy) -> Result<Option<InFlight>, AppError> {
+        let dir = match StateDir::read_only(self.state_dir()) {
+            Ok(dir) => dir,
+            Err(crate::journal::JournalError::StateDirMissing { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(info) = dir.current_session()? else {
+            return Ok(None);
+        };
+        let report = dir.read_session::<Event>(&info.id)?;
+        if report.records.is_empty() {
+            return Ok(None);
+        }
+        let session = fold(&info, &report.records)?;
+        Ok(Some(InFlight {
+            session: info.id.clone(),
+            policy: session.policy.clone(),
+            target: session.target.clone(),
+            drift: drift::against(&session, file),
+            at: session.config,
+        }))
+    }
+}
+
+fn empty_entry(info: &SessionInfo) -> HistoryEntry {
+    HistoryEntry {
+        session: info.id.clone(),
+        finished: info.is_finished(),
+        policy: None,
+        target: None,
+        started_ms: None,
+        duration_ms: None,
+        state: None,
+        outcome: None,
+        aborted_from: None,
+        held: false,
+        problem: None,
+    }
+}
+
+fn fold(info: &SessionInfo, records: &[Record<Event>]) -> Result<Session, AppError> {
+    Session::fold(records.iter().map(|r| (r.seq, r.ts_ms, &r.event))).map_err(|source| {
+        AppError::Fold {
+            session: info.id.clone(),
+            source,
+        }
+    })
+}
+
+fn waiting_for(session: &Session, policy: &LoadedPolicy) -> Option<WaitingFor> {
+    if session.ended.is_some() || session.held.is_some() || session.config.phase() != Phase::Done {
+        return None;
+    }
+    let spec = &policy.policy.spec;
+    pending_approval(session, spec).map(|point| WaitingFor {
+        point,
+        approvers: spec
+            .requires_approval(point)
+            .map(|a| a.approvers.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// What an operator may do with a session in flight that no runner drives.
+/// `policy` is its usable policy copy (`None`: only an abort from what the
+/// session pinned is possible).
+pub fn next_commands(
+    session: &Session,
+    policy: Option<&LoadedPolicy>,
+    waiting: bool,
+) -> Vec<OperatorCommand> {
+    let c = &session.config;
+    let mut next = Vec::new();
+    if session.ended.is_some() {
+        return next;
+    }
+    if waiting && policy.is_some() {
+        next.push(OperatorCommand::Approve);
+    }
+    if policy.is_some() && c.allows(CommandKind::Retry) {
+        next.push(OperatorCommand::Retry);
+    }
+    // With no runner alive, a Busy request is over: an abort records it
+    // failed first, so Busy is no obstacle.
+    let can_abort_here =
+        model::abortable(c.state) && (c.allows(CommandKind::Abort) || c.phase() == Phase::Running);
+    let can_abort_without_copy = abort_only_policy(session).is_some();
+    if can_abort_here && (policy.is_some() || can_abort_without_copy) {
+        next.push(OperatorCommand::Abort);
+    }
+    if policy.is_some() {
+        next.push(OperatorCommand::Resume);
+    }
+    next
+}
