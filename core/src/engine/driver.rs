@@ -47,6 +47,29 @@ pub struct Pacing {
     pub journal_limit_bytes: u64,
 }
 
+impl Pacing {
+    /// Identical pending answers in a row polled at the plugin's pace before
+    /// the waits start doubling.
+    pub const FREE_REPEATS: u32 = 10;
+    /// The doubling stops here (or at the plugin's own wait, if longer).
+    pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+    /// How long to wait before polling again a step that answered pending,
+    /// asking for `asked`, the same answer `repeats` times in a row: never
+    /// less than `min_poll_wait`; past `FREE_REPEATS` identical answers the
+    /// wait doubles (up to `BACKOFF_CAP`, or `asked` if longer); never more
+    /// than `max_poll_wait`.
+    pub fn poll_wait(&self, asked: Duration, repeats: u32) -> Duration {
+        let doublings = repeats.saturating_sub(Self::FREE_REPEATS).min(16);
+        let paced = self.min_poll_wait.saturating_mul(1 << doublings);
+        let cap = asked.max(Self::BACKOFF_CAP);
+        asked
+            .max(self.min_poll_wait)
+            .max(paced.min(cap))
+            .min(self.max_poll_wait)
+    }
+}
+
 impl Default for Pacing {
     fn default() -> Self {
         Pacing {
@@ -65,6 +88,8 @@ pub struct Engine {
     pub(super) clock: SharedClock,
     pub(super) until: Option<UpgradeState>,
     pub(super) pacing: Pacing,
+    /// The current request has journaled a partner report already.
+    pub(super) partner_reported: bool,
     /// The session's age and the monotonic clock when this run began.
     age_at_start_ms: u64,
     monotonic_at_start: Duration,
@@ -95,6 +120,7 @@ impl Engine {
             clock,
             until: parts.until,
             pacing: parts.pacing,
+            partner_reported: false,
             age_at_start_ms,
             monotonic_at_start,
         }
@@ -212,5 +238,32 @@ impl Engine {
             _ = self.clock.sleep(delay) => Ok(()),
             _ = self.cancel.cancelled() => Err(EngineError::Cancelled),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_are_paced_and_back_off_on_identical_answers() {
+        let p = Pacing::default();
+        let ms = |asked, repeats| {
+            p.poll_wait(Duration::from_millis(asked), repeats)
+                .as_millis()
+        };
+        // An unpaced plugin is polled no sooner than the minimum...
+        assert_eq!(ms(0, 0), 20);
+        assert_eq!(ms(0, Pacing::FREE_REPEATS), 20);
+        // ...then ever more slowly while it says the same thing, up to the cap.
+        assert_eq!(ms(0, Pacing::FREE_REPEATS + 1), 40);
+        assert_eq!(ms(0, Pacing::FREE_REPEATS + 4), 320);
+        assert_eq!(ms(0, 1000), 5000);
+        // A plugin's own pace is kept, and the backoff never outruns it...
+        assert_eq!(ms(1000, 0), 1000);
+        assert_eq!(ms(1000, 1000), 5000);
+        assert_eq!(ms(20_000, 1000), 20_000);
+        // ...nor the longest wait.
+        assert_eq!(ms(120_000, 0), 30_000);
     }
 }

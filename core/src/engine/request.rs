@@ -42,6 +42,7 @@ pub(super) type Outcome = Result<(), Failure>;
 
 impl Engine {
     pub(super) async fn run_request(&mut self) -> Result<(), EngineError> {
+        self.partner_reported = false;
         let outcome = match self.steps().await {
             Ok(outcome) => outcome,
             // Plugins made the journal grow past its limit: no more plugin
@@ -173,7 +174,14 @@ impl Engine {
                 |s| (true, format!("partner is {s}")),
             )
             .await?;
-        self.record(event)?;
+        // A report that changes nothing (same state, no log lines) is not
+        // journaled again within a request: it is asked alongside every poll.
+        let unchanged = matches!(&result, Ok(p) if *p == self.rec.session().config.partner);
+        let quiet = matches!(&event, Event::PluginCall { logs, .. } if logs.is_empty());
+        if !(unchanged && quiet && self.partner_reported) {
+            self.record(event)?;
+        }
+        self.partner_reported = true;
         match result {
             Ok(partner) => {
                 if partner != self.rec.session().config.partner {
@@ -253,10 +261,9 @@ impl Engine {
         Ok(Ok(()))
     }
 
-    /// Call a resumable step until it is done or fails, paced: never sooner
-    /// than `min_poll_wait` (doubling while the answer stays the same), never
-    /// later than `max_poll_wait`. Identical pending answers are journaled
-    /// once, then counted on the next record.
+    /// Call a resumable step until it is done or fails, paced (see
+    /// [`super::Pacing::poll_wait`]). Identical pending answers are journaled once,
+    /// then counted on the next record.
     async fn poll(
         &mut self,
         request: RequestId,
@@ -309,11 +316,7 @@ impl Engine {
                     if let Err(f) = self.observe_partner().await? {
                         return Ok(Err(f));
                     }
-                    let paced = self
-                        .pacing
-                        .min_poll_wait
-                        .saturating_mul(1 << same_in_a_row.min(16));
-                    self.sleep(retry_after.max(paced).min(self.pacing.max_poll_wait))
+                    self.sleep(self.pacing.poll_wait(retry_after, same_in_a_row))
                         .await?;
                 }
                 // A failure may be the partner's doing: record its state
