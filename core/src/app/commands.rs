@@ -263,6 +263,9 @@ impl App {
     ) -> Result<(Plugins, LoadedPolicy, Box<dyn EventSink>), AppError> {
         let host = self.host()?.clone();
         let state_dir = self.state_dir().to_path_buf();
+        if let Some(why) = cancel.reason() {
+            return Err(AppError::InterruptedBeforeStart { why });
+        }
         let task = tokio::task::spawn_blocking(move || {
             let result = setup::load_for_policy(&host, &policy, Some(&state_dir), |plugin| {
                 sink.notice(&Notice::Compiling {
@@ -272,6 +275,7 @@ impl App {
             (result, policy, sink)
         });
         let (result, policy, sink) = tokio::select! {
+            biased;
             joined = task => joined.map_err(|e| AppError::Internal(format!("loading plugins failed: {e}")))?,
             _ = cancel.cancelled() => {
                 return Err(AppError::InterruptedBeforeStart {
@@ -380,6 +384,9 @@ impl App {
         } else {
             policy.policy.spec.plugins.clone()
         };
+        if let Some(why) = cancel.reason() {
+            return Err(AppError::InterruptedBeforeResume { why });
+        }
         let base = policy.clone();
         let task = tokio::task::spawn_blocking(move || {
             let result = setup::load_pinned(
@@ -397,9 +404,10 @@ impl App {
             (result, sink)
         });
         let (result, sink) = tokio::select! {
+            biased;
             joined = task => joined.map_err(|e| AppError::Internal(format!("loading plugins failed: {e}")))?,
             _ = cancel.cancelled() => {
-                return Err(AppError::InterruptedBeforeStart {
+                return Err(AppError::InterruptedBeforeResume {
                     why: cancel.reason().unwrap_or_default(),
                 });
             }

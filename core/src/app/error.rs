@@ -85,6 +85,9 @@ pub enum AppError {
     /// The run was cancelled before a session was written.
     #[error("interrupted ({why}) before the session started; nothing was written")]
     InterruptedBeforeStart { why: String },
+    /// The run was cancelled before it took the session in flight up again.
+    #[error("interrupted ({why}) before the session was taken up again; nothing was written")]
+    InterruptedBeforeResume { why: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

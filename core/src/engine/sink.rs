@@ -10,10 +10,11 @@ use std::time::Duration;
 
 /// Receives every recorded event, progress that is not recorded, and
 /// notices for whoever watches. Owned by the engine and `Send`, so a run
-/// can be spawned as a task: the CLI's human and JSON views implement it,
+/// can be spawned as a task (and `Sync`, as the engine is shared across its
+/// awaits): the CLI's human and JSON views implement it,
 /// the agent will stream it. A sink must not fail the run: when its reader
 /// goes away it stops writing, and the session carries on.
-pub trait EventSink: Send {
+pub trait EventSink: Send + Sync {
     /// A record was appended and is durable.
     fn record(&mut self, record: &Recorded<'_>);
     /// A long step moved on (not recorded in the journal).

@@ -18,7 +18,6 @@ pub fn message(err: &AppError) -> String {
             format!("{err}; `duplex abort` still works from what the session pinned")
         }
         AppError::NothingToApprove { .. } | AppError::NotAnApprover { .. } => err.to_string(),
-        AppError::InterruptedBeforeStart { .. } => err.to_string(),
         other => other.to_string(),
     }
 }
@@ -43,7 +42,9 @@ pub fn journal(err: &JournalError) -> String {
 pub fn code(err: &AppError) -> u8 {
     match err {
         AppError::Load(LoadError::Unreadable { .. }) => exit::USAGE,
-        AppError::InterruptedBeforeStart { .. } => exit::INTERRUPTED,
+        AppError::InterruptedBeforeStart { .. } | AppError::InterruptedBeforeResume { .. } => {
+            exit::INTERRUPTED
+        }
         _ => exit::INVALID,
     }
 }
