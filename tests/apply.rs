@@ -518,6 +518,14 @@ fn the_demo_policy_upgrades_the_simulated_system() {
         out.stdout
     );
     assert_eq!(site.states(), FORWARD);
+    // Its gate before the merge looks at the Upgrade Side, which is about
+    // to take over production, not at the side running production now.
+    assert!(
+        site.log_text()
+            .contains("check `upgrade-side-version`: pass: acme-app 2.4.1 on the upgrade side"),
+        "{}",
+        site.log_text()
+    );
 }
 
 #[test]
