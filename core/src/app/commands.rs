@@ -14,7 +14,6 @@ use crate::journal::{LockedStateDir, SessionId, SessionInfo, StateDir};
 use crate::model::{self, Command, Disposition, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy, PolicyAction};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// Who gives a command, as recorded in the journal and checked against a
 /// policy's approvers. Front ends decide how they know (the CLI:
@@ -53,7 +52,7 @@ pub struct PolicySummary {
     /// `(name, version)` of each software item, in order.
     pub software: Vec<(String, String)>,
     /// The approvers the policy names at each approval point.
-    pub approvers: BTreeMap<String, Vec<String>>,
+    pub approvers: Vec<(ApprovalPoint, Vec<String>)>,
 }
 
 impl PolicySummary {
@@ -70,15 +69,16 @@ impl PolicySummary {
             approvers: spec
                 .approvals
                 .iter()
-                .map(|a| (format!("{:?}", a.before), a.approvers.clone()))
+                .map(|a| (a.before, a.approvers.clone()))
                 .collect(),
         }
     }
 
     pub fn approvers_at(&self, point: ApprovalPoint) -> &[String] {
         self.approvers
-            .get(&format!("{point:?}"))
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(p, _)| *p == point)
+            .map(|(_, who)| who.as_slice())
             .unwrap_or(&[])
     }
 }
@@ -94,7 +94,7 @@ enum Action<'a> {
 
 /// A session open for writing with everything its run needs.
 struct Prepared {
-    info_id: SessionId,
+    session: SessionId,
     recorder: Recorder,
     policy: LoadedPolicy,
     plugins: Plugins,
@@ -240,7 +240,7 @@ impl App {
         recorder.announce(1, ts, &first);
         self.run(
             Prepared {
-                info_id: id,
+                session: id,
                 recorder,
                 policy,
                 plugins,
@@ -356,7 +356,7 @@ impl App {
         apply_action(&action, before, &mut recorder)?;
         self.run(
             Prepared {
-                info_id: info.id.clone(),
+                session: info.id.clone(),
                 recorder,
                 policy,
                 plugins,
@@ -423,7 +423,7 @@ impl App {
         cancel: Cancel,
     ) -> Result<RunReport, AppError> {
         let Prepared {
-            info_id,
+            session: info_id,
             mut recorder,
             policy,
             plugins,

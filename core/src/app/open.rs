@@ -18,7 +18,7 @@ pub(super) struct Current {
     pub info: SessionInfo,
     pub writer: SessionWriter,
     pub session: Session,
-    /// The first record, for a sink that wants the whole story.
+    /// An incomplete last record that was cut on opening.
     pub torn_tail: Option<TornTail>,
 }
 
