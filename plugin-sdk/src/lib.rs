@@ -92,9 +92,9 @@
 //! # Building
 //!
 //! The plugin crate is a `cdylib` (plus `rlib` for native tests) built for
-//! `wasm32-unknown-unknown` and turned into a component; in the Duplex
-//! repository `scripts/build-plugins.sh` does both for every crate under
-//! `plugins/`.
+//! `wasm32-unknown-unknown` and turned into a component: `duplex plugin build`
+//! does both, from anywhere. `duplex plugin new NAME` scaffolds a crate that
+//! builds outside any Duplex checkout, with this SDK in `vendor/`.
 
 extern crate self as duplex_plugin_sdk;
 

@@ -89,7 +89,7 @@ pub enum Verb {
     Schema,
     /// Show the path a policy will take through the state model, touching nothing.
     Plan(plan::Args),
-    /// Inspect or verify a plugin component file.
+    /// Write, build, inspect or verify plugins (WebAssembly components).
     Plugin(plugin::Args),
     /// Run an upgrade session for a policy (or carry on the one in flight).
     Apply(run::ApplyArgs),

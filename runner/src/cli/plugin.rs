@@ -1,4 +1,5 @@
-//! `duplex plugin inspect FILE` and `duplex plugin verify FILE --sha256 HEX`.
+//! `duplex plugin inspect FILE` and `duplex plugin verify FILE --sha256 HEX`;
+//! `new` and `build`, for plugin authors, live beside this file.
 
 use super::output;
 use super::{Output, exit};
@@ -9,6 +10,11 @@ fn print_json(value: &impl Serialize) {
 use duplex_core::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+#[path = "plugin_build.rs"]
+mod build;
+#[path = "plugin_new.rs"]
+mod new;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,12 +40,21 @@ pub enum Command {
         #[arg(long, value_name = "HEX")]
         sha256: String,
     },
+    /// Create a plugin crate that builds anywhere: Cargo.toml, src/lib.rs
+    /// with one check, native tests, a README, and the Duplex plugin SDK in
+    /// vendor/. Exit 0, 1 if the directory exists, 2 for a bad name.
+    New(new::Args),
+    /// Build a plugin crate to a component and print its path and sha256.
+    /// Exit 0, 1 if it cannot be built, 2 if there is no crate.
+    Build(build::Args),
 }
 
 pub fn run(args: &Args, output: Output) -> u8 {
     match &args.command {
         Command::Inspect { file } => inspect(file, output),
         Command::Verify { file, sha256 } => verify(file, sha256, output),
+        Command::New(args) => new::run(args, output),
+        Command::Build(args) => build::run(args, output),
     }
 }
 
