@@ -72,6 +72,13 @@ pub fn eline(text: &str) {
     let _ = writeln!(err, "{}", escape(text));
 }
 
+/// Several lines of human text on stderr (split on `\n`, each escaped).
+pub fn elines(text: &str) {
+    for l in text.lines() {
+        eline(l);
+    }
+}
+
 /// `text` with every control character written as an escape.
 pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {

@@ -106,7 +106,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                 Output::Json => {
                     output::json_pretty(&serde_json::json!({ "error": failure.message }))
                 }
-                Output::Human => output::eline(&format!("error: {}", failure.message)),
+                Output::Human => output::elines(&format!("error: {}", failure.message)),
             }
             failure.code
         }

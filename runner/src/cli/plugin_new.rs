@@ -268,7 +268,7 @@ fn shell_word(word: &str) -> String {
 fn report(output: Output, message: &str, code: u8) -> u8 {
     match output {
         Output::Json => output::json_pretty(&serde_json::json!({ "error": message })),
-        Output::Human => output::eline(&format!("error: {message}")),
+        Output::Human => output::elines(&format!("error: {message}")),
     }
     code
 }
