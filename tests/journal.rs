@@ -4,8 +4,9 @@
 //! SIGKILL at every record boundary followed by a resume.
 //!
 //! Child processes are this test binary re-run on the `helper_process`
-//! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role; without it
-//! that test does nothing.
+//! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role. That test is
+//! ignored (it is no test on its own), and fails when run without a role;
+//! each helper says it did its part, and the tests check that it did.
 
 use duplex_core::journal::{
     CRASH_ENV, JournalError, LockHolder, LockedStateDir, Record, SessionId, StateDir,
@@ -429,6 +430,7 @@ fn helper(role: &str, dir: &Path) -> Process {
         .args([
             "helper_process",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads",
             "1",
@@ -674,7 +676,11 @@ fn crash_writer(dir: &Path) {
         writer.append_at(i * 1000, &note(i)).unwrap();
     }
     writer.finish().unwrap();
+    println!("{CRASH_WRITER_DONE}");
 }
+
+/// What a crash-writer helper prints once its session is finished.
+const CRASH_WRITER_DONE: &str = "crash-writer: session finished";
 
 fn journal_of_only_session(dir: &Path) -> Vec<u8> {
     let sessions = StateDir::read_only(dir).unwrap().sessions().unwrap();
@@ -686,11 +692,14 @@ fn journal_of_only_session(dir: &Path) -> Vec<u8> {
 fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
+    let out = helper("crash-writer", &reference)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     assert!(
-        helper("crash-writer", &reference)
-            .status()
-            .unwrap()
-            .success()
+        String::from_utf8_lossy(&out.stdout).contains(CRASH_WRITER_DONE),
+        "the helper did not write the reference session: {out:?}"
     );
     let expected = journal_of_only_session(&reference);
 
@@ -728,6 +737,7 @@ fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
                 .unwrap();
             assert!(resumed.status.success(), "{point} {seq}: {resumed:?}");
             let said = String::from_utf8_lossy(&resumed.stdout);
+            assert!(said.contains(CRASH_WRITER_DONE), "{point} {seq}: {said}");
             assert_eq!(
                 said.contains("has been cut"),
                 point == "mid-write",
@@ -739,12 +749,14 @@ fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
     }
 }
 
-/// Not a test on its own: the body of the child processes above.
+/// Not a test on its own: the body of the child processes above, which
+/// run it with `--ignored` and their role in `DUPLEX_JOURNAL_TEST_HELPER`.
 #[test]
+#[ignore = "the body of the helper processes the other tests start"]
 fn helper_process() {
-    let Ok(role) = std::env::var(HELPER_ENV) else {
-        return;
-    };
+    let role = std::env::var(HELPER_ENV).unwrap_or_else(|_| {
+        panic!("{HELPER_ENV} is not set: this is the helper process of the other tests, not a test")
+    });
     let dir = PathBuf::from(std::env::var(DIR_ENV).unwrap());
     match role.as_str() {
         "hold-lock" => {

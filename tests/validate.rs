@@ -4,59 +4,136 @@
 mod support;
 use support::*;
 
-/// Every file under tests/data/invalid/ is refused with exit 1, and its
-/// messages are exactly those in the `.expected` file beside it.
+/// One named test per malformed policy under tests/data/invalid/: each is
+/// refused with exit 1, and its messages are exactly those in the
+/// `.expected` file beside it. A case per test, so one changed message does
+/// not hide the others; `every_malformed_policy_has_a_golden_test` fails
+/// when a `.yaml` there has no case here.
+macro_rules! golden_cases {
+    ($($case:ident),* $(,)?) => {
+        mod golden {
+            $(
+                #[test]
+                fn $case() {
+                    super::golden_case(&stringify!($case).replace('_', "-"));
+                }
+            )*
+        }
+        /// The file stems the cases above check.
+        const GOLDEN_CASES: &[&str] = &[$(stringify!($case)),*];
+    };
+}
+
+golden_cases!(
+    abort_in_impossible_state,
+    alias_bomb,
+    bad_approvals,
+    bad_duration,
+    bad_name,
+    bad_retries,
+    bad_rule_action,
+    bad_sha256,
+    deep_nesting,
+    duplicate_key,
+    duplicate_plugin,
+    empty,
+    empty_software,
+    missing_kind,
+    missing_target_plugin,
+    not_a_mapping,
+    not_utf8,
+    plugin_params_rejected,
+    plugin_wrong_digest,
+    timeout_too_short,
+    unknown_field,
+    unknown_plugin,
+    unknown_rule,
+    unquoted_version,
+    window_end_before_start,
+    window_rule_without_window,
+    wrong_api_version,
+    wrong_type,
+    yaml_syntax_error,
+    zero_threshold,
+);
+
 #[test]
-fn malformed_policies_get_their_golden_messages() {
+fn every_malformed_policy_has_a_golden_test() {
     let dir = repo_root().join("tests/data/invalid");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().replace('-', "_"))
         .collect();
-    cases.sort();
-    assert!(cases.len() >= 20, "only {} malformed policies", cases.len());
-    // Each case runs in a scratch folder beside the built plugins and the
-    // test plugins, with the built plugins' digests filled in, so the
-    // messages name files the same way on every machine and build.
-    let scratch = tempfile::tempdir().unwrap();
-    let mut beside: Vec<std::path::PathBuf> =
-        std::fs::read_dir(repo_root().join("tests/data/plugins"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    beside.push(repo_root().join("plugins/dist/sim-duplex.wasm"));
-    beside.push(repo_root().join("plugins/dist/sim-checks.wasm"));
-    for file in beside {
-        std::fs::copy(&file, scratch.path().join(file.file_name().unwrap())).unwrap();
+    on_disk.sort();
+    let mut listed: Vec<String> = GOLDEN_CASES.iter().map(|c| c.to_string()).collect();
+    listed.sort();
+    let missing: Vec<&String> = on_disk.iter().filter(|c| !listed.contains(c)).collect();
+    let stale: Vec<&String> = listed.iter().filter(|c| !on_disk.contains(c)).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "add to golden_cases!: {missing:?}; no such file under {}: {stale:?}",
+        dir.display()
+    );
+    for case in &on_disk {
+        let expected = dir.join(format!("{}.expected", case.replace('_', "-")));
+        assert!(expected.is_file(), "{} is missing", expected.display());
     }
-    for case in cases {
-        let name = case.file_name().unwrap().to_str().unwrap();
-        let text = std::fs::read(&case).unwrap();
-        let text = replace(
-            &text,
-            b"@SIM_DUPLEX_SHA256@",
-            plugin_digest("sim-duplex").as_bytes(),
-        );
-        let text = replace(
-            &text,
-            b"@SIM_CHECKS_SHA256@",
-            plugin_digest("sim-checks").as_bytes(),
-        );
-        std::fs::write(scratch.path().join(name), text).unwrap();
-        let out = run(duplex()
-            .current_dir(scratch.path())
-            .args(["validate", name]));
-        assert_eq!(out.code, 1, "{name}: exit code\n{}", out.stderr);
-        assert_eq!(out.stdout, "", "{name}: nothing on stdout");
-        for line in out.stderr.lines() {
-            assert!(
-                line.starts_with(&format!("{name}:")),
-                "{name}: `{line}` does not name the file"
-            );
+}
+
+/// Where the golden cases run: a folder beside the built plugins, the test
+/// plugins and an empty `app.pkg` (the artifact most cases pin, by the
+/// digest of no bytes), so the messages name files the same way on every
+/// machine and build.
+fn scratch() -> &'static std::path::Path {
+    static SCRATCH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    SCRATCH.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("invalid-policies");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut beside: Vec<std::path::PathBuf> =
+            std::fs::read_dir(repo_root().join("tests/data/plugins"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        beside.push(repo_root().join("plugins/dist/sim-duplex.wasm"));
+        beside.push(repo_root().join("plugins/dist/sim-checks.wasm"));
+        for file in beside {
+            std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
         }
-        assert_golden(&case.with_extension("expected"), &out.stderr);
+        std::fs::write(dir.join("app.pkg"), b"").unwrap();
+        dir
+    })
+}
+
+/// `tests/data/invalid/<stem>.yaml`, with the built plugins' digests filled
+/// in, validated in the scratch folder against `<stem>.expected`.
+fn golden_case(stem: &str) {
+    let case = repo_root().join(format!("tests/data/invalid/{stem}.yaml"));
+    let name = format!("{stem}.yaml");
+    let text = std::fs::read(&case).unwrap();
+    let text = replace(
+        &text,
+        b"@SIM_DUPLEX_SHA256@",
+        plugin_digest("sim-duplex").as_bytes(),
+    );
+    let text = replace(
+        &text,
+        b"@SIM_CHECKS_SHA256@",
+        plugin_digest("sim-checks").as_bytes(),
+    );
+    std::fs::write(scratch().join(&name), text).unwrap();
+    let out = run(duplex().current_dir(scratch()).args(["validate", &name]));
+    assert_eq!(out.code, 1, "{name}: exit code\n{}", out.stderr);
+    assert_eq!(out.stdout, "", "{name}: nothing on stdout");
+    for line in out.stderr.lines() {
+        assert!(
+            line.starts_with(&format!("{name}:")),
+            "{name}: `{line}` does not name the file"
+        );
     }
+    assert_golden(&case.with_extension("expected"), &out.stderr);
 }
 
 fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
