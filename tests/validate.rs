@@ -27,6 +27,7 @@ macro_rules! golden_cases {
 golden_cases!(
     abort_in_impossible_state,
     alias_bomb,
+    alias_bomb_padded,
     bad_approvals,
     bad_duration,
     bad_name,
@@ -267,4 +268,44 @@ fn example_policies_pin_the_built_plugins() {
             );
         }
     }
+}
+
+/// yaml_serde's own limit on aliases grows with the document, so padding
+/// made a bomb expensive (a 103 KB one took 17 s and 4 GB). The budget is
+/// absolute: the padded bomb is refused at its alias.
+#[test]
+fn a_bomb_padded_to_a_hundred_kilobytes_is_refused_at_its_alias() {
+    let mut text = String::from(
+        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata:\n  name: padded\n  labels:\n",
+    );
+    for i in 0..4000 {
+        text.push_str(&format!("    label-{i:05}: value-{i:05}\n"));
+    }
+    let bomb_line = text.lines().count() + 6;
+    text.push_str("spec:\n  target:\n    name: x\n    plugin: hw\n    with:\n");
+    text.push_str(
+        "      a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        text.push_str(&format!(
+            "      a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 9].join(",")
+        ));
+    }
+    assert!(text.len() > 100_000, "{}", text.len());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bomb.yaml"), &text).unwrap();
+    let out = run(duplex()
+        .current_dir(dir.path())
+        .args(["validate", "bomb.yaml"]));
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "bomb.yaml:{}:16: spec.target.with.a4[0]: alias `*a3` expands to 7381 nodes, taking \
+             the aliases of this file past 10000 expanded nodes, the most a policy may use (an \
+             alias bomb?); write the values out\n",
+            bomb_line + 4
+        )
+    );
 }

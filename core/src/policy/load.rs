@@ -148,6 +148,16 @@ pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
             "the file is empty; expected an UpgradePolicy".into(),
         ));
     }
+    // Before yaml_serde expands a single alias.
+    super::aliases::check(text).map_err(|bomb| {
+        vec![Diagnostic {
+            file: file.to_string(),
+            line: bomb.line,
+            column: bomb.column,
+            path: bomb.path,
+            message: bomb.message,
+        }]
+    })?;
     let document: serde_json::Value =
         yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
     let spans = SpanMap::build(text);

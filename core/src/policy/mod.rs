@@ -1,6 +1,7 @@
 //! The upgrade policy: its types (the single source of the JSON Schema),
 //! loading with positioned diagnostics, and semantic checks.
 
+pub mod aliases;
 mod diagnostic;
 mod load;
 pub mod reference;
