@@ -28,6 +28,8 @@ golden_cases!(
     abort_in_impossible_state,
     alias_bomb,
     alias_bomb_padded,
+    artifact_url,
+    artifacts_wrong_or_missing,
     bad_approvals,
     bad_duration,
     bad_name,
@@ -267,6 +269,197 @@ fn example_policies_pin_the_built_plugins() {
                 plugin_digest(plugin)
             );
         }
+    }
+}
+
+/// Run `cmd`, failing the test if it has not exited after a minute: a
+/// guard against a hang (a FIFO read), not a measure of speed.
+fn run_or_hang(cmd: &mut std::process::Command) -> Run {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// An artifact that is not a regular file is refused, at its `source`,
+/// without reading it: a FIFO used to hang `validate` and `apply`, and
+/// `/dev/zero` to be read until memory ran out.
+#[test]
+fn artifacts_that_are_not_regular_files_are_refused_without_reading_them() {
+    let site = Site::new();
+    let fifo = site.dir.path().join("app.fifo");
+    mkfifo(&fifo);
+    let app = repo_root().join("policies/artifacts/acme-app-2.4.1.pkg");
+    for (source, kind) in [
+        (fifo.to_str().unwrap(), "a named pipe (FIFO)"),
+        ("/dev/zero", "a character device"),
+    ] {
+        let policy = site.policy("", "");
+        let text = std::fs::read_to_string(&policy)
+            .unwrap()
+            .replace(app.to_str().unwrap(), source);
+        std::fs::write(&policy, text).unwrap();
+        let expected = format!(
+            "spec.software[0].source: artifact `acme-app` ({source}) is {kind}, not a regular file; \
+             give the path of the artifact file itself"
+        );
+        let out = run_or_hang(duplex().args(["validate", policy.to_str().unwrap()]));
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.trim_end().ends_with(&expected),
+            "{source}: {}",
+            out.stderr
+        );
+        let out = run_or_hang(
+            duplex()
+                .arg("--state-dir")
+                .arg(site.state_dir())
+                .args(["apply", policy.to_str().unwrap()]),
+        );
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(&expected), "{source}: {}", out.stderr);
+        assert!(
+            !site.state_dir().join("sessions").exists()
+                || std::fs::read_dir(site.state_dir().join("sessions"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "a session was started"
+        );
+    }
+}
+
+/// The artifact is hashed as a stream: with its data segment limited to
+/// 64 MiB, `validate` checks a 256 MiB artifact (it used to read the whole
+/// file into memory, and fail).
+#[test]
+fn a_large_artifact_is_hashed_in_constant_memory() {
+    use std::os::unix::process::CommandExt;
+    let site = Site::new();
+    let artifact = site.dir.path().join("big.pkg");
+    let file = std::fs::File::create(&artifact).unwrap();
+    file.set_len(256 << 20).unwrap(); // sparse: no disk used
+    drop(file);
+    let policy = site.policy("", "");
+    let app = repo_root().join("policies/artifacts/acme-app-2.4.1.pkg");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let text = text.replace(app.to_str().unwrap(), artifact.to_str().unwrap());
+    // The digest of 256 MiB of zero bytes.
+    let text = text.replace(
+        "5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5",
+        "a6d72ac7690f53be6ae46ba88506bd97302a093f7108472bd9efc3cefda06484",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let mut cmd = duplex();
+    cmd.args(["validate", policy.to_str().unwrap()]);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 20,
+                rlim_max: 64 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A policy is read once, up to the size limit: from a file or a pipe
+/// (`duplex validate /dev/stdin < policy.yaml`), never from a device or a
+/// directory.
+#[test]
+fn a_policy_is_read_from_a_file_or_a_pipe_but_not_from_a_device_or_a_directory() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let site = Site::new();
+    let text = std::fs::read(site.policy("", "")).unwrap();
+    let piped = |bytes: Vec<u8>, args: &[&str]| {
+        let mut child = duplex()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The reader may stop at the size limit and close the pipe.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let out = piped(text.clone(), &["validate", "/dev/stdin"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "/dev/stdin: valid\n", "")
+    );
+    let out = piped(text, &["plan", "/dev/stdin"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("Policy test-upgrade (/dev/stdin)"),
+        "{}",
+        out.stdout
+    );
+
+    let mut big = b"# ".to_vec();
+    big.extend(vec![b'x'; 2 << 20]);
+    let out = piped(big, &["validate", "/dev/stdin"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "/dev/stdin:1:1: the file is more than 1048576 bytes; a policy may be at most 1048576 bytes (1 MiB)\n"
+    );
+
+    for (path, kind) in [
+        ("/dev/zero", "a character device"),
+        (site.dir.path().to_str().unwrap(), "a directory"),
+    ] {
+        let out = duplex_run(&["validate", path]);
+        assert_eq!(out.code, 2, "{path}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: cannot read {path}: it is {kind}, not a policy file (a regular file, or a pipe)\n"
+            )
+        );
+        let out = duplex_run(&["plan", path]);
+        assert_eq!(out.code, 2, "{path}");
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod artifact;
 pub mod cancel;
 pub mod engine;
+pub mod files;
 pub mod journal;
 pub mod model;
 pub mod plan;

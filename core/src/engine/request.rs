@@ -214,9 +214,9 @@ impl Engine {
         for software in &spec.software {
             let artifact = match crate::artifact::verify_artifact(&self.policy, software) {
                 Ok(a) => a,
-                Err(reason) => {
+                Err(err) => {
                     return Ok(Err(Failure {
-                        reason,
+                        reason: err.to_string(),
                         retryable: false,
                         hold: false,
                     }));

@@ -6,6 +6,7 @@ use super::diagnostic::{Diagnostic, Finding};
 use super::spans::{Position, SpanMap};
 use super::values::Sha256;
 use super::{UpgradePolicy, schema_check, semantic};
+use crate::files::{self, FileKind, WrongKind};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -59,14 +60,34 @@ impl LoadedPolicy {
     }
 }
 
+/// Read and check a policy file. It is read once, whole, up to
+/// [`MAX_POLICY_BYTES`]: a regular file, or a pipe (`duplex apply
+/// /dev/stdin < policy.yaml`, read as it comes). Devices, directories and
+/// sockets are refused as [`LoadError::Unreadable`] (its source a
+/// [`WrongKind`](crate::files::WrongKind)) without reading them.
 pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
     let label = path.display().to_string();
     let unreadable = |source| LoadError::Unreadable {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let size = file.metadata().map_err(unreadable)?.len();
+    let (file, kind) = files::open(path).map_err(unreadable)?;
+    let size = match kind {
+        FileKind::Regular => file.metadata().map_err(unreadable)?.len(),
+        FileKind::Fifo => {
+            files::blocking(&file).map_err(unreadable)?;
+            0
+        }
+        kind => {
+            return Err(unreadable(
+                WrongKind {
+                    kind,
+                    wanted: "a policy file (a regular file, or a pipe)",
+                }
+                .into_io(),
+            ));
+        }
+    };
     let whole_file = |message: String| {
         LoadError::Invalid(vec![Diagnostic {
             file: label.clone(),
@@ -76,21 +97,27 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
             message,
         }])
     };
-    let too_large = |size: u64| {
-        whole_file(format!(
-            "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
-        ))
+    let too_large = |size: Option<u64>| {
+        whole_file(match size {
+            Some(size) => format!(
+                "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+            ),
+            None => format!(
+                "the file is more than {MAX_POLICY_BYTES} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+            ),
+        })
     };
     if size > MAX_POLICY_BYTES {
-        return Err(too_large(size));
+        return Err(too_large(Some(size)));
     }
-    // Read at most one byte past the limit, in case the file grows meanwhile.
+    // Read at most one byte past the limit: a pipe has no size to check
+    // first, and a file may grow meanwhile.
     let mut bytes = Vec::with_capacity(size as usize);
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        return Err(too_large(bytes.len() as u64));
+        return Err(too_large(None));
     }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,

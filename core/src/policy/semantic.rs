@@ -41,6 +41,16 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
         if let Some(installer) = &item.installer {
             resolve(&mut out, format!("/spec/software/{i}/installer"), installer);
         }
+        if is_url(&item.source) {
+            out.push(Finding::value(
+                format!("/spec/software/{i}/source"),
+                format!(
+                    "`{}` is a URL, and duplex does not download artifacts: fetch the file \
+                     beforehand and give its path (relative to the policy file, or absolute)",
+                    item.source
+                ),
+            ));
+        }
     }
 
     let mut check_names = HashMap::new();
@@ -108,6 +118,16 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// Whether `source` starts with a URL scheme (`https://`, `file://`, ...).
+fn is_url(source: &str) -> bool {
+    source.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    })
 }
 
 fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {

@@ -33,11 +33,15 @@ pub fn run(args: &Args, output: Output) -> u8 {
         let report = match policy::load_file(file) {
             Ok(loaded) => {
                 // The plugins, pinned by digest, must provide what the policy
-                // asks of them with parameters their schemas accept.
-                let errors = duplex_core::engine::setup::validate_plugins(
+                // asks of them with parameters their schemas accept; the
+                // artifacts must be there and match their digests, as
+                // `apply` will check before it starts.
+                let mut errors = duplex_core::engine::setup::validate_plugins(
                     &loaded,
                     super::dirs::cache_dir_from_env().as_deref(),
                 );
+                errors.extend(loaded.place(duplex_core::artifact::findings(&loaded)));
+                errors.sort_by_key(|d| (d.line, d.column));
                 if !errors.is_empty() {
                     code = code.max(exit::INVALID);
                 }
