@@ -272,6 +272,93 @@ fn example_policies_pin_the_built_plugins() {
     }
 }
 
+/// A window that has closed is worth a warning, not an error: `validate`
+/// and `plan` exit 0, say when it ended (placed at `spec.window.end`, on
+/// stderr, or as `warnings` in JSON), and `plan` shows the window.
+#[test]
+fn a_closed_maintenance_window_is_a_warning_in_validate_and_plan() {
+    let site = Site::new();
+    let policy = site.policy(
+        "",
+        "  window:\n    start: \"2020-01-01T00:00:00Z\"\n    end: \"2020-01-02T00:00:00Z\"\n",
+    );
+    let file = policy.to_str().unwrap();
+    let line = std::fs::read_to_string(&policy)
+        .unwrap()
+        .lines()
+        .position(|l| l.trim_start().starts_with("end:"))
+        .unwrap()
+        + 1;
+    let warning = format!(
+        "{file}:{line}:10: warning: spec.window.end: the maintenance window ended at \
+         2020-01-02T00:00:00Z ("
+    );
+    let said =
+        "ago): `duplex apply` will not start a session outside it; move the window, or remove it\n";
+
+    let out = duplex_run(&["validate", file]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, format!("{file}: valid\n"));
+    assert!(
+        out.stderr.starts_with(&warning) && out.stderr.ends_with(said),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+
+    let out = duplex_run(&["validate", "--output", "json", file]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    let warnings = report["files"][0]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["path"], "spec.window.end");
+    assert_eq!(warnings[0]["line"], line);
+    assert!(report["files"][0].get("errors").is_none());
+
+    let out = duplex_run(&["plan", file]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("\nMaintenance window: 2020-01-01T00:00:00Z to 2020-01-02T00:00:00Z\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with(&warning) && out.stderr.ends_with(said),
+        "{}",
+        out.stderr
+    );
+
+    let out = duplex_run(&["plan", "--output", "json", file]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["window"]["start"], "2020-01-01T00:00:00Z");
+    assert_eq!(plan["window"]["end"], "2020-01-02T00:00:00Z");
+    assert_eq!(plan["warnings"][0]["path"], "spec.window.end");
+
+    // A window still to come, or none: no warning, and plan says which.
+    site.policy(
+        "",
+        "  window: {start: \"2099-01-01T00:00:00Z\", end: \"2099-01-02T00:00:00Z\"}\n",
+    );
+    let out = duplex_run(&["validate", file]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let out = duplex_run(&["plan", "--output", "json", file]);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["window"]["end"], "2099-01-02T00:00:00Z");
+    assert_eq!(plan["warnings"], serde_json::json!([]));
+    site.policy("", "");
+    let out = duplex_run(&["plan", file]);
+    assert_eq!(out.stderr, "");
+    assert!(
+        out.stdout
+            .contains("\nMaintenance window: none (a session may start at any time)\n"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Run `cmd`, failing the test if it has not exited after a minute: a
 /// guard against a hang (a FIFO read), not a measure of speed.
 fn run_or_hang(cmd: &mut std::process::Command) -> Run {

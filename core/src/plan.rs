@@ -3,7 +3,9 @@
 //! in force, the approval points and the auto-abort rules.
 
 use crate::model::{self, UpgradeState};
-use crate::policy::{ApprovalPoint, AutoAbortRule, Check, LoadedPolicy, RetryPolicy, RuleAction};
+use crate::policy::{
+    ApprovalPoint, AutoAbortRule, Check, LoadedPolicy, MaintenanceWindow, RetryPolicy, RuleAction,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +18,8 @@ pub struct Plan {
     pub target: String,
     pub hardware_plugin: String,
     pub unattended: bool,
+    /// When a session may run; `null` when the policy sets no window.
+    pub window: Option<MaintenanceWindow>,
     pub steps: Vec<Step>,
     pub abort_from: Vec<UpgradeState>,
     pub abort_path: Vec<Step>,
@@ -113,6 +117,7 @@ impl Plan {
             target: spec.target.name.clone(),
             hardware_plugin: hw.clone(),
             unattended: spec.approvals.is_empty(),
+            window: spec.window.clone(),
             steps: model::forward_path().into_iter().map(step).collect(),
             abort_from,
             abort_path: abort_path.into_iter().map(step).collect(),

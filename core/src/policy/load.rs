@@ -2,9 +2,9 @@
 //! Each stage reports every problem it finds; a later stage only runs when
 //! the earlier ones found nothing, because its input would not be sound.
 
-use super::diagnostic::{Diagnostic, Finding};
+use super::diagnostic::{Diagnostic, Finding, Warning};
 use super::spans::{Position, SpanMap};
-use super::values::Sha256;
+use super::values::{Sha256, Timestamp};
 use super::{UpgradePolicy, schema_check, semantic};
 use crate::files::{self, FileKind, WrongKind};
 use std::io::Read;
@@ -52,6 +52,15 @@ impl LoadedPolicy {
         diags.sort_by_key(|d| (d.line, d.column));
         diags.dedup();
         diags
+    }
+
+    /// What is worth a warning in this policy as of `now` (a window that
+    /// has closed, say), placed in the file. Warnings do not make it invalid.
+    pub fn warnings(&self, now: Timestamp) -> Vec<Warning> {
+        self.place(semantic::warnings(&self.policy, now))
+            .into_iter()
+            .map(Warning)
+            .collect()
     }
 
     /// A path written in the policy, resolved against the policy's folder.

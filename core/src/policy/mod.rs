@@ -11,7 +11,7 @@ pub mod spans;
 mod types;
 pub mod values;
 
-pub use diagnostic::{Diagnostic, Finding, field_path};
+pub use diagnostic::{Diagnostic, Finding, Warning, field_path};
 pub use load::{LoadError, LoadedPolicy, MAX_POLICY_BYTES, load_file, load_text, parse};
 pub use types::*;
 pub use values::{ByteSize, HumanDuration, Sha256, Timestamp};

@@ -285,6 +285,10 @@ impl Timestamp {
     pub fn as_jiff(self) -> jiff::Timestamp {
         self.0
     }
+    /// A time read from a clock by the caller (the core reads none).
+    pub fn from_system_time(time: std::time::SystemTime) -> Option<Self> {
+        jiff::Timestamp::try_from(time).ok().map(Self)
+    }
     pub fn unix_millis(self) -> i64 {
         self.0.as_millisecond()
     }

@@ -18,14 +18,19 @@ pub fn run(args: &Args, output: Output, state_dir: Option<PathBuf>) -> u8 {
         Err(err) => return super::report_load_error(&err),
     };
     let plan = Plan::of(&loaded);
+    let warnings = now().map(|now| loaded.warnings(now)).unwrap_or_default();
     let in_flight = in_flight(state_dir, &loaded);
     match output {
         Output::Json => {
             let mut value = serde_json::to_value(&plan).expect("a plan serializes");
             value["inFlight"] = serde_json::to_value(&in_flight).expect("serializes");
+            value["warnings"] = serde_json::to_value(&warnings).expect("serializes");
             super::print_json(&value)
         }
         Output::Human => {
+            for w in &warnings {
+                eprintln!("{w}");
+            }
             print!("{}", render(&plan));
             if let Some(f) = &in_flight {
                 println!("\nIn flight: session {} is in {}.", f.session, f.at);
@@ -36,6 +41,12 @@ pub fn run(args: &Args, output: Output, state_dir: Option<PathBuf>) -> u8 {
         }
     }
     exit::OK
+}
+
+/// The wall clock, for the policy's time-dependent warnings (the core
+/// reads no clock).
+pub fn now() -> Option<policy::Timestamp> {
+    policy::Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 /// A session in flight in the state dir, and whether this file is what it runs.
@@ -95,6 +106,17 @@ pub fn render(plan: &Plan) -> String {
             "with approvals"
         }
     );
+    match &plan.window {
+        Some(w) => {
+            let _ = writeln!(out, "Maintenance window: {} to {}", w.start, w.end);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Maintenance window: none (a session may start at any time)"
+            );
+        }
+    }
     let _ = writeln!(out, "\nPath:");
     for step in &plan.steps {
         let _ = writeln!(out, "  {}", step.state);

@@ -1,7 +1,7 @@
 //! `duplex validate FILE...`
 
 use super::{Output, exit};
-use duplex_core::policy::{self, Diagnostic, LoadError};
+use duplex_core::policy::{self, Diagnostic, LoadError, Warning};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -20,6 +20,9 @@ struct FileReport {
     policy: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<Diagnostic>,
+    /// What does not make the file invalid but deserves attention.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Warning>,
     /// Set when the file could not be read at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     unreadable: Option<String>,
@@ -28,6 +31,7 @@ struct FileReport {
 pub fn run(args: &Args, output: Output) -> u8 {
     let mut code = exit::OK;
     let mut reports = Vec::new();
+    let now = super::plan::now();
     for file in &args.files {
         let name = file.display().to_string();
         let report = match policy::load_file(file) {
@@ -48,8 +52,9 @@ pub fn run(args: &Args, output: Output) -> u8 {
                 FileReport {
                     file: name,
                     valid: errors.is_empty(),
-                    policy: Some(loaded.policy.metadata.name),
+                    policy: Some(loaded.policy.metadata.name.clone()),
                     errors,
+                    warnings: now.map(|now| loaded.warnings(now)).unwrap_or_default(),
                     unreadable: None,
                 }
             }
@@ -60,6 +65,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     valid: false,
                     policy: None,
                     errors,
+                    warnings: Vec::new(),
                     unreadable: None,
                 }
             }
@@ -70,6 +76,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     valid: false,
                     policy: None,
                     errors: Vec::new(),
+                    warnings: Vec::new(),
                     unreadable: Some(err.to_string()),
                 }
             }
@@ -91,6 +98,9 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     for e in &r.errors {
                         eprintln!("{e}");
                     }
+                }
+                for w in &r.warnings {
+                    eprintln!("{w}");
                 }
             }
         }
