@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 const HELPER_ENV: &str = "DUPLEX_JOURNAL_TEST_HELPER";
 const DIR_ENV: &str = "DUPLEX_JOURNAL_TEST_DIR";
 
@@ -654,6 +656,80 @@ fn a_follower_waits_for_a_record_still_being_written() {
         }
     }
     assert_eq!(follower.offset(), whole.len() as u64);
+}
+
+/// A session directory that holds a journal under a name that is no id
+/// (an older duplex once wrote `100000101T000000Z-…` after a far-future
+/// id) is never skipped: every listing, and so every writer, refuses it,
+/// naming it, so no second session can start beside one nobody sees.
+#[test]
+fn a_session_under_a_name_that_is_no_id_is_refused_not_skipped() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    // Things that are not sessions are passed over.
+    fs::write(path.join("sessions/notes.txt"), "mine").unwrap();
+    fs::create_dir(path.join("sessions/empty")).unwrap();
+    assert!(locked.sessions().unwrap().is_empty());
+    let unnamed = path.join("sessions/100000101T000000Z-1234");
+    fs::create_dir(&unnamed).unwrap();
+    fs::write(unnamed.join("journal"), "").unwrap();
+    for err in [
+        locked.sessions().unwrap_err(),
+        locked.current_session().unwrap_err(),
+        locked.create_session().unwrap_err(),
+        StateDir::read_only(&path).unwrap().sessions().unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, JournalError::UnnamedSession { path } if *path == unnamed),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{} holds a journal, but its name is not a session id",
+                unnamed.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// A session dir from the far future (a clock once set to 9999) used to
+/// push the next id past year 9999, where it could not be read back: that
+/// session was invisible to `status` and `resume`, and a second `apply`
+/// started another. Ids are now ordered by number, not by the clock.
+#[test]
+fn a_session_from_the_far_future_does_not_hide_the_next_one() {
+    let site = support::Site::new();
+    site.policy("", "");
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let sessions = site.state_dir().join("sessions");
+    let only = fs::read_dir(&sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::rename(&only, sessions.join("99991231T235959Z-ffff")).unwrap();
+
+    let out = site.apply(&["--until", "Split"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    let status = site.status_json();
+    assert_eq!(status["state"], "Split", "{status}");
+    let id = status["session"].as_str().unwrap().to_string();
+    assert!(id.starts_with("000001-"), "{id}");
+    // The second apply carries on that session; it starts no other.
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut names: Vec<String> = fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [id.clone(), "99991231T235959Z-ffff".to_string()]);
+    let history = site.duplex(&["history", "--output", "json"]);
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    assert!(history.stdout.contains(&id), "{}", history.stdout);
 }
 
 const CRASH_RECORDS: u64 = 4;

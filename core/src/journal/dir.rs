@@ -326,14 +326,18 @@ impl StateDir {
                 path: root.clone(),
                 source,
             })?;
-            // Anything else in there (a session being created, a file a
-            // person left) is not a session.
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| SessionId::parse(n).ok())
-            {
-                ids.push(id);
+            let name = entry.file_name();
+            match name.to_str().map(SessionId::parse) {
+                Some(Ok(id)) => ids.push(id),
+                // A session being created is not one yet.
+                Some(Err(_)) if name.to_string_lossy().starts_with(TMP_PREFIX) => {}
+                // A journal under a name that is no id: a session this
+                // duplex cannot order, perhaps in flight. Never skipped.
+                _ if entry.path().join(JOURNAL).symlink_metadata().is_ok() => {
+                    return Err(JournalError::UnnamedSession { path: entry.path() });
+                }
+                // Anything else (a file a person left) is not a session.
+                _ => {}
             }
         }
         ids.sort();
@@ -450,7 +454,11 @@ impl LockedStateDir {
         }
         let root = self.sessions_dir();
         self.remove_leftovers(&root)?;
-        let id = SessionId::next_after(sessions.last().map(|s| &s.id), sys::now_ms() / 1000);
+        let id = SessionId::next(sessions.last().map(|s| &s.id), sys::now_ms() / 1000).ok_or_else(
+            || JournalError::SessionNumbersUsedUp {
+                path: self.path().to_path_buf(),
+            },
+        )?;
         let tmp = root.join(format!("{TMP_PREFIX}{id}"));
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();

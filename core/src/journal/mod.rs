@@ -11,7 +11,7 @@
 //! <state dir>/                  --state-dir, $DUPLEX_STATE_DIR, /var/lib/duplex (root),
 //!   lock                        $XDG_STATE_HOME/duplex, ~/.local/state/duplex
 //!   sessions/
-//!     20261125T013000Z-3f9a/    one directory per session, kept as history
+//!     000042-20261125T013000Z-3f9a/   one directory per session, kept as history
 //!       journal                 the records
 //!       finished                marker: {"last_seq":N,"ts_ms":…}, once finished
 //! ```
@@ -32,10 +32,15 @@
 //! * **Readers** ([`StateDir::read_only`]) take no lock: `status`, `log`
 //!   and `log --follow` ([`Follower`]) work while a writer runs.
 //! * **Sessions** are created atomically (built in `sessions/.tmp-<id>`,
-//!   fsynced, renamed, parent fsynced). Ids are the UTC creation second plus
-//!   4 random hex digits; a state dir never issues an id sorting before an
-//!   existing one, so sorting by id is creation order. At most one session
-//!   is unfinished; [`StateDir::current_session`] returns it.
+//!   fsynced, renamed, parent fsynced). An id is the state dir's next
+//!   session number, the UTC creation second and 4 random hex digits
+//!   ([`SessionId`]); ids sort by number, so sorting by id is creation
+//!   order whatever the wall clock said (ids of the first format, with no
+//!   number, sort before numbered ones, by their time). At most one session
+//!   is unfinished; [`StateDir::current_session`] returns it. A directory
+//!   in `sessions/` that holds a journal but is not named by an id is an
+//!   error ([`JournalError::UnnamedSession`]) for every reader and writer,
+//!   never skipped: a session nobody sees could be a second one in flight.
 //! * **Finished** is a marker file written atomically by
 //!   [`SessionWriter::finish`] after the engine's last record. A crash
 //!   between the two leaves the session current; the engine folds it, sees
@@ -238,9 +243,24 @@ pub enum JournalError {
     SessionInProgress { path: PathBuf, id: SessionId },
 
     #[error(
-        "{id:?} is not a session id (expected YYYYMMDDTHHMMSSZ-xxxx, e.g. 20261125T013000Z-3f9a)"
+        "{id:?} is not a session id (expected NNNNNN-YYYYMMDDTHHMMSSZ-xxxx, e.g. \
+         000042-20261125T013000Z-3f9a; older state dirs also have YYYYMMDDTHHMMSSZ-xxxx)"
     )]
     BadSessionId { id: String },
+
+    #[error(
+        "state dir {} has used up its session numbers; move its sessions away to start again",
+        .path.display()
+    )]
+    SessionNumbersUsedUp { path: PathBuf },
+
+    #[error(
+        "{} holds a journal, but its name is not a session id; refusing to start or list \
+         sessions beside a session this duplex cannot order (one named by another version of \
+         duplex, or by hand): move it out of the state dir",
+        .path.display()
+    )]
+    UnnamedSession { path: PathBuf },
 
     #[error(
         "session marker {} is unreadable: {what}; refusing to guess whether the session finished",
