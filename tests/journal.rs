@@ -693,6 +693,103 @@ fn a_session_under_a_name_that_is_no_id_is_refused_not_skipped() {
     }
 }
 
+/// Journals and markers are read only from regular files: one replaced by
+/// a link to `/dev/zero` (read without end) or by a FIFO (read forever) is
+/// refused, naming the file.
+#[test]
+fn journal_files_and_markers_that_are_not_regular_files_are_refused() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    let (id, journal, _) = session_with(&locked, 2);
+    let reader = StateDir::read_only(&path).unwrap();
+    let fifo = journal.with_file_name("fifo");
+    assert!(
+        Process::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (target, kind) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (fifo.as_path(), "a named pipe (FIFO)"),
+    ] {
+        fs::remove_file(&journal).unwrap();
+        std::os::unix::fs::symlink(target, &journal).unwrap();
+        let errors = [
+            reader.read_session::<Event>(&id).unwrap_err(),
+            locked.open_session::<Event>(&id).unwrap_err(),
+            reader.follow::<Event>(&id).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(
+                matches!(&err, JournalError::NotARegularFile { path, .. } if *path == journal),
+                "{err}"
+            );
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "{} is {kind}, not a regular file",
+                    journal.display()
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    let marker = journal.with_file_name("finished");
+    std::os::unix::fs::symlink("/dev/zero", &marker).unwrap();
+    let err = reader.sessions().unwrap_err();
+    assert!(
+        matches!(&err, JournalError::NotARegularFile { path, .. } if *path == marker),
+        "{err}"
+    );
+}
+
+/// A record has a maximum size: the writer refuses a larger one before
+/// writing a byte (and goes on taking records), and a reader refuses a
+/// header declaring a larger body as corruption.
+#[test]
+fn a_record_over_the_size_limit_is_refused_by_the_writer_and_the_reader() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    let mut writer = locked.create_session().unwrap();
+    let id = writer.id().clone();
+    let huge = Event::Note {
+        text: "x".repeat(duplex_core::journal::MAX_RECORD_BYTES as usize),
+    };
+    let err = writer.append(&huge).unwrap_err();
+    assert!(
+        matches!(err, JournalError::RecordTooLarge { seq: 1, bytes, .. } if bytes > duplex_core::journal::MAX_RECORD_BYTES),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("a record holds at most 1048576 bytes"),
+        "{err}"
+    );
+    assert_eq!(fs::metadata(writer.path()).unwrap().len(), 0);
+    assert!(!writer.is_poisoned());
+    assert_eq!(writer.append(&note(1)).unwrap(), 1);
+    let journal = writer.path().to_path_buf();
+    drop(writer);
+
+    let mut bytes = fs::read(&journal).unwrap();
+    let first = bytes.len() as u64;
+    bytes.extend_from_slice(b"00000000 2000000 {\"seq\":2");
+    fs::write(&journal, &bytes).unwrap();
+    let reader = StateDir::read_only(&path).unwrap();
+    for err in [
+        reader.read_session::<Event>(&id).unwrap_err(),
+        locked.open_session::<Event>(&id).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, JournalError::Corrupt { record: 2, offset, what, .. }
+                if *offset == first && what.contains("more than 1048576 bytes")),
+            "{err}"
+        );
+    }
+}
+
 /// A session dir from the far future (a clock once set to 9999) used to
 /// push the next id past year 9999, where it could not be read back: that
 /// session was invisible to `status` and `resume`, and a second `apply`

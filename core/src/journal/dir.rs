@@ -3,6 +3,7 @@
 use super::JournalError;
 use super::session::{Follower, ReadReport, SessionId, SessionWriter};
 use super::sys;
+use crate::files;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -122,8 +123,15 @@ pub enum UnlockOutcome {
     Broken { holder: LockHolder },
 }
 
+/// Holder details are a line of JSON; anything longer is not ours.
+const MAX_HOLDER_BYTES: u64 = 4096;
+/// A `finished` marker is a line of JSON.
+const MAX_MARKER_BYTES: u64 = 4096;
+
 fn read_holder(lock_path: &Path) -> Option<LockHolder> {
-    let text = fs::read(lock_path).ok()?;
+    // Only a regular file, and only a little of it: a lock file replaced by
+    // a link to a device must not be read without end.
+    let text = files::read_regular(lock_path, "a lock file", MAX_HOLDER_BYTES).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -347,7 +355,7 @@ impl StateDir {
     fn info(&self, id: SessionId) -> Result<SessionInfo, JournalError> {
         let dir = self.sessions_dir().join(id.as_str());
         let marker = finished_path(&dir);
-        let finished = match fs::read(&marker) {
+        let finished = match files::read_regular(&marker, "a regular file", MAX_MARKER_BYTES) {
             Ok(bytes) => {
                 Some(
                     serde_json::from_slice(&bytes).map_err(|err| JournalError::BadMarker {
@@ -357,13 +365,7 @@ impl StateDir {
                 )
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(JournalError::Io {
-                    op: "read",
-                    path: marker,
-                    source,
-                });
-            }
+            Err(source) => return Err(JournalError::reading(&marker, source)),
         };
         Ok(SessionInfo {
             journal: dir.join(JOURNAL),

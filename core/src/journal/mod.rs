@@ -68,6 +68,18 @@
 //! `seq` runs 1, 2, 3, … and is checked on every read; a gap or a repeat is
 //! corruption. `ts_ms` is the wall clock (the caller's, or now).
 //!
+//! A body is at most [`MAX_RECORD_BYTES`] (1 MiB). The writer refuses a
+//! larger record with [`JournalError::RecordTooLarge`] before writing
+//! anything (the writer stays usable: the caller decides what to record
+//! instead), and a reader treats a header declaring a longer body as
+//! corruption as soon as its length field passes the limit, complete line
+//! or not, so no reader waits for, or cuts as torn, a body that cannot be.
+//!
+//! Journals, `finished` markers and the lock's holder details are read only
+//! from regular files, opened without blocking: a journal replaced by a
+//! link to `/dev/zero` or by a FIFO is [`JournalError::NotARegularFile`],
+//! naming it, rather than a read without end.
+//!
 //! A text line rather than a binary frame: the journal is also the audit
 //! trail a person greps during an incident, and the cost (hex and decimal
 //! header, JSON body) is nothing next to the fsync each record pays.
@@ -136,7 +148,16 @@ pub use dir::{
 pub use session::{Follower, ReadReport, Record, SessionId, SessionWriter, TornTail};
 pub use sys::{CRASH_ENV, format_utc, fsync_count, write_atomic};
 
+use crate::files::FileKind;
 use std::path::{Path, PathBuf};
+
+/// The largest record body, in bytes: 1 MiB. An event is a line of JSON
+/// about one step (a transition, a plugin call's outcome with its capped
+/// output), so a larger one is a bug or a plugin's output let through: the
+/// writer refuses it with [`JournalError::RecordTooLarge`], before writing
+/// anything, and the reader treats a header declaring a longer body as
+/// corruption without looking for that body.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// Everything that can go wrong with a state dir or a journal. Every
 /// message names the path concerned and, where one exists, the way out.
@@ -197,6 +218,21 @@ pub enum JournalError {
 
     #[error("cannot encode a journal record: {0}")]
     Encode(String),
+
+    #[error(
+        "record {seq} for journal {} is {bytes} bytes; a record holds at most {MAX_RECORD_BYTES} \
+         bytes, so it was not written (the journal is unchanged and takes further records)",
+        .path.display()
+    )]
+    RecordTooLarge { path: PathBuf, seq: u64, bytes: u64 },
+
+    #[error(
+        "{} is {kind}, not a regular file; duplex reads a state dir's journals and markers \
+         only from regular files, so it refuses to read this one: restore it or move the \
+         session away",
+        .path.display()
+    )]
+    NotARegularFile { path: PathBuf, kind: FileKind },
 
     #[error(
         "state dir {} is locked by {}; is another `duplex apply` running? If that process is \
@@ -283,6 +319,24 @@ fn holder_text(holder: &Option<LockHolder>) -> String {
 }
 
 impl JournalError {
+    /// A failed read of `path`: a file of the wrong kind, or an I/O error.
+    fn reading(path: &Path, source: std::io::Error) -> JournalError {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::files::WrongKind>())
+        {
+            Some(wrong) => JournalError::NotARegularFile {
+                path: path.to_path_buf(),
+                kind: wrong.kind,
+            },
+            None => JournalError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+
     fn corrupt(path: &Path, err: frame::ScanError) -> JournalError {
         JournalError::Corrupt {
             path: path.to_path_buf(),

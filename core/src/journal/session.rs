@@ -3,14 +3,16 @@
 
 use super::JournalError;
 use super::dir::{Finished, LockGuard, SessionInfo};
-use super::frame::{self, RawRecord, TailRule};
+use super::frame::{self, EncodeError, RawRecord, TailRule};
 use super::sys::{self, CrashPoint};
+use crate::files::{self, FileKind};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -263,14 +265,22 @@ fn decode<T: DeserializeOwned>(
         .collect()
 }
 
+/// A journal's bytes, read only from a regular file (a journal replaced by
+/// a link to `/dev/zero` is refused, not read without end).
+fn read_journal(path: &Path) -> Result<Vec<u8>, JournalError> {
+    let file =
+        files::open_regular(path, "a regular file").map_err(|e| JournalError::reading(path, e))?;
+    let mut bytes = Vec::new();
+    (&file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| JournalError::reading(path, e))?;
+    Ok(bytes)
+}
+
 pub(crate) fn read_session<T: DeserializeOwned>(
     info: &SessionInfo,
 ) -> Result<ReadReport<T>, JournalError> {
-    let bytes = std::fs::read(&info.journal).map_err(|source| JournalError::Io {
-        op: "read",
-        path: info.journal.clone(),
-        source,
-    })?;
+    let bytes = read_journal(&info.journal)?;
     let (records, scan) = read_all(&info.journal, &bytes, info.finished.as_ref())?;
     let torn_tail = (scan.tail > 0).then(|| TornTail {
         path: info.journal.clone(),
@@ -365,11 +375,21 @@ impl SessionWriter {
                 source,
             }
         };
+        // Non-blocking open, so a FIFO in its place cannot hang us; only a
+        // regular file is read and appended to.
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(io("open"))?;
+        let kind = FileKind::of(&file.metadata().map_err(io("stat"))?);
+        if kind != FileKind::Regular {
+            return Err(JournalError::NotARegularFile {
+                path: path.clone(),
+                kind,
+            });
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
         let (records, scan) = read_all::<T>(path, &bytes, None)?;
@@ -427,7 +447,15 @@ impl SessionWriter {
     pub fn append_at<T: Serialize>(&mut self, ts_ms: u64, event: &T) -> Result<u64, JournalError> {
         self.check_usable()?;
         let seq = self.next_seq;
-        let frame = frame::encode(seq, ts_ms, event)?;
+        // Refused before anything is written: the writer stays usable.
+        let frame = frame::encode(seq, ts_ms, event).map_err(|err| match err {
+            EncodeError::Json(what) => JournalError::Encode(what),
+            EncodeError::TooLarge { bytes } => JournalError::RecordTooLarge {
+                path: self.path.clone(),
+                seq,
+                bytes,
+            },
+        })?;
         let crash = self
             .crash
             .filter(|(at, _)| *at == seq)
@@ -529,11 +557,8 @@ pub struct Follower<T> {
 
 impl<T: DeserializeOwned> Follower<T> {
     pub(crate) fn new(info: &SessionInfo) -> Result<Self, JournalError> {
-        let file = File::open(&info.journal).map_err(|source| JournalError::Io {
-            op: "open",
-            path: info.journal.clone(),
-            source,
-        })?;
+        let file = files::open_regular(&info.journal, "a regular file")
+            .map_err(|e| JournalError::reading(&info.journal, e))?;
         Ok(Follower {
             path: info.journal.clone(),
             finished_path: super::dir::finished_path(&info.dir),

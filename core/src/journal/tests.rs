@@ -362,6 +362,31 @@ fn session_ids_are_validated_and_sort_in_creation_order() {
 }
 
 #[test]
+fn records_longer_than_the_limit_are_not_encoded_and_headers_declaring_them_are_corrupt() {
+    let small = frame::encode(1, 0, &"x".repeat(1000)).unwrap();
+    assert!(check(&small).is_ok());
+    let padding = MAX_RECORD_BYTES as usize - r#"{"seq":1,"ts_ms":0,"event":""}"#.len();
+    let at_limit = frame::encode(1, 0, &"x".repeat(padding)).unwrap();
+    assert_eq!(check(&at_limit).unwrap().records.len(), 1);
+    assert_eq!(
+        frame::encode(1, 0, &"x".repeat(padding + 1)),
+        Err(frame::EncodeError::TooLarge {
+            bytes: MAX_RECORD_BYTES + 1
+        })
+    );
+    // A header declaring more than the limit: corruption, whether the
+    // line is complete or not (it is no torn record either).
+    for data in [
+        b"00000000 1048577 {}\n".to_vec(),
+        b"00000000 99999999999".to_vec(),
+    ] {
+        let err = check(&data).unwrap_err();
+        assert_eq!((err.record, err.offset), (1, 0));
+        assert!(err.what.contains("more than 1048576 bytes"), "{}", err.what);
+    }
+}
+
+#[test]
 fn crash_points_parse_strictly() {
     use sys::CrashPoint::*;
     assert_eq!(
