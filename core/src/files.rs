@@ -182,6 +182,11 @@ mod tests {
                 path.display()
             );
         }
+        // A socket cannot even be opened (ENXIO): it is named all the same.
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let err = read_regular(&socket, "a policy file", 10).unwrap_err();
+        assert_eq!(err.to_string(), "it is a socket, not a policy file");
         let file = dir.path().join("f");
         std::fs::write(&file, b"12345").unwrap();
         assert_eq!(read_regular(&file, "x", 5).unwrap(), b"12345");
