@@ -9,6 +9,7 @@
 mod support;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -137,6 +138,8 @@ fn a_kill_at_every_record_boundary_is_recovered() {
             jobs.push((seq, point));
         }
     }
+    let jobs_count = jobs.len();
+    let killed = AtomicUsize::new(0);
     in_parallel(jobs, |(seq, point)| {
         let site = Site::new();
         write_policy(&site);
@@ -147,10 +150,13 @@ fn a_kill_at_every_record_boundary_is_recovered() {
         let what = format!("killed at record {seq} ({point})");
         let before = records(&site);
         if status.success() {
-            // Timing varies the number of check rounds: this run was shorter.
+            // Timing varies the number of check rounds: this run was
+            // shorter and never reached record `seq`, so there was nothing
+            // to kill. Counted below: most runs must have been killed.
             assert!(before.len() < seq, "{what}: not killed");
             return;
         }
+        killed.fetch_add(1, Ordering::Relaxed);
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(9),
@@ -161,11 +167,22 @@ fn a_kill_at_every_record_boundary_is_recovered() {
         recover(&site, &before);
         check_recovered(&site, &before, &what);
     });
+    // Runs shorter than the reference skip only their last few boundaries;
+    // if most jobs were not killed, the crash hook or the count is broken
+    // and this test would otherwise pass without testing anything.
+    let killed = killed.into_inner();
+    assert!(
+        killed * 10 >= jobs_count * 9,
+        "only {killed} of {jobs_count} kill points were reached ({total} records in the reference run)"
+    );
 }
 
 fn random_kills(runs: u64, seed: u64) {
     let (_, took) = reference();
     let span = took.as_millis() as u64 + 50;
+    // Runs whose kill landed inside the session (after its first record,
+    // before its end): the ones that test recovery.
+    let mid_session = AtomicUsize::new(0);
     in_parallel((0..runs).collect(), |i| {
         let mut rng = fastrand::Rng::with_seed(seed + i);
         let site = Site::new();
@@ -193,6 +210,12 @@ fn random_kills(runs: u64, seed: u64) {
                 now.len() >= before.len() && now[..before.len()] == *before,
                 "run {i}: records lost"
             );
+            if !status.success()
+                && !now.is_empty()
+                && !now.iter().any(|(_, e)| e.contains("sessionEnded"))
+            {
+                mid_session.fetch_add(1, Ordering::Relaxed);
+            }
             before = now;
             if status.success() || attempt == 2 || rng.bool() {
                 break;
@@ -212,6 +235,11 @@ fn random_kills(runs: u64, seed: u64) {
         }
         check_recovered(&site, &before, &what);
     });
+    let mid_session = mid_session.into_inner();
+    assert!(
+        mid_session as u64 * 4 >= runs,
+        "only {mid_session} kills landed inside a session in {runs} runs"
+    );
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! SIGKILL at every record boundary followed by a resume.
 //!
 //! Child processes are this test binary re-run on the `helper_process`
-//! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role; without it
-//! that test does nothing.
+//! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role. That test is
+//! ignored (it is no test on its own), and fails when run without a role;
+//! each helper says it did its part, and the tests check that it did.
 
 use duplex_core::journal::{
     CRASH_ENV, JournalError, LockHolder, LockedStateDir, Record, SessionId, StateDir,
@@ -20,6 +21,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
 
 const HELPER_ENV: &str = "DUPLEX_JOURNAL_TEST_HELPER";
 const DIR_ENV: &str = "DUPLEX_JOURNAL_TEST_DIR";
@@ -427,6 +430,7 @@ fn helper(role: &str, dir: &Path) -> Process {
         .args([
             "helper_process",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads",
             "1",
@@ -652,6 +656,177 @@ fn a_follower_waits_for_a_record_still_being_written() {
     assert_eq!(follower.offset(), whole.len() as u64);
 }
 
+/// A session directory that holds a journal under a name that is no id
+/// (an older duplex once wrote `100000101T000000Z-…` after a far-future
+/// id) is never skipped: every listing, and so every writer, refuses it,
+/// naming it, so no second session can start beside one nobody sees.
+#[test]
+fn a_session_under_a_name_that_is_no_id_is_refused_not_skipped() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    // Things that are not sessions are passed over.
+    fs::write(path.join("sessions/notes.txt"), "mine").unwrap();
+    fs::create_dir(path.join("sessions/empty")).unwrap();
+    assert!(locked.sessions().unwrap().is_empty());
+    let unnamed = path.join("sessions/100000101T000000Z-1234");
+    fs::create_dir(&unnamed).unwrap();
+    fs::write(unnamed.join("journal"), "").unwrap();
+    for err in [
+        locked.sessions().unwrap_err(),
+        locked.current_session().unwrap_err(),
+        locked.create_session().unwrap_err(),
+        StateDir::read_only(&path).unwrap().sessions().unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, JournalError::UnnamedSession { path } if *path == unnamed),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{} holds a journal, but its name is not a session id",
+                unnamed.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// Journals and markers are read only from regular files: one replaced by
+/// a link to `/dev/zero` (read without end) or by a FIFO (read forever) is
+/// refused, naming the file.
+#[test]
+fn journal_files_and_markers_that_are_not_regular_files_are_refused() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    let (id, journal, _) = session_with(&locked, 2);
+    let reader = StateDir::read_only(&path).unwrap();
+    let fifo = journal.with_file_name("fifo");
+    assert!(
+        Process::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (target, kind) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (fifo.as_path(), "a named pipe (FIFO)"),
+    ] {
+        fs::remove_file(&journal).unwrap();
+        std::os::unix::fs::symlink(target, &journal).unwrap();
+        let errors = [
+            reader.read_session::<Event>(&id).unwrap_err(),
+            locked.open_session::<Event>(&id).unwrap_err(),
+            reader.follow::<Event>(&id).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(
+                matches!(&err, JournalError::NotARegularFile { path, .. } if *path == journal),
+                "{err}"
+            );
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "{} is {kind}, not a regular file",
+                    journal.display()
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    let marker = journal.with_file_name("finished");
+    std::os::unix::fs::symlink("/dev/zero", &marker).unwrap();
+    let err = reader.sessions().unwrap_err();
+    assert!(
+        matches!(&err, JournalError::NotARegularFile { path, .. } if *path == marker),
+        "{err}"
+    );
+}
+
+/// A record has a maximum size: the writer refuses a larger one before
+/// writing a byte (and goes on taking records), and a reader refuses a
+/// header declaring a larger body as corruption.
+#[test]
+fn a_record_over_the_size_limit_is_refused_by_the_writer_and_the_reader() {
+    let (_tmp, path) = state_dir();
+    let locked = StateDir::lock(&path).unwrap();
+    let mut writer = locked.create_session().unwrap();
+    let id = writer.id().clone();
+    let huge = Event::Note {
+        text: "x".repeat(duplex_core::journal::MAX_RECORD_BYTES as usize),
+    };
+    let err = writer.append(&huge).unwrap_err();
+    assert!(
+        matches!(err, JournalError::RecordTooLarge { seq: 1, bytes, .. } if bytes > duplex_core::journal::MAX_RECORD_BYTES),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("a record holds at most 1048576 bytes"),
+        "{err}"
+    );
+    assert_eq!(fs::metadata(writer.path()).unwrap().len(), 0);
+    assert!(!writer.is_poisoned());
+    assert_eq!(writer.append(&note(1)).unwrap(), 1);
+    let journal = writer.path().to_path_buf();
+    drop(writer);
+
+    let mut bytes = fs::read(&journal).unwrap();
+    let first = bytes.len() as u64;
+    bytes.extend_from_slice(b"00000000 2000000 {\"seq\":2");
+    fs::write(&journal, &bytes).unwrap();
+    let reader = StateDir::read_only(&path).unwrap();
+    for err in [
+        reader.read_session::<Event>(&id).unwrap_err(),
+        locked.open_session::<Event>(&id).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, JournalError::Corrupt { record: 2, offset, what, .. }
+                if *offset == first && what.contains("more than 1048576 bytes")),
+            "{err}"
+        );
+    }
+}
+
+/// A session dir from the far future (a clock once set to 9999) used to
+/// push the next id past year 9999, where it could not be read back: that
+/// session was invisible to `status` and `resume`, and a second `apply`
+/// started another. Ids are now ordered by number, not by the clock.
+#[test]
+fn a_session_from_the_far_future_does_not_hide_the_next_one() {
+    let site = support::Site::new();
+    site.policy("", "");
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let sessions = site.state_dir().join("sessions");
+    let only = fs::read_dir(&sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::rename(&only, sessions.join("99991231T235959Z-ffff")).unwrap();
+
+    let out = site.apply(&["--until", "Split"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    let status = site.status_json();
+    assert_eq!(status["state"], "Split", "{status}");
+    let id = status["session"].as_str().unwrap().to_string();
+    assert!(id.starts_with("000001-"), "{id}");
+    // The second apply carries on that session; it starts no other.
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut names: Vec<String> = fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [id.clone(), "99991231T235959Z-ffff".to_string()]);
+    let history = site.duplex(&["history", "--output", "json"]);
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    assert!(history.stdout.contains(&id), "{}", history.stdout);
+}
+
 const CRASH_RECORDS: u64 = 4;
 
 /// The helper's writer: resume the current session (or start one), append
@@ -672,7 +847,11 @@ fn crash_writer(dir: &Path) {
         writer.append_at(i * 1000, &note(i)).unwrap();
     }
     writer.finish().unwrap();
+    println!("{CRASH_WRITER_DONE}");
 }
+
+/// What a crash-writer helper prints once its session is finished.
+const CRASH_WRITER_DONE: &str = "crash-writer: session finished";
 
 fn journal_of_only_session(dir: &Path) -> Vec<u8> {
     let sessions = StateDir::read_only(dir).unwrap().sessions().unwrap();
@@ -684,11 +863,14 @@ fn journal_of_only_session(dir: &Path) -> Vec<u8> {
 fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
+    let out = helper("crash-writer", &reference)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     assert!(
-        helper("crash-writer", &reference)
-            .status()
-            .unwrap()
-            .success()
+        String::from_utf8_lossy(&out.stdout).contains(CRASH_WRITER_DONE),
+        "the helper did not write the reference session: {out:?}"
     );
     let expected = journal_of_only_session(&reference);
 
@@ -726,6 +908,7 @@ fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
                 .unwrap();
             assert!(resumed.status.success(), "{point} {seq}: {resumed:?}");
             let said = String::from_utf8_lossy(&resumed.stdout);
+            assert!(said.contains(CRASH_WRITER_DONE), "{point} {seq}: {said}");
             assert_eq!(
                 said.contains("has been cut"),
                 point == "mid-write",
@@ -737,12 +920,14 @@ fn a_kill_at_every_record_boundary_resumes_to_the_same_journal() {
     }
 }
 
-/// Not a test on its own: the body of the child processes above.
+/// Not a test on its own: the body of the child processes above, which
+/// run it with `--ignored` and their role in `DUPLEX_JOURNAL_TEST_HELPER`.
 #[test]
+#[ignore = "the body of the helper processes the other tests start"]
 fn helper_process() {
-    let Ok(role) = std::env::var(HELPER_ENV) else {
-        return;
-    };
+    let role = std::env::var(HELPER_ENV).unwrap_or_else(|_| {
+        panic!("{HELPER_ENV} is not set: this is the helper process of the other tests, not a test")
+    });
     let dir = PathBuf::from(std::env::var(DIR_ENV).unwrap());
     match role.as_str() {
         "hold-lock" => {

@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cancel;
 pub mod clock;
 pub mod engine;
+pub mod files;
 pub mod journal;
 pub mod model;
 pub mod plan;

@@ -4,7 +4,9 @@
 //! auto-abort rules.
 
 use crate::model::{self, UpgradeState};
-use crate::policy::{ApprovalPoint, AutoAbortRule, Check, LoadedPolicy, RetryPolicy, RuleAction};
+use crate::policy::{
+    ApprovalPoint, AutoAbortRule, Check, LoadedPolicy, MaintenanceWindow, RetryPolicy, RuleAction,
+};
 use crate::work::{GateSet, Step};
 use serde::Serialize;
 
@@ -18,6 +20,8 @@ pub struct Plan {
     pub target: String,
     pub hardware_plugin: String,
     pub unattended: bool,
+    /// When a session may run; `null` when the policy sets no window.
+    pub window: Option<MaintenanceWindow>,
     pub steps: Vec<PlanStep>,
     pub abort_from: Vec<UpgradeState>,
     pub abort_path: Vec<PlanStep>,
@@ -127,6 +131,7 @@ impl Plan {
             target: spec.target.name.clone(),
             hardware_plugin: hw.clone(),
             unattended: spec.approvals.is_empty(),
+            window: spec.window.clone(),
             steps: model::forward_path().into_iter().map(step).collect(),
             abort_from,
             abort_path: abort_path.into_iter().map(step).collect(),

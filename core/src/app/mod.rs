@@ -93,8 +93,9 @@ impl App {
 impl App {
     /// What `validate` checks beyond the policy file itself: every plugin
     /// verified against its digest and described (no capabilities set up),
-    /// providing what the policy asks with parameters its schemas accept.
-    /// Each problem is placed in the policy file.
+    /// providing what the policy asks with parameters its schemas accept;
+    /// every artifact a regular file matching its digest. Each problem is
+    /// placed in the policy file.
     pub fn validate(&self, policy: &crate::policy::LoadedPolicy) -> Vec<crate::policy::Diagnostic> {
         let host = match self.host() {
             Ok(host) => host,
@@ -105,9 +106,11 @@ impl App {
                 )]);
             }
         };
-        match crate::engine::setup::load_for_policy(host, policy, None, |_| {}) {
+        let mut findings = match crate::engine::setup::load_for_policy(host, policy, None, |_| {}) {
             Ok(_) => Vec::new(),
-            Err(findings) => policy.place(findings),
-        }
+            Err(findings) => findings,
+        };
+        findings.extend(crate::artifact::findings(policy));
+        policy.place(findings)
     }
 }

@@ -56,7 +56,9 @@ pub(super) fn policy_copy(info: &SessionInfo, session: &Session) -> Result<Loade
         path: path.clone(),
         why,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let bytes = crate::files::read_regular(&path, "a policy copy", policy::MAX_POLICY_BYTES)
+        .map_err(|e| bad(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
     let loaded =
         policy::load_text(&text, Path::new(&session.policy_file)).map_err(|e| match e {
             policy::LoadError::Invalid(d) => bad(d

@@ -40,6 +40,48 @@ impl Failure {
 
 pub(super) type Outcome = Result<(), Failure>;
 
+/// What a plugin call's record keeps of its outcome and its log lines: a
+/// plugin's words are cut so that no record comes near the journal's record
+/// limit (`journal::MAX_RECORD_BYTES`), whatever the plugin says.
+const MAX_OUTCOME_BYTES: usize = 4 << 10;
+const MAX_LOG_BYTES_PER_RECORD: usize = 256 << 10;
+
+/// `text`, cut at `max` bytes (on a character boundary), saying how much
+/// was cut.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let cut = text.len();
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… ({} more bytes not kept)", cut - end));
+    text
+}
+
+/// Lines up to `max` bytes in all, saying how many were dropped.
+fn clip_lines(lines: Vec<String>, max: usize) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let total = lines.len();
+    for line in lines {
+        let line = clip(line, MAX_OUTCOME_BYTES);
+        if bytes + line.len() > max {
+            break;
+        }
+        bytes += line.len();
+        kept.push(line);
+    }
+    if kept.len() < total {
+        let dropped = total - kept.len();
+        kept.push(format!("({dropped} more log line(s) not kept)"));
+    }
+    kept
+}
+
 impl Engine {
     pub(super) async fn run_request(&mut self) -> Result<(), EngineError> {
         self.partner_reported = false;
@@ -145,9 +187,9 @@ impl Engine {
             request: request.clone(),
             plugin: plugin.to_string(),
             ok,
-            outcome,
+            outcome: clip(outcome, MAX_OUTCOME_BYTES),
             duration_ms: duration.as_millis() as u64,
-            logs,
+            logs: clip_lines(logs, MAX_LOG_BYTES_PER_RECORD),
             repeats: 0,
         };
         Ok((result.map(|o| o.value), event))
@@ -230,9 +272,9 @@ impl Engine {
         for software in &spec.software {
             let artifact = match crate::artifact::verify_artifact(&self.policy, software) {
                 Ok(a) => a,
-                Err(reason) => {
+                Err(err) => {
                     return Ok(Err(Failure {
-                        reason,
+                        reason: err.to_string(),
                         disposition: Disposition::Final,
                     }));
                 }

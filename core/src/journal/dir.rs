@@ -3,6 +3,7 @@
 use super::JournalError;
 use super::session::{Follower, ReadReport, SessionId, SessionWriter};
 use super::sys;
+use crate::files;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -122,8 +123,15 @@ pub enum UnlockOutcome {
     Broken { holder: LockHolder },
 }
 
+/// Holder details are a line of JSON; anything longer is not ours.
+const MAX_HOLDER_BYTES: u64 = 4096;
+/// A `finished` marker is a line of JSON.
+const MAX_MARKER_BYTES: u64 = 4096;
+
 fn read_holder(lock_path: &Path) -> Option<LockHolder> {
-    let text = fs::read(lock_path).ok()?;
+    // Only a regular file, and only a little of it: a lock file replaced by
+    // a link to a device must not be read without end.
+    let text = files::read_regular(lock_path, "a lock file", MAX_HOLDER_BYTES).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -340,14 +348,18 @@ impl StateDir {
                 path: root.clone(),
                 source,
             })?;
-            // Anything else in there (a session being created, a file a
-            // person left) is not a session.
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| SessionId::parse(n).ok())
-            {
-                ids.push(id);
+            let name = entry.file_name();
+            match name.to_str().map(SessionId::parse) {
+                Some(Ok(id)) => ids.push(id),
+                // A session being created is not one yet.
+                Some(Err(_)) if name.to_string_lossy().starts_with(TMP_PREFIX) => {}
+                // A journal under a name that is no id: a session this
+                // duplex cannot order, perhaps in flight. Never skipped.
+                _ if entry.path().join(JOURNAL).symlink_metadata().is_ok() => {
+                    return Err(JournalError::UnnamedSession { path: entry.path() });
+                }
+                // Anything else (a file a person left) is not a session.
+                _ => {}
             }
         }
         ids.sort();
@@ -357,7 +369,7 @@ impl StateDir {
     fn info(&self, id: SessionId) -> Result<SessionInfo, JournalError> {
         let dir = self.sessions_dir().join(id.as_str());
         let marker = finished_path(&dir);
-        let finished = match fs::read(&marker) {
+        let finished = match files::read_regular(&marker, "a regular file", MAX_MARKER_BYTES) {
             Ok(bytes) => {
                 Some(
                     serde_json::from_slice(&bytes).map_err(|err| JournalError::BadMarker {
@@ -367,13 +379,7 @@ impl StateDir {
                 )
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(JournalError::Io {
-                    op: "read",
-                    path: marker,
-                    source,
-                });
-            }
+            Err(source) => return Err(JournalError::reading(&marker, source)),
         };
         Ok(SessionInfo {
             journal: dir.join(JOURNAL),
@@ -469,7 +475,14 @@ impl LockedStateDir {
         first: &T,
         files: &[(PathBuf, Vec<u8>)],
     ) -> Result<SessionWriter, JournalError> {
-        let frame = super::frame::encode(1, ts_ms, first)?;
+        let frame = super::frame::encode(1, ts_ms, first).map_err(|err| match err {
+            super::frame::EncodeError::Json(what) => JournalError::Encode(what),
+            super::frame::EncodeError::TooLarge { bytes } => JournalError::RecordTooLarge {
+                path: self.sessions_dir().join("<new session>"),
+                seq: 1,
+                bytes,
+            },
+        })?;
         self.create(Some(frame), files)
     }
 
@@ -487,7 +500,11 @@ impl LockedStateDir {
         }
         let root = self.sessions_dir();
         self.remove_leftovers(&root)?;
-        let id = SessionId::next_after(sessions.last().map(|s| &s.id), sys::now_ms() / 1000);
+        let id = SessionId::next(sessions.last().map(|s| &s.id), sys::now_ms() / 1000).ok_or_else(
+            || JournalError::SessionNumbersUsedUp {
+                path: self.path().to_path_buf(),
+            },
+        )?;
         let tmp = root.join(format!("{TMP_PREFIX}{id}"));
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();

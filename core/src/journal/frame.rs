@@ -12,7 +12,7 @@
 //! record and nothing else. See the module docs of `journal` for why a torn
 //! tail and corruption are told apart the way [`scan`] does.
 
-use super::JournalError;
+use super::MAX_RECORD_BYTES;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,20 +41,35 @@ pub(crate) struct RawRecord {
     pub offset: u64,
 }
 
+/// Why a record could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EncodeError {
+    Json(String),
+    /// The body would be longer than [`MAX_RECORD_BYTES`].
+    TooLarge {
+        bytes: u64,
+    },
+}
+
 /// The bytes of one record, LF included.
 pub(crate) fn encode<T: Serialize>(
     seq: u64,
     ts_ms: u64,
     event: &T,
-) -> Result<Vec<u8>, JournalError> {
+) -> Result<Vec<u8>, EncodeError> {
     let body = serde_json::to_vec(&EnvelopeOut { seq, ts_ms, event })
-        .map_err(|err| JournalError::Encode(err.to_string()))?;
+        .map_err(|err| EncodeError::Json(err.to_string()))?;
     if body.contains(&b'\n') {
         // Only a hand-made serializer (e.g. a RawValue holding pretty JSON)
         // can do this; the LF is the record terminator, so refuse.
-        return Err(JournalError::Encode(
+        return Err(EncodeError::Json(
             "the event serialized to JSON containing a raw newline".into(),
         ));
+    }
+    if body.len() as u64 > MAX_RECORD_BYTES {
+        return Err(EncodeError::TooLarge {
+            bytes: body.len() as u64,
+        });
     }
     let mut frame = format!("{:08x} {} ", crc32fast::hash(&body), body.len()).into_bytes();
     frame.extend_from_slice(&body);
@@ -164,8 +179,6 @@ enum Header {
     Short,
 }
 
-const MAX_LEN_DIGITS: usize = 19;
-
 fn header(b: &[u8]) -> Result<Header, String> {
     for i in 0..8 {
         match b.get(i) {
@@ -195,10 +208,15 @@ fn header(b: &[u8]) -> Result<Header, String> {
             Some(b' ') if i > 9 => break,
             Some(b'0') if i == 9 => return Err("the length field has a leading zero".into()),
             Some(c) if c.is_ascii_digit() => {
-                if i - 9 >= MAX_LEN_DIGITS {
-                    return Err("the length field is too long".into());
-                }
+                // Checked digit by digit: a prefix of a valid length is never
+                // over the limit, so a torn header is not mistaken for this.
                 len = len * 10 + u64::from(c - b'0');
+                if len > MAX_RECORD_BYTES {
+                    return Err(format!(
+                        "the header declares a body of more than {MAX_RECORD_BYTES} bytes, the \
+                         most a record holds"
+                    ));
+                }
             }
             Some(c) => return Err(format!("byte {c:#04x} in the length field is not a digit")),
         }

@@ -11,7 +11,7 @@
 //! <state dir>/                  --state-dir, $DUPLEX_STATE_DIR, /var/lib/duplex (root),
 //!   lock                        $XDG_STATE_HOME/duplex, ~/.local/state/duplex
 //!   sessions/
-//!     20261125T013000Z-3f9a/    one directory per session, kept as history
+//!     000042-20261125T013000Z-3f9a/   one directory per session, kept as history
 //!       journal                 the records
 //!       finished                marker: {"last_seq":N,"ts_ms":…}, once finished
 //! ```
@@ -32,10 +32,15 @@
 //! * **Readers** ([`StateDir::read_only`]) take no lock: `status`, `log`
 //!   and `log --follow` ([`Follower`]) work while a writer runs.
 //! * **Sessions** are created atomically (built in `sessions/.tmp-<id>`,
-//!   fsynced, renamed, parent fsynced). Ids are the UTC creation second plus
-//!   4 random hex digits; a state dir never issues an id sorting before an
-//!   existing one, so sorting by id is creation order. At most one session
-//!   is unfinished; [`StateDir::current_session`] returns it.
+//!   fsynced, renamed, parent fsynced). An id is the state dir's next
+//!   session number, the UTC creation second and 4 random hex digits
+//!   ([`SessionId`]); ids sort by number, so sorting by id is creation
+//!   order whatever the wall clock said (ids of the first format, with no
+//!   number, sort before numbered ones, by their time). At most one session
+//!   is unfinished; [`StateDir::current_session`] returns it. A directory
+//!   in `sessions/` that holds a journal but is not named by an id is an
+//!   error ([`JournalError::UnnamedSession`]) for every reader and writer,
+//!   never skipped: a session nobody sees could be a second one in flight.
 //! * **Finished** is a marker file written atomically by
 //!   [`SessionWriter::finish`] after the engine's last record. A crash
 //!   between the two leaves the session current; the engine folds it, sees
@@ -62,6 +67,18 @@
 //! checksum, the header syntax, the declared length, or a line boundary.
 //! `seq` runs 1, 2, 3, … and is checked on every read; a gap or a repeat is
 //! corruption. `ts_ms` is the wall clock (the caller's, or now).
+//!
+//! A body is at most [`MAX_RECORD_BYTES`] (1 MiB). The writer refuses a
+//! larger record with [`JournalError::RecordTooLarge`] before writing
+//! anything (the writer stays usable: the caller decides what to record
+//! instead), and a reader treats a header declaring a longer body as
+//! corruption as soon as its length field passes the limit, complete line
+//! or not, so no reader waits for, or cuts as torn, a body that cannot be.
+//!
+//! Journals, `finished` markers and the lock's holder details are read only
+//! from regular files, opened without blocking: a journal replaced by a
+//! link to `/dev/zero` or by a FIFO is [`JournalError::NotARegularFile`],
+//! naming it, rather than a read without end.
 //!
 //! A text line rather than a binary frame: the journal is also the audit
 //! trail a person greps during an incident, and the cost (hex and decimal
@@ -131,7 +148,16 @@ pub use dir::{
 pub use session::{Follower, ReadReport, Record, SessionId, SessionWriter, TornTail};
 pub use sys::{CRASH_ENV, format_utc, fsync_count, write_atomic};
 
+use crate::files::FileKind;
 use std::path::{Path, PathBuf};
+
+/// The largest record body, in bytes: 1 MiB. An event is a line of JSON
+/// about one step (a transition, a plugin call's outcome with its capped
+/// output), so a larger one is a bug or a plugin's output let through: the
+/// writer refuses it with [`JournalError::RecordTooLarge`], before writing
+/// anything, and the reader treats a header declaring a longer body as
+/// corruption without looking for that body.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// Everything that can go wrong with a state dir or a journal. Every
 /// message names the path concerned and, where one exists, the way out.
@@ -192,6 +218,21 @@ pub enum JournalError {
     Encode(String),
 
     #[error(
+        "record {seq} for journal {} is {bytes} bytes; a record holds at most {MAX_RECORD_BYTES} \
+         bytes, so it was not written (the journal is unchanged and takes further records)",
+        .path.display()
+    )]
+    RecordTooLarge { path: PathBuf, seq: u64, bytes: u64 },
+
+    #[error(
+        "{} is {kind}, not a regular file; duplex reads a state dir's journals and markers \
+         only from regular files, so it refuses to read this one: restore it or move the \
+         session away",
+        .path.display()
+    )]
+    NotARegularFile { path: PathBuf, kind: FileKind },
+
+    #[error(
         "state dir {} is locked by {}",
         .path.display(),
         holder_text(.holder)
@@ -234,9 +275,24 @@ pub enum JournalError {
     SessionInProgress { path: PathBuf, id: SessionId },
 
     #[error(
-        "{id:?} is not a session id (expected YYYYMMDDTHHMMSSZ-xxxx, e.g. 20261125T013000Z-3f9a)"
+        "{id:?} is not a session id (expected NNNNNN-YYYYMMDDTHHMMSSZ-xxxx, e.g. \
+         000042-20261125T013000Z-3f9a; older state dirs also have YYYYMMDDTHHMMSSZ-xxxx)"
     )]
     BadSessionId { id: String },
+
+    #[error(
+        "state dir {} has used up its session numbers; move its sessions away to start again",
+        .path.display()
+    )]
+    SessionNumbersUsedUp { path: PathBuf },
+
+    #[error(
+        "{} holds a journal, but its name is not a session id; refusing to start or list \
+         sessions beside a session this duplex cannot order (one named by another version of \
+         duplex, or by hand): move it out of the state dir",
+        .path.display()
+    )]
+    UnnamedSession { path: PathBuf },
 
     #[error(
         "session marker {} is unreadable: {what}; refusing to guess whether the session finished",
@@ -259,6 +315,24 @@ fn holder_text(holder: &Option<LockHolder>) -> String {
 }
 
 impl JournalError {
+    /// A failed read of `path`: a file of the wrong kind, or an I/O error.
+    fn reading(path: &Path, source: std::io::Error) -> JournalError {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::files::WrongKind>())
+        {
+            Some(wrong) => JournalError::NotARegularFile {
+                path: path.to_path_buf(),
+                kind: wrong.kind,
+            },
+            None => JournalError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+
     fn corrupt(path: &Path, err: frame::ScanError) -> JournalError {
         JournalError::Corrupt {
             path: path.to_path_buf(),

@@ -3,33 +3,71 @@
 
 use super::JournalError;
 use super::dir::{Finished, LockGuard, SessionInfo};
-use super::frame::{self, RawRecord, TailRule};
+use super::frame::{self, EncodeError, RawRecord, TailRule};
 use super::sys::{self, CrashPoint};
+use crate::files::{self, FileKind};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
 // ─── Session ids ────────────────────────────────────────────────────────────
 
-/// A session's name: its creation time in UTC to the second, then four
-/// random hex digits, e.g. `20261125T013000Z-3f9a`. Ids sort in creation
-/// order: a state dir never hands out an id that sorts before an existing
-/// one (see [`SessionId::next_after`]).
+/// A session's name: the state dir's session number, the creation time in
+/// UTC to the second, then four random hex digits, e.g.
+/// `000042-20261125T013000Z-3f9a`.
+///
+/// Ids sort by their number, which [`SessionId::next`] makes one more than
+/// the last session's: the order of sessions does not depend on the wall
+/// clock being right (a clock set years ahead once used to push every later
+/// id past year 9999, where it could not be read back). The time is there
+/// for people.
+///
+/// Ids of the first format, `20261125T013000Z-3f9a` (no number), are still
+/// read; they sort among themselves by their time, as they were issued,
+/// and before every numbered id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId(String);
+pub struct SessionId {
+    /// 0 for an id of the first format. Compared first.
+    number: u64,
+    text: String,
+}
+
+/// Session numbers are written with at least this many digits, so a
+/// directory listing shows them in order.
+const NUMBER_WIDTH: usize = 6;
+/// One more than the largest session number (18 digits).
+const NUMBER_LIMIT: u64 = 1_000_000_000_000_000_000;
+/// The last second a session id's time can say: 9999-12-31T23:59:59Z.
+const LAST_STAMP_SECS: u64 = 253_402_300_799;
 
 impl SessionId {
-    /// Accepts exactly the form this module generates, so an id can never
-    /// name a path outside the state dir.
+    /// Accepts exactly the forms this module generates (and generated), so
+    /// an id can never name a path outside the state dir.
     pub fn parse(text: &str) -> Result<SessionId, JournalError> {
         let bad = || JournalError::BadSessionId { id: text.into() };
-        let (stamp, suffix) = text.split_once('-').ok_or_else(bad)?;
+        let (number, rest) = match text.split_once('-') {
+            Some((digits, rest)) if digits.bytes().all(|c| c.is_ascii_digit()) => {
+                let number: u64 = digits
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..NUMBER_LIMIT).contains(n))
+                    .ok_or_else(bad)?;
+                // One spelling per number: `42` and `0042` are not ids of 42.
+                if format!("{number:0width$}", width = NUMBER_WIDTH) != digits {
+                    return Err(bad());
+                }
+                (number, rest)
+            }
+            _ => (0, text),
+        };
+        let (stamp, suffix) = rest.split_once('-').ok_or_else(bad)?;
         let hex = suffix.len() == 4
             && suffix
                 .bytes()
@@ -37,31 +75,49 @@ impl SessionId {
         if !hex || sys::parse_compact(stamp).is_none() {
             return Err(bad());
         }
-        Ok(SessionId(text.into()))
+        Ok(SessionId {
+            number,
+            text: text.into(),
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    /// The creation time encoded in the id, in seconds since the epoch.
+    /// The state dir's number for this session; 0 for an id of the first
+    /// format.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The creation time written in the id, in seconds since the epoch (the
+    /// wall clock of the process that created it, whatever it said).
     pub fn created_secs(&self) -> u64 {
-        sys::parse_compact(&self.0[..16]).expect("validated when the id was made")
+        let stamp = if self.number == 0 {
+            &self.text[..16]
+        } else {
+            &self.text[self.text.len() - 21..self.text.len() - 5]
+        };
+        sys::parse_compact(stamp).expect("validated when the id was made")
     }
 
-    /// A fresh id for a session created now, sorting after `previous`: when
-    /// sessions start faster than one a second, or the clock stepped back,
-    /// the time part is one second past `previous`'s.
-    pub fn next_after(previous: Option<&SessionId>, now_secs: u64) -> SessionId {
-        let secs = match previous {
-            Some(prev) if prev.created_secs() >= now_secs => prev.created_secs() + 1,
-            _ => now_secs,
-        };
-        SessionId(format!(
-            "{}-{:04x}",
-            sys::format_compact(secs),
-            random_u16()
-        ))
+    /// The id of a session created after `last` (the state dir's last
+    /// session, if any) at `now_secs`: the next number, whatever the clock
+    /// says. `None` once the numbers are used up (a state dir would need a
+    /// session a second for thirty billion years).
+    pub fn next(last: Option<&SessionId>, now_secs: u64) -> Option<SessionId> {
+        let number = last.map_or(0, |l| l.number) + 1;
+        if number >= NUMBER_LIMIT {
+            return None;
+        }
+        let text = format!(
+            "{number:0width$}-{}-{:04x}",
+            sys::format_compact(now_secs.min(LAST_STAMP_SECS)),
+            random_u16(),
+            width = NUMBER_WIDTH
+        );
+        Some(SessionId { number, text })
     }
 }
 
@@ -77,7 +133,7 @@ fn random_u16() -> u16 {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -90,7 +146,7 @@ impl FromStr for SessionId {
 
 impl Serialize for SessionId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -209,14 +265,22 @@ fn decode<T: DeserializeOwned>(
         .collect()
 }
 
+/// A journal's bytes, read only from a regular file (a journal replaced by
+/// a link to `/dev/zero` is refused, not read without end).
+fn read_journal(path: &Path) -> Result<Vec<u8>, JournalError> {
+    let file =
+        files::open_regular(path, "a regular file").map_err(|e| JournalError::reading(path, e))?;
+    let mut bytes = Vec::new();
+    (&file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| JournalError::reading(path, e))?;
+    Ok(bytes)
+}
+
 pub(crate) fn read_session<T: DeserializeOwned>(
     info: &SessionInfo,
 ) -> Result<ReadReport<T>, JournalError> {
-    let bytes = std::fs::read(&info.journal).map_err(|source| JournalError::Io {
-        op: "read",
-        path: info.journal.clone(),
-        source,
-    })?;
+    let bytes = read_journal(&info.journal)?;
     let (records, scan) = read_all(&info.journal, &bytes, info.finished.as_ref())?;
     let torn_tail = (scan.tail > 0).then(|| TornTail {
         path: info.journal.clone(),
@@ -311,11 +375,21 @@ impl SessionWriter {
                 source,
             }
         };
+        // Non-blocking open, so a FIFO in its place cannot hang us; only a
+        // regular file is read and appended to.
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(io("open"))?;
+        let kind = FileKind::of(&file.metadata().map_err(io("stat"))?);
+        if kind != FileKind::Regular {
+            return Err(JournalError::NotARegularFile {
+                path: path.clone(),
+                kind,
+            });
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
         let (records, scan) = read_all::<T>(path, &bytes, None)?;
@@ -373,7 +447,15 @@ impl SessionWriter {
     pub fn append_at<T: Serialize>(&mut self, ts_ms: u64, event: &T) -> Result<u64, JournalError> {
         self.check_usable()?;
         let seq = self.next_seq;
-        let frame = frame::encode(seq, ts_ms, event)?;
+        // Refused before anything is written: the writer stays usable.
+        let frame = frame::encode(seq, ts_ms, event).map_err(|err| match err {
+            EncodeError::Json(what) => JournalError::Encode(what),
+            EncodeError::TooLarge { bytes } => JournalError::RecordTooLarge {
+                path: self.path.clone(),
+                seq,
+                bytes,
+            },
+        })?;
         let crash = self
             .crash
             .filter(|(at, _)| *at == seq)
@@ -475,11 +557,8 @@ pub struct Follower<T> {
 
 impl<T: DeserializeOwned> Follower<T> {
     pub(crate) fn new(info: &SessionInfo) -> Result<Self, JournalError> {
-        let file = File::open(&info.journal).map_err(|source| JournalError::Io {
-            op: "open",
-            path: info.journal.clone(),
-            source,
-        })?;
+        let file = files::open_regular(&info.journal, "a regular file")
+            .map_err(|e| JournalError::reading(&info.journal, e))?;
         Ok(Follower {
             path: info.journal.clone(),
             finished_path: super::dir::finished_path(&info.dir),

@@ -297,8 +297,16 @@ fn utc_formatting_matches_known_dates() {
 
 #[test]
 fn session_ids_are_validated_and_sort_in_creation_order() {
-    let id = SessionId::parse("20261125T013000Z-3f9a").unwrap();
-    assert_eq!(id.created_secs(), 1_795_570_200);
+    let old = SessionId::parse("20261125T013000Z-3f9a").unwrap();
+    assert_eq!((old.number(), old.created_secs()), (0, 1_795_570_200));
+    let id = SessionId::parse("000042-20261125T013000Z-3f9a").unwrap();
+    assert_eq!((id.number(), id.created_secs()), (42, 1_795_570_200));
+    assert_eq!(
+        SessionId::parse("1234567890123456-20261125T013000Z-3f9a")
+            .unwrap()
+            .number(),
+        1_234_567_890_123_456
+    );
     for bad in [
         "",
         "../etc",
@@ -306,6 +314,13 @@ fn session_ids_are_validated_and_sort_in_creation_order() {
         "20261125T013000Z-3F9A",
         "20261125T013000Z-3f9",
         "20261125T013000Z-3f9a/x",
+        "100000101T000000Z-3f9a",
+        "42-20261125T013000Z-3f9a",
+        "000000-20261125T013000Z-3f9a",
+        "0000042-20261125T013000Z-3f9a",
+        "000042-20261125T013000Z",
+        "000042--20261125T013000Z-3f9a",
+        "1000000000000000000-20261125T013000Z-3f9a",
     ] {
         assert!(
             matches!(
@@ -315,17 +330,60 @@ fn session_ids_are_validated_and_sort_in_creation_order() {
             "{bad}"
         );
     }
-    let fresh = SessionId::next_after(None, 1_795_570_200);
-    assert!(fresh.as_str().starts_with("20261125T013000Z-"));
-    SessionId::parse(fresh.as_str()).unwrap();
-    // Same second, or a clock that stepped back: still after the previous.
-    let mut prev = fresh;
-    for now in [1_795_570_200, 1_795_570_200, 1_795_570_100, 1_795_570_300] {
-        let next = SessionId::next_after(Some(&prev), now);
+    let first = SessionId::next(None, 1_795_570_200).unwrap();
+    assert!(
+        first.as_str().starts_with("000001-20261125T013000Z-"),
+        "{first}"
+    );
+    assert_eq!(SessionId::parse(first.as_str()).unwrap(), first);
+    // After a first-format id, even one from the far future: number 1.
+    let far = SessionId::parse("99991231T235959Z-ffff").unwrap();
+    let after_far = SessionId::next(Some(&far), 1_795_570_200).unwrap();
+    assert!(after_far > far && after_far > old && far > old);
+    assert!(after_far.as_str().starts_with("000001-20261125T013000Z-"));
+    // The clock standing still, stepping back, or past what an id can say:
+    // each id still sorts after the one before and reads back.
+    let mut prev = after_far;
+    for now in [1_795_570_200, 1_795_570_100, 0, u64::MAX / 1000] {
+        let next = SessionId::next(Some(&prev), now).unwrap();
         assert!(next > prev, "{next} after {prev}");
+        assert_eq!(SessionId::parse(next.as_str()).unwrap(), next);
         prev = next;
     }
-    assert!(prev.as_str().starts_with("20261125T013140Z-"));
+    assert!(
+        prev.as_str().starts_with("000005-99991231T235959Z-"),
+        "{prev}"
+    );
+    // Numbers compare as numbers past the padding.
+    let big = SessionId::parse("1000000-20200101T000000Z-0000").unwrap();
+    assert!(big > SessionId::parse("999999-20301231T000000Z-0000").unwrap());
+    let last = SessionId::parse("999999999999999999-20261125T013000Z-3f9a").unwrap();
+    assert_eq!(SessionId::next(Some(&last), 0), None);
+}
+
+#[test]
+fn records_longer_than_the_limit_are_not_encoded_and_headers_declaring_them_are_corrupt() {
+    let small = frame::encode(1, 0, &"x".repeat(1000)).unwrap();
+    assert!(check(&small).is_ok());
+    let padding = MAX_RECORD_BYTES as usize - r#"{"seq":1,"ts_ms":0,"event":""}"#.len();
+    let at_limit = frame::encode(1, 0, &"x".repeat(padding)).unwrap();
+    assert_eq!(check(&at_limit).unwrap().records.len(), 1);
+    assert_eq!(
+        frame::encode(1, 0, &"x".repeat(padding + 1)),
+        Err(frame::EncodeError::TooLarge {
+            bytes: MAX_RECORD_BYTES + 1
+        })
+    );
+    // A header declaring more than the limit: corruption, whether the
+    // line is complete or not (it is no torn record either).
+    for data in [
+        b"00000000 1048577 {}\n".to_vec(),
+        b"00000000 99999999999".to_vec(),
+    ] {
+        let err = check(&data).unwrap_err();
+        assert_eq!((err.record, err.offset), (1, 0));
+        assert!(err.what.contains("more than 1048576 bytes"), "{}", err.what);
+    }
 }
 
 #[test]

@@ -25,6 +25,24 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Something worth saying about a policy that does not make it invalid
+/// (`validate` still exits 0): `file:line:col: warning: field.path: message`.
+/// In JSON it has the fields of a [`Diagnostic`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Warning(pub Diagnostic);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.0;
+        write!(f, "{}:{}:{}: warning: ", d.file, d.line, d.column)?;
+        if !d.path.is_empty() {
+            write!(f, "{}: ", d.path)?;
+        }
+        f.write_str(&d.message)
+    }
+}
+
 /// Where a finding points: a JSON pointer into the document, at its value
 /// or at its key (for unknown and duplicate fields).
 #[derive(Debug, Clone, PartialEq, Eq)]

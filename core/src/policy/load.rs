@@ -2,10 +2,11 @@
 //! Each stage reports every problem it finds; a later stage only runs when
 //! the earlier ones found nothing, because its input would not be sound.
 
-use super::diagnostic::{Diagnostic, Finding};
+use super::diagnostic::{Diagnostic, Finding, Warning};
 use super::spans::{Position, SpanMap};
-use super::values::Sha256;
+use super::values::{Sha256, Timestamp};
 use super::{UpgradePolicy, schema_check, semantic};
+use crate::files::{self, FileKind, WrongKind};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -53,20 +54,49 @@ impl LoadedPolicy {
         diags
     }
 
+    /// What is worth a warning in this policy as of `now` (a window that
+    /// has closed, say), placed in the file. Warnings do not make it invalid.
+    pub fn warnings(&self, now: Timestamp) -> Vec<Warning> {
+        self.place(semantic::warnings(&self.policy, now))
+            .into_iter()
+            .map(Warning)
+            .collect()
+    }
+
     /// A path written in the policy, resolved against the policy's folder.
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
     }
 }
 
+/// Read and check a policy file. It is read once, whole, up to
+/// [`MAX_POLICY_BYTES`]: a regular file, or a pipe (`duplex apply
+/// /dev/stdin < policy.yaml`, read as it comes). Devices, directories and
+/// sockets are refused as [`LoadError::Unreadable`] (its source a
+/// [`WrongKind`](crate::files::WrongKind)) without reading them.
 pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
     let label = path.display().to_string();
     let unreadable = |source| LoadError::Unreadable {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let size = file.metadata().map_err(unreadable)?.len();
+    let (file, kind) = files::open(path).map_err(unreadable)?;
+    let size = match kind {
+        FileKind::Regular => file.metadata().map_err(unreadable)?.len(),
+        FileKind::Fifo => {
+            files::blocking(&file).map_err(unreadable)?;
+            0
+        }
+        kind => {
+            return Err(unreadable(
+                WrongKind {
+                    kind,
+                    wanted: "a policy file (a regular file, or a pipe)",
+                }
+                .into_io(),
+            ));
+        }
+    };
     let whole_file = |message: String| {
         LoadError::Invalid(vec![Diagnostic {
             file: label.clone(),
@@ -76,21 +106,27 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
             message,
         }])
     };
-    let too_large = |size: u64| {
-        whole_file(format!(
-            "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
-        ))
+    let too_large = |size: Option<u64>| {
+        whole_file(match size {
+            Some(size) => format!(
+                "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+            ),
+            None => format!(
+                "the file is more than {MAX_POLICY_BYTES} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+            ),
+        })
     };
     if size > MAX_POLICY_BYTES {
-        return Err(too_large(size));
+        return Err(too_large(Some(size)));
     }
-    // Read at most one byte past the limit, in case the file grows meanwhile.
+    // Read at most one byte past the limit: a pipe has no size to check
+    // first, and a file may grow meanwhile.
     let mut bytes = Vec::with_capacity(size as usize);
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        return Err(too_large(bytes.len() as u64));
+        return Err(too_large(None));
     }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
@@ -148,6 +184,16 @@ pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
             "the file is empty; expected an UpgradePolicy".into(),
         ));
     }
+    // Before yaml_serde expands a single alias.
+    super::aliases::check(text).map_err(|bomb| {
+        vec![Diagnostic {
+            file: file.to_string(),
+            line: bomb.line,
+            column: bomb.column,
+            path: bomb.path,
+            message: bomb.message,
+        }]
+    })?;
     let document: serde_json::Value =
         yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
     let spans = SpanMap::build(text);

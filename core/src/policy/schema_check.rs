@@ -3,7 +3,7 @@
 
 use super::diagnostic::Finding;
 use super::spans::escape;
-use super::values::describe_pattern;
+use super::values::{BYTE_SIZE_PATTERN, DURATION_PATTERN, describe_pattern};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
@@ -71,8 +71,12 @@ fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
                 "expected {expected}, found {}",
                 describe_value(error.instance())
             );
+            let pattern = node.and_then(|n| n.get("pattern")).and_then(Value::as_str);
             let wants_text = matches!(kind, TypeKind::Single(t) if t.to_string() == "string");
-            if wants_text && matches!(error.instance().as_ref(), Value::Number(_) | Value::Bool(_))
+            if let Some(hint) = pattern.and_then(|p| unit_hint(p, error.instance())) {
+                message.push_str(&hint);
+            } else if wants_text
+                && matches!(error.instance().as_ref(), Value::Number(_) | Value::Bool(_))
             {
                 message.push_str(" (YAML reads it as a number or boolean: put it in quotes)");
             }
@@ -80,8 +84,9 @@ fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
         }
         ValidationErrorKind::Pattern { pattern } => match describe_pattern(pattern) {
             Some(what) => format!(
-                "expected {what}, found {}",
-                describe_value(error.instance())
+                "expected {what}, found {}{}",
+                describe_value(error.instance()),
+                unit_hint(pattern, error.instance()).unwrap_or_default()
             ),
             None => format!(
                 "{} does not match the pattern `{pattern}`",
@@ -162,6 +167,39 @@ fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
         _ => error.to_string(),
     };
     out.push(Finding::value(at, message));
+}
+
+/// What to write instead of a bare number where a duration or a size is
+/// expected: YAML's `10` (or `"10"`) has no unit, and quoting it is not
+/// the fix.
+fn unit_hint(pattern: &str, value: &Value) -> Option<String> {
+    let (what, unit, meaning, others) = match pattern {
+        DURATION_PATTERN => ("a duration", "s", "seconds", "`{n}m` or `{n}ms`"),
+        BYTE_SIZE_PATTERN => ("a size", "MiB", "mebibytes", "`{n}KiB` or `{n}B`"),
+        _ => return None,
+    };
+    let number = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return None,
+    };
+    if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        let others = others.replace("{n}", &number);
+        Some(format!(
+            " ({what} needs a unit: write `{number}{unit}` for {number} {meaning}, or {others})"
+        ))
+    } else if number.parse::<f64>().is_ok() {
+        Some(format!(
+            " ({what} is whole numbers with units, e.g. {})",
+            if unit == "s" {
+                "`1m30s` or `1500ms`"
+            } else {
+                "`1536KiB`"
+            }
+        ))
+    } else {
+        None
+    }
 }
 
 /// For a choice of constants (an enum whose variants carry descriptions),

@@ -5,6 +5,7 @@
 use super::diagnostic::Finding;
 use super::schema_check::closest;
 use super::types::*;
+use super::values::{HumanDuration, Timestamp};
 use crate::model::{self, PartnerState, UpgradeState};
 use std::collections::{HashMap, HashSet};
 
@@ -40,6 +41,16 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
         }
         if let Some(installer) = &item.installer {
             resolve(&mut out, format!("/spec/software/{i}/installer"), installer);
+        }
+        if is_url(&item.source) {
+            out.push(Finding::value(
+                format!("/spec/software/{i}/source"),
+                format!(
+                    "`{}` is a URL, and duplex does not download artifacts: fetch the file \
+                     beforehand and give its path (relative to the policy file, or absolute)",
+                    item.source
+                ),
+            ));
         }
     }
 
@@ -108,6 +119,44 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// Whether `source` starts with a URL scheme (`https://`, `file://`, ...).
+fn is_url(source: &str) -> bool {
+    source.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    })
+}
+
+/// What is worth a warning but does not make the policy invalid, as of
+/// `now` (the caller's clock: this module reads none).
+pub fn warnings(policy: &UpgradePolicy, now: Timestamp) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(w) = &policy.spec.window
+        && w.end <= now
+    {
+        let ago = now.as_jiff().as_millisecond() - w.end.as_jiff().as_millisecond();
+        out.push(Finding::value(
+            "/spec/window/end",
+            format!(
+                "the maintenance window ended at {} ({} ago): `duplex apply` will not start a \
+                 session outside it; move the window, or remove it",
+                w.end,
+                ago_text(ago)
+            ),
+        ));
+    }
+    out
+}
+
+/// A time span in milliseconds, to the minute (to the second below one).
+fn ago_text(ms: i64) -> HumanDuration {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let step = if ms < 60_000 { 1_000 } else { 60_000 };
+    HumanDuration::from(std::time::Duration::from_millis(ms / step * step))
 }
 
 fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
@@ -297,4 +346,33 @@ fn index_path(pointer: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_worth_a_warning_once_its_end_has_passed_by_the_given_clock() {
+        let text = "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata: {name: w}\n\
+            spec:\n  target: {name: t, plugin: hw}\n\
+            \x20 software: [{name: a, version: '1', source: a.pkg, sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855}]\n\
+            \x20 plugins: [{name: hw, source: hw.wasm, sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855}]\n\
+            \x20 window: {start: '2026-11-28T22:00:00Z', end: '2026-11-29T02:00:00Z'}\n";
+        let policy = crate::policy::parse(text, "w.yaml").unwrap();
+        let at = |t: &str| warnings(&policy, t.parse().unwrap());
+        assert_eq!(at("2026-11-28T21:00:00Z"), []);
+        assert_eq!(at("2026-11-29T01:59:59Z"), []);
+        let closed = at("2026-12-02T04:05:30Z");
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            closed[0],
+            Finding::value(
+                "/spec/window/end",
+                "the maintenance window ended at 2026-11-29T02:00:00Z (3d2h5m ago): `duplex apply` \
+                 will not start a session outside it; move the window, or remove it"
+            )
+        );
+        assert!(at("2026-11-29T02:00:00Z")[0].message.contains("(0s ago)"));
+    }
 }

@@ -116,7 +116,8 @@ pub struct Software {
     pub name: String,
     #[schemars(length(min = 1))]
     pub version: String,
-    /// The artifact, as a path relative to the policy file.
+    /// The artifact file, as a path relative to the policy file (or
+    /// absolute). Duplex downloads nothing: a URL is refused.
     #[schemars(length(min = 1))]
     pub source: String,
     /// SHA-256 of the artifact; it is verified before it is handed over.

@@ -225,7 +225,30 @@ impl Sha256 {
     /// The digest of some bytes.
     pub fn of(bytes: &[u8]) -> Self {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(bytes);
+        Self::from_digest(&sha2::Sha256::digest(bytes))
+    }
+
+    /// The digest of everything `reader` yields, and how many bytes that
+    /// was, read in fixed-size pieces: memory does not grow with the input.
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<(Self, u64)> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            hasher.update(&buffer[..n]);
+            total += n as u64;
+        }
+        Ok((Self::from_digest(&hasher.finalize()), total))
+    }
+
+    fn from_digest(digest: &[u8]) -> Self {
         Self(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 }
@@ -261,6 +284,10 @@ pub struct Timestamp(jiff::Timestamp);
 impl Timestamp {
     pub fn as_jiff(self) -> jiff::Timestamp {
         self.0
+    }
+    /// A time read from a clock by the caller (the core reads none).
+    pub fn from_system_time(time: std::time::SystemTime) -> Option<Self> {
+        jiff::Timestamp::try_from(time).ok().map(Self)
     }
     pub fn unix_millis(self) -> i64 {
         self.0.as_millisecond()
@@ -354,6 +381,11 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert!("E3B0".parse::<Sha256>().is_err());
+        let big = vec![7u8; 200_000];
+        assert_eq!(
+            Sha256::of_reader(&big[..]).unwrap(),
+            (Sha256::of(&big), 200_000)
+        );
         let t: Timestamp = "2026-11-28T22:00:00+01:00".parse().unwrap();
         assert_eq!(t.to_string(), "2026-11-28T21:00:00Z");
     }

@@ -19,14 +19,19 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
         Err(err) => return errors::report_load(&err),
     };
     let plan = Plan::of(&loaded);
+    let warnings = now().map(|now| loaded.warnings(now)).unwrap_or_default();
     let in_flight = in_flight(state_dir, &loaded);
     match output_format {
         Output::Json => {
             let mut value = serde_json::to_value(&plan).expect("a plan serializes");
             value["inFlight"] = serde_json::to_value(&in_flight).expect("serializes");
+            value["warnings"] = serde_json::to_value(&warnings).expect("serializes");
             output::json_pretty(&value)
         }
         Output::Human => {
+            for w in &warnings {
+                output::eline(&w.to_string());
+            }
             output::lines(&render(&plan));
             if let Some(f) = &in_flight {
                 output::line("");
@@ -38,6 +43,12 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
         }
     }
     exit::OK
+}
+
+/// The wall clock, for the policy's time-dependent warnings (the core
+/// reads no clock).
+pub fn now() -> Option<policy::Timestamp> {
+    policy::Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 /// A session in flight in the state dir, and whether this file is what it runs.
@@ -98,6 +109,17 @@ pub fn render(plan: &Plan) -> String {
             "with approvals"
         }
     );
+    match &plan.window {
+        Some(w) => {
+            let _ = writeln!(out, "Maintenance window: {} to {}", w.start, w.end);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Maintenance window: none (a session may start at any time)"
+            );
+        }
+    }
     let _ = writeln!(out, "\nPath:");
     for step in &plan.steps {
         let _ = writeln!(out, "  {}", step.state);

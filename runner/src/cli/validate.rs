@@ -1,7 +1,7 @@
 //! `duplex validate FILE...`
 
 use super::{Output, exit};
-use duplex_core::policy::{self, Diagnostic, LoadError};
+use duplex_core::policy::{self, Diagnostic, LoadError, Warning};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -20,6 +20,9 @@ struct FileReport {
     policy: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<Diagnostic>,
+    /// What does not make the file invalid but deserves attention.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Warning>,
     /// Set when the file could not be read at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     unreadable: Option<String>,
@@ -29,12 +32,15 @@ pub fn run(args: &Args, output: Output) -> u8 {
     let app = super::validation_app();
     let mut code = exit::OK;
     let mut reports = Vec::new();
+    let now = super::plan::now();
     for file in &args.files {
         let name = file.display().to_string();
         let report = match policy::load_file(file) {
             Ok(loaded) => {
                 // The plugins, pinned by digest, must provide what the policy
-                // asks of them with parameters their schemas accept.
+                // asks of them with parameters their schemas accept; the
+                // artifacts must be there and match their digests, as
+                // `apply` will check before it starts.
                 let errors = app.validate(&loaded);
                 if !errors.is_empty() {
                     code = code.max(exit::INVALID);
@@ -42,8 +48,9 @@ pub fn run(args: &Args, output: Output) -> u8 {
                 FileReport {
                     file: name,
                     valid: errors.is_empty(),
-                    policy: Some(loaded.policy.metadata.name),
+                    policy: Some(loaded.policy.metadata.name.clone()),
                     errors,
+                    warnings: now.map(|now| loaded.warnings(now)).unwrap_or_default(),
                     unreadable: None,
                 }
             }
@@ -54,6 +61,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     valid: false,
                     policy: None,
                     errors,
+                    warnings: Vec::new(),
                     unreadable: None,
                 }
             }
@@ -64,6 +72,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     valid: false,
                     policy: None,
                     errors: Vec::new(),
+                    warnings: Vec::new(),
                     unreadable: Some(err.to_string()),
                 }
             }
@@ -85,6 +94,9 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     for e in &r.errors {
                         super::output::eline(&format!("{e}"));
                     }
+                }
+                for w in &r.warnings {
+                    super::output::eline(&w.to_string());
                 }
             }
         }
