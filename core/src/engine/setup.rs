@@ -5,7 +5,7 @@
 
 use crate::plugins::params::{ParamError, param_errors};
 use crate::plugins::{self, LoadedPlugin, PluginError, PluginHost, PluginSpec};
-use crate::policy::schema_check::closest;
+use crate::policy::schema_check::did_you_mean;
 use crate::policy::{Finding, LoadedPolicy, Params, PluginRef};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -277,9 +277,7 @@ fn provides(policy: &LoadedPolicy, plugins: &Plugins) -> Vec<Finding> {
             None => {
                 let known: Vec<&str> = info.checks.iter().map(|k| k.name.as_str()).collect();
                 let mut message = format!("plugin `{}` provides no check `{}`", c.plugin, c.check);
-                if let Some(close) = closest(&c.check, &known) {
-                    message.push_str(&format!(" (did you mean `{close}`?)"));
-                }
+                message.push_str(&did_you_mean(&c.check, &known));
                 message.push_str(&format!(
                     "; it provides: {}",
                     if known.is_empty() {

@@ -106,71 +106,64 @@ pub(crate) fn now_ms() -> u64 {
 
 /// `2026-11-25T01:30:00Z` for a time in milliseconds since the epoch.
 pub fn format_utc(ms: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(ms / 1000);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    utc(ms / 1000).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `20261125T013000Z`: the compact form used in session ids.
 pub(crate) fn format_compact(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    utc(secs).strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// Inverse of [`format_compact`]; `None` unless `text` is exactly that form
-/// of a real date and time.
+/// of a real date and time (years 1970 to 9999).
 pub(crate) fn parse_compact(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u64> {
-        let s = &text[r];
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || d == 0
-        || h > 23
-        || mi > 59
-        || s > 59
+    if b.len() != 16
+        || b[8] != b'T'
+        || b[15] != b'Z'
+        || !b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
     {
         return None;
     }
-    let days = days_from_civil(y as i64, mo as u32, d as u32);
-    let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + s;
-    // Reject dates such as February 30 by round-tripping.
-    (format_compact(secs) == text).then_some(secs)
+    let num = |r: std::ops::Range<usize>| text[r].parse::<i16>().ok();
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if year < 1970 {
+        return None;
+    }
+    // jiff refuses what is not a real date or time (February 30, 24:00).
+    let date =
+        jiff::civil::Date::new(year, i8::try_from(month).ok()?, i8::try_from(day).ok()?).ok()?;
+    let time = jiff::civil::Time::new(
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
+        0,
+    )
+    .ok()?;
+    let days = date.since(jiff::civil::date(1970, 1, 1)).ok()?.get_days();
+    let secs = i64::from(days) * 86_400
+        + i64::from(time.hour()) * 3600
+        + i64::from(time.minute()) * 60
+        + i64::from(time.second());
+    u64::try_from(secs).ok()
 }
 
-/// (year, month, day, hour, minute, second) in UTC; Howard Hinnant's
-/// `civil_from_days`.
-fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// A time in seconds since the epoch, as a UTC date and time (clamped at
+/// 9999-12-31T23:59:59, far past any clock). Civil arithmetic, not
+/// `jiff::Timestamp`, whose range stops a day short of that.
+fn utc(secs: u64) -> jiff::civil::DateTime {
+    let epoch = jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0);
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    jiff::Span::new()
+        .try_seconds(secs)
+        .ok()
+        .and_then(|span| epoch.checked_add(span).ok())
+        .unwrap_or(jiff::civil::DateTime::MAX)
+        .with()
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap_or(jiff::civil::DateTime::MAX)
 }
 
 // ─── Processes ──────────────────────────────────────────────────────────────

@@ -46,9 +46,7 @@ fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
                 .unwrap_or_default();
             for field in unexpected {
                 let mut message = format!("unknown field `{field}`");
-                if let Some(close) = closest(field, &known) {
-                    message.push_str(&format!(" (did you mean `{close}`?)"));
-                }
+                message.push_str(&did_you_mean(field, &known));
                 if !known.is_empty() {
                     message.push_str(&format!("; expected one of: {}", known.join(", ")));
                 }
@@ -301,6 +299,14 @@ fn list_values(options: &Value) -> String {
         .as_array()
         .map(|a| a.iter().map(show).collect::<Vec<_>>().join(", "))
         .unwrap_or_else(|| options.to_string())
+}
+
+/// ` (did you mean `x`?)` when a known name is close enough to `word` to
+/// be what was meant, else nothing: the one way every message suggests.
+pub fn did_you_mean(word: &str, known: &[&str]) -> String {
+    closest(word, known)
+        .map(|close| format!(" (did you mean `{close}`?)"))
+        .unwrap_or_default()
 }
 
 /// The known name closest to a misspelt one, if it is close enough to be a typo.

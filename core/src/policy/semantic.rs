@@ -3,7 +3,7 @@
 //! Pure: plugin files and artifacts are checked where they are loaded.
 
 use super::diagnostic::Finding;
-use super::schema_check::closest;
+use super::schema_check::did_you_mean;
 use super::types::*;
 use super::values::{HumanDuration, Timestamp};
 use crate::model::{self, PartnerState, UpgradeState};
@@ -18,9 +18,7 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
             let mut known: Vec<&str> = plugin_names.iter().copied().collect();
             known.sort_unstable();
             let mut message = format!("unknown plugin `{name}`");
-            if let Some(close) = closest(name, &known) {
-                message.push_str(&format!(" (did you mean `{close}`?)"));
-            }
+            message.push_str(&did_you_mean(name, &known));
             message.push_str(&format!(
                 "; the policy's `plugins` declare: {}",
                 known.join(", ")
@@ -291,9 +289,7 @@ fn auto_abort(spec: &Spec, check_names: &HashMap<&str, String>, out: &mut Vec<Fi
             } if !check_names.contains_key(name.as_str()) => {
                 let known: Vec<&str> = check_names.keys().copied().collect();
                 let mut message = format!("no gate or verification check is named `{name}`");
-                if let Some(close) = closest(name, &known) {
-                    message.push_str(&format!(" (did you mean `{close}`?)"));
-                }
+                message.push_str(&did_you_mean(name, &known));
                 out.push(Finding::value(format!("{base}/check"), message));
             }
             AutoAbortRule::Deadline { commit_within, .. }
