@@ -3,42 +3,16 @@
 //! must end the call with a clear `CallError`, never the runner, and leave other
 //! plugins working.
 
+use duplex_core::cancel::Cancel;
 use duplex_core::model::UpgradeState;
 use duplex_core::plugins::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/plugins");
-
-/// The skeleton with a snippet's `;;@replace NAME` sections put in place of the
-/// skeleton's `;;@begin NAME` … `;;@end NAME` regions.
-fn assemble(snippet: Option<&str>) -> String {
-    let mut wat = std::fs::read_to_string(Path::new(DATA).join("skeleton.wat")).unwrap();
-    let Some(snippet) = snippet else { return wat };
-    let text = std::fs::read_to_string(Path::new(DATA).join(format!("{snippet}.wat"))).unwrap();
-    let mut sections: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix(";;@replace ") {
-            sections.push((name.trim().to_string(), String::new()));
-        } else if let Some((_, body)) = sections.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    assert!(!sections.is_empty(), "{snippet}.wat replaces nothing");
-    for (name, body) in sections {
-        let begin = format!(";;@begin {name}\n");
-        let end = format!(";;@end {name}\n");
-        let b = wat
-            .find(&begin)
-            .unwrap_or_else(|| panic!("no region {name}"))
-            + begin.len();
-        let e = b + wat[b..].find(&end).unwrap();
-        wat.replace_range(b..e, &body);
-    }
-    wat
-}
+#[path = "support/wat.rs"]
+mod wat;
+use wat::assemble;
 
 fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
@@ -326,7 +300,7 @@ fn storage_is_refused_unless_granted() {
 
     let dir = tempfile::tempdir().unwrap();
     let p = load_with(Some("storage"), |s| {
-        s.capabilities.storage_dir = Some(dir.path().join("kv"))
+        s.capabilities.storage.dir = Some(dir.path().join("kv"))
     })
     .unwrap();
     let out = p.check(&ctx(), "gate").unwrap();
@@ -422,7 +396,7 @@ fn wasi_is_linked_with_nothing_granted_unless_the_policy_says_so() {
         Verdict::Pass
     );
     let p = load_with(Some("wasi-env"), |s| {
-        s.capabilities.env = vec![("SITE".into(), "lab".into())]
+        s.capabilities.wasi.env = vec![("SITE".into(), "lab".into())]
     })
     .unwrap();
     assert_eq!(
@@ -436,9 +410,85 @@ fn wasi_is_linked_with_nothing_granted_unless_the_policy_says_so() {
         p.check(&ctx(), "gate").unwrap().value.verdict,
         Verdict::Pass
     );
-    let p = load_with(Some("wasi-clock"), |s| s.capabilities.clocks = true).unwrap();
+    let p = load_with(Some("wasi-clock"), |s| s.capabilities.wasi.clocks = true).unwrap();
     assert_eq!(
         p.check(&ctx(), "gate").unwrap().value.verdict,
         Verdict::Fail
     );
+}
+
+#[test]
+fn a_wasi_wait_ends_at_the_deadline() {
+    // No grant needed: a monotonic-clock pollable for 8 s against 300 ms.
+    let p = load_with(Some("wasi-sleep"), |s| {
+        s.limits.timeout = Duration::from_millis(300)
+    })
+    .unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::Timeout { .. }), "{e}");
+    assert!(
+        e.to_string().contains("exceeded its deadline of 300ms"),
+        "{e}"
+    );
+
+    // The same wait in `describe`: the load fails instead of waiting.
+    let e = load_with(Some("wasi-sleep-describe"), |s| {
+        s.limits.timeout = Duration::from_millis(300)
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Describe { source, .. } if matches!(**source, CallError::Timeout { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cancelled_run_ends_a_running_call_at_once() {
+    // Cancelled before it starts: an endless loop ends at the first epoch
+    // tick, as Cancelled (not at its 2-minute deadline).
+    let p = load_with(Some("loop"), |s| {
+        s.limits.timeout = Duration::from_secs(120)
+    })
+    .unwrap();
+    let cancel = Cancel::new();
+    cancel.cancel("test");
+    let e = p
+        .check(&ctx().with_cancel(cancel.flag()), "gate")
+        .unwrap_err();
+    assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+    assert!(e.to_string().contains("was cancelled"), "{e}");
+
+    // Cancelled before a WASI wait of 8 s: the wait does not start (a
+    // plugin returning right after it would never meet an epoch check).
+    let p = load_with(Some("wasi-sleep"), |s| {
+        s.limits.timeout = Duration::from_secs(120)
+    })
+    .unwrap();
+    let e = p
+        .check(&ctx().with_cancel(cancel.flag()), "gate")
+        .unwrap_err();
+    assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+
+    // Cancelled while it runs: after it stored its marker, in that host call
+    // or in its WASI wait, the call ends at once.
+    let dir = tempfile::tempdir().unwrap();
+    let kv = dir.path().join("kv");
+    let p = load_with(Some("wasi-sleep-marked"), |s| {
+        s.capabilities.storage.dir = Some(kv.clone());
+        s.limits.timeout = Duration::from_secs(120);
+    })
+    .unwrap();
+    let cancel = Cancel::new();
+    let ctx = ctx().with_cancel(cancel.flag());
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| p.check(&ctx, "gate"));
+        // The marker is the plugin's last step before its 30 s wait.
+        while !kv.join("blocked.v").exists() {
+            assert!(!call.is_finished(), "the call ended before its marker");
+            std::thread::yield_now();
+        }
+        cancel.cancel("test");
+        let e = call.join().unwrap().unwrap_err();
+        assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+    });
 }

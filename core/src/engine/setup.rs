@@ -27,27 +27,32 @@ pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Optio
         path: policy.resolve(&p.source),
         sha256: p.sha256.to_string(),
         capabilities: plugins::Capabilities {
-            storage_dir: caps.storage.then(|| {
-                storage_dir(
-                    state_dir,
-                    caps.storage_namespace.as_deref().unwrap_or(&p.name),
-                )
-            }),
-            env: caps
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            dirs: caps
-                .dirs
-                .iter()
-                .map(|d| plugins::DirGrant {
-                    host: policy.resolve(&d.host),
-                    guest: d.guest.clone(),
-                    read_only: d.read_only,
-                })
-                .collect(),
-            clocks: false,
+            host: (),
+            storage: plugins::StorageGrant {
+                dir: caps.storage.then(|| {
+                    storage_dir(
+                        state_dir,
+                        caps.storage_namespace.as_deref().unwrap_or(&p.name),
+                    )
+                }),
+            },
+            wasi: plugins::WasiGrant {
+                env: caps
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                dirs: caps
+                    .dirs
+                    .iter()
+                    .map(|d| plugins::DirGrant {
+                        host: policy.resolve(&d.host),
+                        guest: d.guest.clone(),
+                        read_only: d.read_only,
+                    })
+                    .collect(),
+                clocks: false,
+            },
         },
         limits: plugins::Limits {
             memory_bytes: p.limits.memory.bytes(),

@@ -1,5 +1,6 @@
 //! Typed errors at the edge of the host (inside, code runs on `wasmtime::Result`).
 
+use super::capabilities::GrantProblem;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +47,13 @@ pub enum PluginError {
         name: String,
         capability: &'static str,
         message: String,
+    },
+    /// The policy grants the plugin something it must not have or cannot
+    /// use; each problem is placed in the plugin's entry of the policy.
+    #[error("plugin `{name}`: {}", problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Grant {
+        name: String,
+        problems: Vec<GrantProblem>,
     },
     #[error("plugin host: {0}")]
     Host(String),
@@ -126,6 +134,23 @@ pub enum CallError {
     Host {
         plugin: String,
         call: String,
+        message: String,
+    },
+    /// The run was stopped (e.g. the operator's SIGTERM) while the call ran:
+    /// it was ended at once, whatever the plugin was doing.
+    #[error("plugin `{plugin}`: {call} was cancelled: the run is stopping")]
+    Cancelled { plugin: String, call: String },
+    /// A capability failed on the runner's side (the disk under the plugin's
+    /// store is full, read-only or failing): not the plugin's fault, whatever
+    /// it then returned. Fix the host, then retry; retries spent meanwhile
+    /// would not help.
+    #[error(
+        "plugin `{plugin}`: {call}: the runner's `{capability}` capability failed on the host: {message}"
+    )]
+    HostFault {
+        plugin: String,
+        call: String,
+        capability: String,
         message: String,
     },
 }

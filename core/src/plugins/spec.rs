@@ -1,6 +1,7 @@
 //! What the engine tells the host about a plugin (mapped from the policy) and
 //! how the host itself is configured.
 
+pub use super::capabilities::Capabilities;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,40 +20,6 @@ pub struct PluginSpec {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
-}
-
-/// Authority granted to a plugin. Nothing by default: no storage, no
-/// environment, no files, frozen clocks, no network (never granted).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capabilities {
-    /// The `storage` interface: a key-value store kept in files under this
-    /// directory (created if missing). Plugins given the same directory share
-    /// the same keys.
-    #[serde(default)]
-    pub storage_dir: Option<PathBuf>,
-    /// WASI environment variables.
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// WASI preopened directories.
-    #[serde(default)]
-    pub dirs: Vec<DirGrant>,
-    /// Real WASI wall and monotonic clocks (otherwise both read 0).
-    #[serde(default)]
-    pub clocks: bool,
-}
-
-/// A host directory made visible to the plugin through WASI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    /// The path the plugin sees (e.g. `/data`).
-    pub guest: String,
-    #[serde(default = "yes")]
-    pub read_only: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Sandbox limits applied to every call of a plugin.
@@ -105,6 +72,9 @@ pub struct HostConfig {
     /// Plugin calls that may run at the same time with pooling (more fail
     /// with a host error until one finishes).
     pub pool_size: u32,
+    /// Paths no plugin may be granted (besides the cache dir, always
+    /// protected): the state dir, the policy's plugin and artifact files.
+    pub protected: Vec<super::ProtectedPath>,
 }
 
 impl Default for HostConfig {
@@ -114,6 +84,7 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             pooling: true,
             pool_size: 64,
+            protected: Vec::new(),
         }
     }
 }

@@ -1,7 +1,11 @@
-//! The `storage` capability: a per-plugin key-value store, one file per key
-//! under the granted directory, each write atomic and durable (write a temp
-//! file, fsync it, rename it over the old one, fsync the directory) so a
-//! runner killed at any point leaves either the old or the new value.
+//! The store behind the `storage` capability: a key-value store, one file
+//! per key under the granted directory, each write atomic and durable (write
+//! a temp file, fsync it, rename it over the old one, fsync the directory) so
+//! a runner killed at any point leaves either the old or the new value.
+//!
+//! Errors say whose fault they are: [`StoreError::Refused`] is the plugin's
+//! (a bad key, a value too large), [`StoreError::Io`] the host's (the disk is
+//! full, the directory is read-only): the call then ends as a host fault.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -22,6 +26,27 @@ pub struct FileStore {
     dir: PathBuf,
 }
 
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The request breaks the store's rules (the plugin's fault).
+    Refused(String),
+    /// The file system failed (the host's fault).
+    Io(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Refused(m) | StoreError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+fn io(what: String) -> impl FnOnce(io::Error) -> StoreError {
+    move |e| StoreError::Io(format!("storage: {what}: {e}"))
+}
+
 impl FileStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> io::Result<FileStore> {
@@ -31,25 +56,27 @@ impl FileStore {
         })
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
         match fs::read(&path) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("storage: cannot read key `{key}`: {e}")),
+            Err(e) => Err(io(format!("cannot read key `{key}`"))(e)),
         }
     }
 
-    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let path = self.path(key)?;
         if value.len() > MAX_VALUE_BYTES {
-            return Err(format!(
+            return Err(StoreError::Refused(format!(
                 "storage: value of key `{key}` is {} bytes, more than the limit of {MAX_VALUE_BYTES}",
                 value.len()
-            ));
+            )));
         }
         if !path.exists() && self.count_keys()? >= MAX_KEYS {
-            return Err(format!("storage: the store already holds {MAX_KEYS} keys"));
+            return Err(StoreError::Refused(format!(
+                "storage: the store already holds {MAX_KEYS} keys"
+            )));
         }
         let tmp = self.dir.join(format!(
             "{TMP_PREFIX}{}-{}",
@@ -70,28 +97,25 @@ impl FileStore {
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("storage: cannot write key `{key}`: {e}")
+            io(format!("cannot write key `{key}`"))(e)
         })
     }
 
-    pub fn delete(&self, key: &str) -> Result<(), String> {
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => {
-                sync_dir(&self.dir).map_err(|e| format!("storage: cannot delete key `{key}`: {e}"))
-            }
+            Ok(()) => sync_dir(&self.dir).map_err(io(format!("cannot delete key `{key}`"))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("storage: cannot delete key `{key}`: {e}")),
+            Err(e) => Err(io(format!("cannot delete key `{key}`"))(e)),
         }
     }
 
     /// All keys, sorted.
-    pub fn list_keys(&self) -> Result<Vec<String>, String> {
+    pub fn list_keys(&self) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| format!("storage: cannot list keys: {e}"))?;
+        let entries = fs::read_dir(&self.dir).map_err(io("cannot list keys".into()))?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("storage: cannot list keys: {e}"))?;
+            let entry = entry.map_err(io("cannot list keys".into()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if let Some(enc) = name.strip_suffix(SUFFIX)
@@ -104,19 +128,21 @@ impl FileStore {
         Ok(keys)
     }
 
-    fn count_keys(&self) -> Result<usize, String> {
+    fn count_keys(&self) -> Result<usize, StoreError> {
         Ok(self.list_keys()?.len())
     }
 
-    fn path(&self, key: &str) -> Result<PathBuf, String> {
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         if key.is_empty() {
-            return Err("storage: the empty key is not allowed".into());
+            return Err(StoreError::Refused(
+                "storage: the empty key is not allowed".into(),
+            ));
         }
         if key.len() > MAX_KEY_BYTES {
-            return Err(format!(
+            return Err(StoreError::Refused(format!(
                 "storage: key is {} bytes, more than the limit of {MAX_KEY_BYTES}",
                 key.len()
-            ));
+            )));
         }
         Ok(self.dir.join(format!("{}{SUFFIX}", encode_key(key))))
     }

@@ -1,0 +1,80 @@
+//! The plugin host's hardening, end to end: hostile plugins (hand-written
+//! WAT, tests/data/plugins) and hostile files driven through the `duplex`
+//! binary the way an operator would meet them.
+
+mod support;
+use support::*;
+
+#[path = "support/wat.rs"]
+mod wat;
+
+use std::path::PathBuf;
+
+/// A policy on the simulated system with one more plugin, `hostile` (the
+/// skeleton with `snippet` put in), and `spec` appended; returns the
+/// plugin's file.
+fn hostile_policy(site: &Site, snippet: &str, plugin_extra: &str, spec: &str) -> PathBuf {
+    let (path, digest) = wat::write(Some(snippet), site.dir.path());
+    // The shared policy ends with its `plugins:` list: this entry extends it.
+    let entry = format!(
+        "    - name: hostile
+      source: {}
+      sha256: {digest}
+{plugin_extra}",
+        path.display()
+    );
+    site.policy("", &format!("{entry}{spec}"));
+    path
+}
+
+#[test]
+fn a_gate_waiting_in_wasi_past_its_deadline_fails_instead_of_passing() {
+    // The plugin has no grant and waits 8 s on a WASI clock; its timeout is
+    // 2 s: the gate must fail (and the session hold), not pass late.
+    let site = Site::new();
+    hostile_policy(
+        &site,
+        "wasi-sleep",
+        "      limits: {timeout: 2s}\n",
+        "  retries: {default: {limit: 0}}
+  gates:
+    prepareSplit:
+      - {name: slow, plugin: hostile, check: gate, failureLimit: 1, interval: 10ms}
+",
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains("plugin `hostile`: check `gate` exceeded its deadline of 2s"),
+        "{log}"
+    );
+    assert!(!log.contains("check `slow`: pass"), "{log}");
+}
+
+#[test]
+fn a_describe_that_waits_fails_validate_and_inspect_at_the_deadline() {
+    let site = Site::new();
+    let plugin = hostile_policy(
+        &site,
+        "wasi-sleep-describe",
+        "      limits: {timeout: 2s}\n",
+        "",
+    );
+    let out = site.duplex(&["validate", site.policy_path().to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("plugin `hostile`: describe exceeded its deadline of 2s"),
+        "{}",
+        out.stderr
+    );
+    // `plugin inspect` runs describe under the default limits.
+    let out = duplex_run(&["plugin", "inspect", plugin.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("describe exceeded its deadline"),
+        "{}",
+        out.stderr
+    );
+}
