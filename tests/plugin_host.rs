@@ -276,16 +276,84 @@ fn oversized_output_is_refused_unless_the_limit_allows_it() {
 fn logs_are_capped_and_the_drop_is_reported() {
     let out = load("log-spam").check(&ctx(), "gate").unwrap();
     assert_eq!(out.value.verdict, Verdict::Pass);
-    let kept: u64 = out
+    let kept: Vec<_> = out
         .logs
         .iter()
         .filter(|l| l.source == LogSource::Plugin)
-        .map(|l| l.message.len() as u64)
+        .collect();
+    let bytes: u64 = kept
+        .iter()
+        .map(|l| l.message.len() as u64 + ENTRY_OVERHEAD_BYTES)
         .sum();
-    assert!(kept <= Limits::DEFAULT_MAX_LOG_BYTES);
+    assert!(bytes <= Limits::DEFAULT_MAX_LOG_BYTES);
     let note = out.logs.last().unwrap();
     assert_eq!(note.source, LogSource::Host);
     assert!(note.message.contains("dropped"), "{}", note.message);
+}
+
+#[test]
+fn every_output_channel_is_capped_by_count_not_only_by_bytes() {
+    // A million empty log lines: kept up to the line cap, the rest counted.
+    let out = load("log-empty").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+    let plugin_lines = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Plugin)
+        .count();
+    assert!(plugin_lines <= MAX_LOG_LINES, "{plugin_lines} lines kept");
+    let note = &out.logs.last().unwrap().message;
+    assert!(note.contains("log line(s) (0 bytes) dropped"), "{note}");
+    let dropped: usize = note.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(dropped + plugin_lines, 1_000_000, "{note}");
+
+    // A hundred thousand progress reports: the first 1024 count.
+    let out = load("progress-spam").check(&ctx(), "gate").unwrap();
+    assert!(out.progress.is_some());
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.message == format!("{} progress report(s) dropped: over the limit of {MAX_PROGRESS_REPORTS} per call (the last one kept is report {MAX_PROGRESS_REPORTS})", 100_000 - MAX_PROGRESS_REPORTS)),
+        "{:?}",
+        out.logs
+    );
+
+    // Two million empty observations: the first ones kept, the rest noted.
+    let out = load("observations-spam").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.observations.len(), MAX_OBSERVATIONS);
+    let note = &out.logs.last().unwrap().message;
+    assert!(
+        note.starts_with(&format!(
+            "{} observation(s) (0 bytes) dropped",
+            2_000_000 - MAX_OBSERVATIONS
+        )),
+        "{note}"
+    );
+
+    // 128 KiB of stdout lines: the call is not failed for it; lines and
+    // bytes over the caps are dropped and noted.
+    let out = load("stdout-spam").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+    let lines = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Stdout)
+        .count();
+    assert!(lines > 0 && lines <= MAX_LOG_LINES, "{lines}");
+    let notes: Vec<&str> = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with(&format!(
+            "{} bytes of stdout dropped",
+            (128 << 10) - Limits::DEFAULT_MAX_LOG_BYTES
+        ))),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("log line(s)")), "{notes:?}");
 }
 
 #[test]

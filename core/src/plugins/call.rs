@@ -9,7 +9,9 @@ use super::error::CallError;
 use super::output::{LogSink, ProgressSlot};
 use super::sandbox::Limiter;
 use super::spec::Limits;
-use super::types::{CallOutcome, CheckResult, PartnerState, PluginInfo, Progress};
+use super::types::{
+    CallOutcome, CheckResult, LogLevel, LogLine, LogSource, PartnerState, PluginInfo, Progress,
+};
 use crate::cancel::CancelFlag;
 use std::future::Future;
 use std::sync::Arc;
@@ -244,6 +246,7 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
         limiter,
     } = store.into_data();
     capabilities.finish(&mut scope);
+    scope.progress.finish(&mut scope.log);
     let plugin: String = callee.plugin.to_string();
     let call = call.to_string();
     let last_error = scope.log.last_plugin_error();
@@ -251,7 +254,7 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
     let stopped = scope.guard.stopped;
     let fault = scope.fault.take();
     let progress = scope.progress.last.take();
-    let logs = scope.log.finish();
+    let mut logs = scope.log.finish();
 
     if stopped == Some(Stop::Cancelled) {
         return Err(CallError::Cancelled { plugin, call });
@@ -270,7 +273,7 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
         capability: denied.unwrap_or_default().into(),
         message,
     };
-    let value = match result {
+    let mut value = match result {
         Ok(v) => v,
         Err(err) => {
             return Err(if let Some(requested) = limiter.exceeded {
@@ -322,6 +325,13 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
             });
         }
     };
+    if let Some(note) = value.cap_entries() {
+        logs.push(LogLine {
+            level: LogLevel::Warn,
+            source: LogSource::Host,
+            message: note,
+        });
+    }
     let size = value.output_size();
     if size > limits.max_output_bytes {
         return Err(CallError::OutputTooLarge {

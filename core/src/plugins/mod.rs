@@ -41,7 +41,10 @@ pub use capabilities::{
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};
 pub use file_store::{MAX_KEY_BYTES, MAX_KEYS, MAX_VALUE_BYTES};
-pub use output::MAX_LINE_BYTES;
+pub use output::{
+    ENTRY_OVERHEAD_BYTES, MAX_LINE_BYTES, MAX_LOG_LINES, MAX_OBSERVATION_BYTES, MAX_OBSERVATIONS,
+    MAX_PROGRESS_REPORTS,
+};
 pub use spec::{HostConfig, Limits, PluginSpec};
 pub use types::*;
 

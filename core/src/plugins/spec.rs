@@ -31,10 +31,15 @@ pub struct Limits {
     /// Wall-clock deadline of one call, including time in host calls.
     #[serde(with = "super::types::millis")]
     pub timeout: Duration,
-    /// Size of a call's returned data (strings and lists summed).
+    /// Size of a call's returned data: its strings, plus
+    /// [`ENTRY_OVERHEAD_BYTES`](super::ENTRY_OVERHEAD_BYTES) per list entry.
     pub max_output_bytes: u64,
-    /// Log lines + progress messages + stdout/stderr a call may produce; the
-    /// rest is dropped and the drop is reported in the logs.
+    /// Bytes of log lines a call keeps (its own, its stdout and stderr
+    /// lines), each counting its text plus
+    /// [`ENTRY_OVERHEAD_BYTES`](super::ENTRY_OVERHEAD_BYTES), at most
+    /// [`MAX_LOG_LINES`](super::MAX_LOG_LINES) of them; WASI stdout and
+    /// stderr each keep at most this many bytes of raw output. The rest is
+    /// dropped and the drop reported once in the logs.
     pub max_log_bytes: u64,
 }
 
