@@ -78,3 +78,27 @@ fn a_describe_that_waits_fails_validate_and_inspect_at_the_deadline() {
         out.stderr
     );
 }
+
+#[test]
+fn validate_refuses_a_parameter_schema_that_explodes_instead_of_hanging() {
+    let site = Site::new();
+    hostile_policy(
+        &site,
+        "schema-bomb",
+        "",
+        "  gates:
+    prepareSplit:
+      - {name: bomb, plugin: hostile, check: gate, with: {a: 1}}
+",
+    );
+    let out = site.duplex(&["validate", site.policy_path().to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "spec.plugins[2].name: plugin `hostile`: describe returned invalid data: check `gate`: params-schema expands to 26388279066367 nodes with its `$ref`s followed, more than the limit of 10000"
+        ),
+
+        "{}",
+        out.stderr
+    );
+}

@@ -5,6 +5,7 @@
 
 use duplex_core::cancel::Cancel;
 use duplex_core::model::UpgradeState;
+use duplex_core::plugins::schema_limits::MAX_SCHEMA_EXPANSION;
 use duplex_core::plugins::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -559,4 +560,23 @@ fn a_cancelled_run_ends_a_running_call_at_once() {
         let e = call.join().unwrap().unwrap_err();
         assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
     });
+}
+
+#[test]
+fn a_parameter_schema_that_explodes_is_refused_at_describe() {
+    // 2.5 KB of text, 2^40 nodes with its references followed.
+    let e = load_with(Some("schema-bomb"), |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, PluginError::Describe { source, .. } if matches!(**source, CallError::InvalidOutput { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("check `gate`: params-schema expands to"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("limit of {MAX_SCHEMA_EXPANSION}")),
+        "{msg}"
+    );
 }

@@ -194,6 +194,13 @@ impl<T: OutputSize, E: OutputSize> OutputSize for Result<T, E> {
 /// Converts and validates a plugin's description.
 pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
     fn schema(what: &str, s: &str) -> Result<serde_json::Value, String> {
+        if s.len() > super::schema_limits::MAX_SCHEMA_BYTES {
+            // Not even parsed.
+            return Err(format!(
+                "{what}: {}",
+                super::schema_limits::check(s.len(), &serde_json::Value::Null).unwrap_err()
+            ));
+        }
         let v: serde_json::Value = serde_json::from_str(if s.trim().is_empty() { "{}" } else { s })
             .map_err(|e| format!("{what}: params-schema is not JSON: {e}"))?;
         if !(v.is_object() || v.is_boolean()) {
@@ -201,6 +208,7 @@ pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
                 "{what}: params-schema is not a JSON Schema (an object or a boolean)"
             ));
         }
+        super::schema_limits::check(s.len(), &v).map_err(|e| format!("{what}: {e}"))?;
         Ok(v)
     }
     fn name_ok(what: &str, n: &str) -> Result<(), String> {

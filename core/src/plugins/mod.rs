@@ -31,6 +31,7 @@ mod file_store;
 mod output;
 pub mod params;
 mod sandbox;
+pub mod schema_limits;
 mod spec;
 mod types;
 
