@@ -102,3 +102,52 @@ fn validate_refuses_a_parameter_schema_that_explodes_instead_of_hanging() {
         out.stderr
     );
 }
+
+#[test]
+fn a_fifo_or_a_device_as_plugin_is_refused_at_once() {
+    let site = Site::new();
+    let fifo = site.dir.path().join("plugin.wasm");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo has no other precondition.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Were the runner to open it blocking, this writer would let it go on
+    // (and read nothing); refused without a read, the writer is never met.
+    let writer = fifo.clone();
+    std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(writer)));
+    site.policy(
+        "",
+        &format!(
+            "    - name: hostile\n      source: {}\n      sha256: {}\n",
+            fifo.display(),
+            "0".repeat(64)
+        ),
+    );
+    let out = site.duplex(&["validate", site.policy_path().to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "spec.plugins[2].source: cannot read plugin `hostile` from {}: it is a FIFO, not a regular file",
+            fifo.display()
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // `plugin inspect` and `plugin verify` read the same way: /dev/zero is
+    // refused, not read until memory runs out.
+    let out = duplex_run(&["plugin", "inspect", "/dev/zero"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("it is a character device"),
+        "{}",
+        out.stderr
+    );
+    let zeros = "0".repeat(64);
+    let out = duplex_run(&["plugin", "verify", "/dev/zero", "--sha256", &zeros]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("it is a character device"),
+        "{}",
+        out.stderr
+    );
+}

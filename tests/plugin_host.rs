@@ -580,3 +580,50 @@ fn a_parameter_schema_that_explodes_is_refused_at_describe() {
         "{msg}"
     );
 }
+
+#[test]
+fn plugin_files_are_checked_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |path: PathBuf| PluginSpec {
+        name: "odd".into(),
+        path,
+        sha256: "0".repeat(64),
+        capabilities: Capabilities::default(),
+        limits: Limits::default(),
+    };
+    // A sparse file over the cap: refused by its size, nothing read (it
+    // would otherwise be read whole before its digest is compared).
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_PLUGIN_BYTES + 1)
+        .unwrap();
+    let e = host().load(&spec(big)).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            PluginError::Unreadable {
+                source: SourceError::TooLarge { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("more than the limit of 64 MiB for a plugin"),
+        "{e}"
+    );
+    // Not regular files.
+    for (path, kind) in [
+        (dir.path().to_path_buf(), "a directory"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+    ] {
+        let e = host().load(&spec(path)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("it is {kind}, not a regular file")),
+            "{e}"
+        );
+    }
+}

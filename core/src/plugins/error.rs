@@ -7,11 +7,13 @@ use std::time::Duration;
 /// Loading a plugin failed: nothing of it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// The file cannot be read, or is refused before it is (not a regular
+    /// file, over [`MAX_PLUGIN_BYTES`](super::MAX_PLUGIN_BYTES)).
     #[error("cannot read plugin `{name}` from {}: {source}", path.display())]
     Unreadable {
         name: String,
         path: PathBuf,
-        source: std::io::Error,
+        source: super::SourceError,
     },
     #[error("plugin `{name}`: `{digest}` is not a sha256 digest (64 hex digits)")]
     BadDigest { name: String, digest: String },

@@ -32,6 +32,7 @@ mod output;
 pub mod params;
 mod sandbox;
 pub mod schema_limits;
+mod source;
 mod spec;
 mod types;
 
@@ -46,6 +47,7 @@ pub use output::{
     ENTRY_OVERHEAD_BYTES, MAX_LINE_BYTES, MAX_LOG_LINES, MAX_OBSERVATION_BYTES, MAX_OBSERVATIONS,
     MAX_PROGRESS_REPORTS,
 };
+pub use source::{MAX_PLUGIN_BYTES, SourceError, read_plugin_file};
 pub use spec::{HostConfig, Limits, PluginSpec};
 pub use types::*;
 
@@ -148,7 +150,7 @@ impl PluginHost {
 
     fn open(&self, spec: &PluginSpec, set_up: bool) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
-        let bytes = std::fs::read(&spec.path).map_err(|source| PluginError::Unreadable {
+        let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
             name: name.clone(),
             path: spec.path.clone(),
             source,

@@ -67,9 +67,10 @@ fn fail(file: &Path, sha256: Option<String>, error: String, code: u8, output: Ou
     code
 }
 
-/// The plugin file's bytes, or the exit code after reporting why not.
+/// The plugin file's bytes (a regular file within the size limit, checked
+/// before reading), or the exit code after reporting why not.
 fn read(file: &Path, output: Output) -> Result<Vec<u8>, u8> {
-    std::fs::read(file).map_err(|e| {
+    plugins::read_plugin_file(file).map_err(|e| {
         fail(
             file,
             None,
