@@ -5,6 +5,7 @@
 
 use duplex_core::cancel::Cancel;
 use duplex_core::model::UpgradeState;
+use duplex_core::plugins::code_limits::MAX_FUNCTION_BODY_BYTES;
 use duplex_core::plugins::schema_limits::MAX_SCHEMA_EXPANSION;
 use duplex_core::plugins::*;
 use std::path::{Path, PathBuf};
@@ -626,4 +627,56 @@ fn plugin_files_are_checked_before_they_are_read() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn plugins_too_costly_to_compile_are_refused_before_compiling() {
+    for (snippet, needle) in [
+        (
+            "many-locals",
+            "core module 1, function 5 declares 40000 locals, more than the limit of 4096 per function",
+        ),
+        (
+            "locals-times-code",
+            "core module 1, function 5 has 2000 locals over 40",
+        ),
+    ] {
+        let e = load_with(Some(snippet), |_| {}).unwrap_err();
+        assert!(
+            matches!(e, PluginError::OverCompileLimits { .. }),
+            "{snippet}: {e}"
+        );
+        assert!(e.to_string().contains(needle), "{snippet}: {e}");
+        assert!(
+            e.to_string().contains("is refused before compiling"),
+            "{snippet}: {e}"
+        );
+    }
+    // One function of more than 1 MiB of code.
+    let wat = assemble(None).replace(
+        ";;@begin extra\n",
+        &format!(
+            ";;@begin extra\n(func $big {} )\n",
+            "nop ".repeat((MAX_FUNCTION_BODY_BYTES + 1) as usize)
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.wat");
+    std::fs::write(&path, &wat).unwrap();
+    let e = host()
+        .load(&PluginSpec {
+            name: "big".into(),
+            path,
+            sha256: sha256_hex(wat.as_bytes()),
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "core module 1, function 5 has {} bytes of code, more than the limit of {MAX_FUNCTION_BODY_BYTES} per function",
+            MAX_FUNCTION_BODY_BYTES + 3
+        )),
+        "{e}"
+    );
 }

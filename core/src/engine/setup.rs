@@ -5,7 +5,7 @@
 
 use super::EngineError;
 use crate::plugins::params::{ParamError, param_errors};
-use crate::plugins::{self, HostConfig, LoadedPlugin, PluginError, PluginHost, PluginSpec};
+use crate::plugins::{self, HostConfig, LoadedPlugin, PluginHost, PluginSpec};
 use crate::policy::schema_check::closest;
 use crate::policy::{Diagnostic, Finding, LoadedPolicy, Params};
 use std::collections::BTreeMap;
@@ -107,15 +107,8 @@ fn load_checked(
                 loaded.insert(p.name.clone(), plugin);
             }
             Err(e) => {
-                let at = match e {
-                    PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
-                    PluginError::Unreadable { .. }
-                    | PluginError::Invalid { .. }
-                    | PluginError::Incompatible { .. } => "source",
-                    _ => "name",
-                };
                 findings.push(Finding::value(
-                    format!("/spec/plugins/{i}/{at}"),
+                    format!("/spec/plugins/{i}/{}", e.policy_field()),
                     e.to_string(),
                 ));
             }

@@ -46,6 +46,9 @@ impl Cache {
         }
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
+        // Entries were compiled after passing this runner's static limits
+        // (code_limits): a runner with other limits must not take them.
+        super::code_limits::LIMITS_VERSION.hash(&mut h);
         Ok(Cache {
             dir,
             engine_hash: format!("{:016x}", h.finish()),
@@ -58,15 +61,19 @@ impl Cache {
             .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_hash)))
     }
 
-    /// The compiled component for `bytes` (whose sha256 is `digest`).
+    /// The compiled component whose source has sha256 `digest`; `compile`
+    /// is only called when no valid entry exists.
     pub fn load(
         &self,
         engine: &Engine,
         digest: &str,
-        bytes: &[u8],
+        compile: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(Component, CacheStatus)> {
         let Some(path) = self.entry_path(digest) else {
-            return Ok((Component::new(engine, bytes)?, CacheStatus::Disabled));
+            let art = compile()?;
+            // SAFETY: `art` was produced just now by this very engine.
+            let component = unsafe { Component::deserialize(engine, &art)? };
+            return Ok((component, CacheStatus::Disabled));
         };
         let sum_path = path.with_extension("sum");
         let mut status = CacheStatus::Miss;
@@ -86,7 +93,7 @@ impl Cache {
                 }
             }
         }
-        let art = engine.precompile_component(bytes)?;
+        let art = compile()?;
         // SAFETY: `art` was produced just now by this very engine.
         let component = unsafe { Component::deserialize(engine, &art)? };
         // A cache we cannot write only costs time: ignore write errors.

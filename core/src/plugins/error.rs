@@ -33,6 +33,17 @@ pub enum PluginError {
         path: PathBuf,
         message: String,
     },
+    /// Refused before compiling: compiling it could take minutes (limits
+    /// in [`code_limits`](super::code_limits)).
+    #[error(
+        "plugin `{name}` ({}) is refused before compiling: {message}. Past these limits compile time grows faster than code (minutes for one function); split the function, or build the plugin with optimisations",
+        path.display()
+    )]
+    OverCompileLimits {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error(
         "plugin `{name}` does not fit the duplex:plugin@0.1.0 contract or asks for imports the runner does not provide: {message}"
     )]
@@ -59,6 +70,21 @@ pub enum PluginError {
     },
     #[error("plugin host: {0}")]
     Host(String),
+}
+
+impl PluginError {
+    /// The field of the policy's plugin entry the error is about (where
+    /// `duplex validate` places it): `sha256`, `source` or `name`.
+    pub fn policy_field(&self) -> &'static str {
+        match self {
+            PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
+            PluginError::Unreadable { .. }
+            | PluginError::Invalid { .. }
+            | PluginError::OverCompileLimits { .. }
+            | PluginError::Incompatible { .. } => "source",
+            _ => "name",
+        }
+    }
 }
 
 /// One call of a loaded plugin failed. The runner and other plugins are unaffected;

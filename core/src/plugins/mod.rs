@@ -25,6 +25,7 @@ mod bindings;
 mod cache;
 mod call;
 pub mod capabilities;
+pub mod code_limits;
 mod digest;
 mod error;
 mod file_store;
@@ -172,13 +173,27 @@ impl PluginHost {
             });
         }
         let s = &self.shared;
+        let compile = || {
+            // Text (WAT) plugins, which wasmtime also takes, are checked as
+            // the binary they stand for.
+            let binary = wat::parse_bytes(&bytes)?;
+            code_limits::check(&binary).map_err(wasmtime::Error::new)?;
+            s.engine.precompile_component(&binary)
+        };
         let (component, cache_status) =
             s.cache
-                .load(&s.engine, &actual, &bytes)
-                .map_err(|e| PluginError::Invalid {
-                    name: name.clone(),
-                    path: spec.path.clone(),
-                    message: format!("{e:#}"),
+                .load(&s.engine, &actual, compile)
+                .map_err(|e| match e.downcast::<code_limits::OverLimit>() {
+                    Ok(over) => PluginError::OverCompileLimits {
+                        name: name.clone(),
+                        path: spec.path.clone(),
+                        message: over.0,
+                    },
+                    Err(e) => PluginError::Invalid {
+                        name: name.clone(),
+                        path: spec.path.clone(),
+                        message: format!("{e:#}"),
+                    },
                 })?;
         let pre = s
             .linker
@@ -248,9 +263,13 @@ impl PluginHost {
         self.shared.cache.entry_path(sha256)
     }
 
-    /// Compiles a component without caching (for benchmarks).
+    /// Compiles a component without caching (for benchmarks), within the
+    /// same static limits as [`PluginHost::load`].
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
-        Component::new(&self.shared.engine, bytes).map_err(|e| PluginError::Host(format!("{e:#}")))
+        let binary = wat::parse_bytes(bytes).map_err(|e| PluginError::Host(e.to_string()))?;
+        code_limits::check(&binary).map_err(|e| PluginError::Host(e.0))?;
+        Component::new(&self.shared.engine, &binary)
+            .map_err(|e| PluginError::Host(format!("{e:#}")))
     }
 }
 
