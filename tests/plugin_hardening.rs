@@ -151,3 +151,25 @@ fn a_fifo_or_a_device_as_plugin_is_refused_at_once() {
         out.stderr
     );
 }
+
+#[test]
+fn a_plugin_cache_every_user_can_write_is_refused_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    site.policy("", "");
+    let cache = site.dir.path().join("open-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(duplex()
+        .env("DUPLEX_CACHE_DIR", &cache)
+        .args(["validate", site.policy_path().to_str().unwrap()]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot use {} as the plugin cache: it is writable by every user (mode 0777): whoever can write it can run code as this runner",
+            cache.display()
+        )),
+        "{}",
+        out.stderr
+    );
+}

@@ -680,3 +680,93 @@ fn plugins_too_costly_to_compile_are_refused_before_compiling() {
         "{e}"
     );
 }
+
+#[test]
+fn a_cache_others_can_write_is_refused_and_their_entries_are_never_run() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    // The tests run as root: user 65534 and mode bits play the other user.
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let refusal = |dir: &Path| match PluginHost::new(HostConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..HostConfig::default()
+    }) {
+        Ok(_) => panic!("{} was accepted as the cache", dir.display()),
+        Err(e) => e.to_string(),
+    };
+    let base = tempfile::tempdir().unwrap();
+
+    // A cache dir every user can write.
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    mode(&open, 0o777);
+    let e = refusal(&open);
+    assert!(
+        e.contains(&format!(
+            "cannot use {} as the plugin cache: it is writable by every user (mode 0777)",
+            open.display()
+        )) && e.contains("chmod go-w"),
+        "{e}"
+    );
+    // One owned by another user.
+    let theirs = base.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let e = refusal(&theirs);
+    assert!(e.contains("it is owned by user 65534"), "{e}");
+    // One inside a directory every user can write (and rename things in).
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    mode(&shared, 0o777);
+    let e = refusal(&shared.join("cache"));
+    assert!(
+        e.contains(&format!(
+            "{} above it: it is writable by every user",
+            shared.display()
+        )),
+        "{e}"
+    );
+
+    // Another user's compiled code planted under the pinned plugin's name,
+    // with a matching checksum: not run, rebuilt.
+    let cache = base.path().join("cache");
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.clone()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = spec(None, dir.path());
+    let evil = spec(Some("trap"), dir.path());
+    host.load(&evil).unwrap();
+    let planted = host.cache_entry(&good.sha256).unwrap();
+    let plant = |owner: u32, m: u32| {
+        let from = host.cache_entry(&evil.sha256).unwrap();
+        for (f, t) in [
+            (from.clone(), planted.clone()),
+            (from.with_extension("sum"), planted.with_extension("sum")),
+        ] {
+            let _ = std::fs::remove_file(&t);
+            std::fs::copy(&f, &t).unwrap();
+            chown(&t, Some(owner), Some(owner)).unwrap();
+            mode(&t, m);
+        }
+    };
+    plant(65534, 0o644);
+    let p = host.load(&good).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass,
+        "the planted code ran"
+    );
+    assert_eq!(host.load(&good).unwrap().cache_status(), CacheStatus::Hit);
+    // Ours, but writable by others: not run either.
+    plant(0, 0o666);
+    let p = host.load(&good).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+}
