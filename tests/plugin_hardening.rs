@@ -173,3 +173,35 @@ fn a_plugin_cache_every_user_can_write_is_refused_with_what_to_do() {
         out.stderr
     );
 }
+
+#[test]
+fn a_writable_grant_over_the_state_dir_is_refused_before_the_session_starts() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.state_dir()).unwrap();
+    hostile_policy(
+        &site,
+        "wasi-preopens",
+        &format!(
+            "      capabilities:\n        dirs:\n          - {{host: {}, guest: /state, readOnly: false}}\n",
+            site.state_dir().display()
+        ),
+        "  gates:
+    prepareSplit:
+      - {name: look, plugin: hostile, check: gate}
+",
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "spec.plugins[2].capabilities.dirs[0].host: grants read-write access to {0}, which is the state dir ({0}): a plugin must not reach the runner's journal",
+            site.state_dir().display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let sessions = std::fs::read_dir(site.state_dir().join("sessions"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(sessions, 0, "a session was started");
+}

@@ -770,3 +770,90 @@ fn a_cache_others_can_write_is_refused_and_their_entries_are_never_run() {
         Verdict::Pass
     );
 }
+
+#[test]
+fn grants_a_plugin_cannot_use_or_must_not_have_are_refused_at_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    // Directories work for a plugin that imports WASI preopens.
+    let p = load("wasi-preopens");
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Fail
+    );
+    let p = load_with(Some("wasi-preopens"), |s| {
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: dir.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: true,
+        }]
+    })
+    .unwrap();
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+
+    // The skeleton imports no WASI: environment and directories granted to
+    // it would do nothing.
+    let e = load_with(None, |s| {
+        s.capabilities.wasi.env = vec![("SITE".into(), "lab".into())];
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: dir.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: true,
+        }];
+    })
+    .unwrap_err();
+    let PluginError::Grant { problems, .. } = &e else {
+        panic!("{e}")
+    };
+    let places: Vec<(&str, bool)> = problems.iter().map(|p| (p.at.as_str(), p.key)).collect();
+    assert_eq!(
+        places,
+        [("/capabilities/env", true), ("/capabilities/dirs", true)],
+        "{e}"
+    );
+    assert!(
+        problems[0].message.starts_with(
+            "plugin `hostile` cannot use `env`: it does not import wasi:cli/environment (it imports no WASI at all"
+        ),
+        "{e}"
+    );
+
+    // A directory that holds a protected path, or is inside one.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("storage/x")).unwrap();
+    let host = PluginHost::new(HostConfig {
+        protected: vec![ProtectedPath {
+            path: state.clone(),
+            what: "the state dir".into(),
+            readable: false,
+        }],
+        ..HostConfig::default()
+    })
+    .unwrap();
+    for (grant, read_only, how) in [
+        (dir.path().to_path_buf(), true, "which holds"),
+        (state.join("storage/x"), false, "which is inside"),
+    ] {
+        let mut s = spec(Some("wasi-preopens"), dir.path());
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: grant.clone(),
+            guest: "/data".into(),
+            read_only,
+        }];
+        let e = host.load(&s).unwrap_err();
+        let PluginError::Grant { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems[0].at, "/capabilities/dirs/0/host");
+        assert!(
+            problems[0].message.contains(&format!(
+                "{}, {how} the state dir ({})",
+                grant.display(),
+                state.display()
+            )),
+            "{e}"
+        );
+    }
+}

@@ -63,6 +63,32 @@ pub fn plugin_spec(policy: &LoadedPolicy, state_dir: &Path, name: &str) -> Optio
     })
 }
 
+/// What no plugin may be granted: the state dir, the policy's plugin and
+/// artifact files (the plugin cache is protected by the host itself).
+fn protected_paths(policy: &LoadedPolicy, state_dir: Option<&Path>) -> Vec<plugins::ProtectedPath> {
+    let spec = &policy.policy.spec;
+    let state = state_dir.map(|dir| plugins::ProtectedPath {
+        path: dir.to_path_buf(),
+        what: "the state dir".into(),
+        readable: false,
+    });
+    let plugin_files = spec.plugins.iter().map(|p| plugins::ProtectedPath {
+        path: policy.resolve(&p.source),
+        what: format!("plugin `{}`'s file", p.name),
+        readable: true,
+    });
+    let artifacts = spec.software.iter().map(|s| plugins::ProtectedPath {
+        path: policy.resolve(&s.source),
+        what: format!("the artifact of `{}`", s.name),
+        readable: true,
+    });
+    state
+        .into_iter()
+        .chain(plugin_files)
+        .chain(artifacts)
+        .collect()
+}
+
 /// Verify and load every plugin the policy declares, and check that each
 /// provides what the policy asks of it, with parameters its schemas accept.
 pub fn load_plugins(
@@ -74,8 +100,8 @@ pub fn load_plugins(
         .map_err(|findings| EngineError::Policy(policy.place(findings)))
 }
 
-/// For `duplex validate`: the same checks, with no state dir (no
-/// capabilities are set up; `describe` needs none) and every problem placed
+/// For `duplex validate`: the same checks, with no state dir (grants are
+/// checked but not set up; `describe` needs none) and every problem placed
 /// in the policy file.
 pub fn validate_plugins(policy: &LoadedPolicy, cache_dir: Option<&Path>) -> Vec<Diagnostic> {
     match load_checked(policy, None, cache_dir) {
@@ -91,20 +117,33 @@ fn load_checked(
 ) -> Result<Plugins, Vec<Finding>> {
     let host = PluginHost::new(HostConfig {
         cache_dir: cache_dir.map(Path::to_path_buf),
+        protected: protected_paths(policy, state_dir),
         ..HostConfig::default()
     })
     .map_err(|e| vec![Finding::value("/spec/plugins", e.to_string())])?;
     let mut loaded = Plugins::new();
     let mut findings = Vec::new();
     for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
-        let mut spec = plugin_spec(policy, state_dir.unwrap_or(Path::new(".")), &p.name)
+        let spec = plugin_spec(policy, state_dir.unwrap_or(Path::new(".")), &p.name)
             .expect("the plugin is in the policy");
-        if state_dir.is_none() {
-            spec.capabilities = plugins::Capabilities::default();
-        }
-        match host.load(&spec) {
+        // Without a state dir (validate) the grants are checked, not set up.
+        let result = match state_dir {
+            Some(_) => host.load(&spec),
+            None => host.validate(&spec),
+        };
+        match result {
             Ok(plugin) => {
                 loaded.insert(p.name.clone(), plugin);
+            }
+            Err(plugins::PluginError::Grant { problems, .. }) => {
+                findings.extend(problems.into_iter().map(|g| {
+                    let at = format!("/spec/plugins/{i}{}", g.at);
+                    if g.key {
+                        Finding::key(at, g.message)
+                    } else {
+                        Finding::value(at, g.message)
+                    }
+                }));
             }
             Err(e) => {
                 findings.push(Finding::value(

@@ -71,7 +71,6 @@ pub(crate) trait Capability {
 }
 
 /// What the grant checks know about the plugin being loaded.
-#[allow(dead_code)] // `name`, `protected` and `imports()`: for the grant checks to come.
 pub(crate) struct PluginFacts<'a> {
     pub name: &'a str,
     /// Interfaces the component imports, without their version
@@ -81,7 +80,6 @@ pub(crate) struct PluginFacts<'a> {
     pub protected: &'a [ProtectedPath],
 }
 
-#[allow(dead_code)]
 impl PluginFacts<'_> {
     /// Whether the component imports any interface of `package` (`wasi:io`)
     /// or exactly `interface` (`wasi:cli/environment`).

@@ -15,7 +15,7 @@ pub(crate) mod bounded;
 pub(crate) mod bounded_fs;
 pub(crate) mod pipe;
 
-use super::{Capability, GrantProblem, LoadFailure, Parts, PluginFacts};
+use super::{Capability, GrantProblem, LoadFailure, Parts, PluginFacts, ProtectedPath};
 use crate::plugins::call::{CallScope, HostState};
 use crate::plugins::spec::Limits;
 use crate::plugins::types::{LogLevel, LogSource};
@@ -23,7 +23,7 @@ use bounded::{Bounded, BoundedIo};
 use bounded_fs::BoundedFs;
 use pipe::CappedPipe;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::filesystem::{WasiFilesystemCtxView, WasiFilesystemView};
@@ -144,15 +144,59 @@ impl Capability for Wasi {
         Ok(())
     }
 
-    fn check(grant: &WasiGrant, _plugin: &PluginFacts<'_>) -> Vec<GrantProblem> {
+    fn check(grant: &WasiGrant, plugin: &PluginFacts<'_>) -> Vec<GrantProblem> {
         let mut problems = Vec::new();
+        // A grant the plugin has no import for does nothing: say so (SDK
+        // plugins, built for wasm32-unknown-unknown, import no WASI at all).
+        for (granted, what, at, interface) in [
+            (
+                !grant.env.is_empty(),
+                "env",
+                "/capabilities/env",
+                "wasi:cli/environment",
+            ),
+            (
+                !grant.dirs.is_empty(),
+                "dirs",
+                "/capabilities/dirs",
+                "wasi:filesystem/preopens",
+            ),
+            (grant.clocks, "clocks", "/capabilities", "wasi:clocks"),
+        ] {
+            if granted && !plugin.imports(interface) {
+                problems.push(GrantProblem {
+                    capability: "wasi",
+                    at: at.into(),
+                    key: true,
+                    message: format!(
+                        "plugin `{}` cannot use `{what}`: it does not import {interface} ({}); remove the grant, or build the plugin for WASI",
+                        plugin.name,
+                        if plugin.imports.iter().any(|i| i.starts_with("wasi:")) {
+                            "it imports other WASI interfaces"
+                        } else {
+                            "it imports no WASI at all, like plugins built with the SDK for wasm32-unknown-unknown"
+                        }
+                    ),
+                });
+            }
+        }
         for (i, d) in grant.dirs.iter().enumerate() {
+            let at = format!("/capabilities/dirs/{i}/host");
             if !d.host.is_dir() {
                 problems.push(GrantProblem {
-                    capability: "dirs",
-                    at: format!("/capabilities/dirs/{i}/host"),
+                    capability: "wasi",
+                    at,
                     key: false,
                     message: format!("{} is not a directory", d.host.display()),
+                });
+                continue;
+            }
+            if let Some(message) = reaches_protected(d, plugin.protected) {
+                problems.push(GrantProblem {
+                    capability: "wasi",
+                    at,
+                    key: false,
+                    message,
                 });
             }
         }
@@ -201,6 +245,65 @@ impl Capability for Wasi {
                     ),
                 );
             }
+        }
+    }
+}
+
+/// Why a directory grant reaches something no plugin may have: the state
+/// dir or the plugin cache (at all), the policy's plugin and artifact files
+/// (writably). Paths are compared canonicalised (symlinks resolved; a path
+/// that does not exist yet by its deepest existing parent).
+fn reaches_protected(d: &DirGrant, protected: &[ProtectedPath]) -> Option<String> {
+    let granted = canonical(&d.host);
+    for p in protected {
+        if p.readable && d.read_only {
+            continue;
+        }
+        let path = canonical(&p.path);
+        let how = if granted == path {
+            "which is"
+        } else if path.starts_with(&granted) {
+            "which holds"
+        } else if granted.starts_with(&path) {
+            "which is inside"
+        } else {
+            continue;
+        };
+        let access = if d.read_only { "read" } else { "read-write" };
+        let why = if p.readable {
+            "a plugin able to change it could replace what the policy pins; grant it read-only (`readOnly: true`) or a directory without it"
+        } else {
+            "a plugin must not reach the runner's journal, lock, plugin cache or other plugins' storage; grant a directory outside it"
+        };
+        return Some(format!(
+            "grants {access} access to {}, {how} {} ({}): {why}",
+            d.host.display(),
+            p.what,
+            p.path.display()
+        ));
+    }
+    None
+}
+
+/// `path` with symlinks resolved, as far as it exists.
+fn canonical(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(mut real) = at.canonicalize() {
+            real.extend(missing.iter().rev());
+            return real;
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                at = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => return path.to_path_buf(),
         }
     }
 }
