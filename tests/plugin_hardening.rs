@@ -205,3 +205,54 @@ fn a_writable_grant_over_the_state_dir_is_refused_before_the_session_starts() {
         .unwrap_or(0);
     assert_eq!(sessions, 0, "a session was started");
 }
+
+/// `duplex ARGS` with the address space limited to `kib` KiB (`ulimit -v`).
+fn duplex_under_ulimit(kib: u64, site: &Site, args: &str) -> Run {
+    let cmd = duplex();
+    let mut sh = std::process::Command::new("sh");
+    sh.current_dir(repo_root())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("DUPLEX_STATE_DIR", site.state_dir())
+        .arg("-c")
+        .arg(format!("ulimit -v {kib} && exec \"$0\" {args}"))
+        .arg(cmd.get_program());
+    run(&mut sh)
+}
+
+#[test]
+fn plugins_run_under_a_4_gib_address_space_limit() {
+    // Each memory used to reserve 4 GiB + guards: not one instance fitted.
+    let site = Site::new();
+    site.policy("", GATES);
+    let policy = site.policy_path();
+    let out = duplex_under_ulimit(4 << 20, &site, &format!("validate {}", policy.display()));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = duplex_under_ulimit(4 << 20, &site, &format!("apply {}", policy.display()));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    // A limit the address space cannot give: the message says what to change.
+    let site = Site::new();
+    let (path, digest) = wat::write(None, site.dir.path());
+    site.policy(
+        "",
+        &format!(
+            "    - name: big\n      source: {}\n      sha256: {digest}\n      limits: {{memory: 3GiB}}\n",
+            path.display()
+        ),
+    );
+    let out = duplex_under_ulimit(
+        4 << 20,
+        &site,
+        &format!("validate {}", site.policy_path().display()),
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "plugin `big`: describe: host error: cannot reserve address space for the plugin's memory"
+        ) && out.stderr.contains(
+            "the largest `limits.memory` of the plugins loaded together (3072 MiB) rounded up to a power of two, plus guard pages; raise the runner's address-space limit (`ulimit -v`) or lower that `limits.memory`"
+        ),
+        "{}",
+        out.stderr
+    );
+}

@@ -25,6 +25,8 @@ fn host() -> &'static PluginHost {
     HOST.get_or_init(|| {
         PluginHost::new(HostConfig {
             cache_dir: Some(cache_dir()),
+            // big-memory is loaded with a limit of 256 MiB.
+            max_memory_bytes: 256 << 20,
             ..HostConfig::default()
         })
         .unwrap()
@@ -856,4 +858,64 @@ fn grants_a_plugin_cannot_use_or_must_not_have_are_refused_at_the_grant() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn each_way_to_fail_is_named_for_what_it_is() {
+    // A table grown past the sandbox's limit: not "invalid data".
+    let e = load("table-grow").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::TableLimit { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "check `gate` exceeded the limit of {MAX_TABLE_ELEMENTS} table elements (asked for 100001)"
+        )),
+        "{e}"
+    );
+    // WASI exit instead of a result: not "invalid data".
+    let e = load("wasi-exit").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::Exited { status: 1, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("check `gate` called WASI exit with status 1 instead of returning a result"),
+        "{e}"
+    );
+    // More memories than an instance may have: refused at load, not a
+    // host error at every call.
+    let e = load_with(Some("many-memories"), |_| {}).unwrap_err();
+    assert!(matches!(e, PluginError::OverSandboxLimits { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "it defines 18 memories, more than the limit of {MAX_MEMORIES}"
+        )),
+        "{e}"
+    );
+    // A storage key of 256 `/`: refused at `set` naming the limit (not the
+    // file system's "File name too long"), the plugin's fault, not the host's.
+    let dir = tempfile::tempdir().unwrap();
+    let p = load_with(Some("storage-long-key"), |s| {
+        s.capabilities.storage.dir = Some(dir.path().join("kv"))
+    })
+    .unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    let CallError::Plugin { message, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        message.contains(&format!(
+            "a key of 256 bytes is 768 bytes once stored as a file name (each byte other than A-Z, a-z, 0-9, `_` and `-` takes 3), more than the limit of {MAX_KEY_BYTES}"
+        )),
+        "{e}"
+    );
+    // A memory limit above what the host reserves: refused at load.
+    let small = PluginHost::new(HostConfig::default()).unwrap();
+    let mut s = spec(None, dir.path());
+    s.limits.memory_bytes = 256 << 20;
+    let e = small.load(&s).unwrap_err();
+    assert!(matches!(e, PluginError::Limits { .. }), "{e}");
+    assert!(
+        e.to_string().contains(
+            "its memory limit of 256 MiB is more than this plugin host reserves per memory (64 MiB)"
+        ),
+        "{e}"
+    );
 }

@@ -118,6 +118,10 @@ fn load_checked(
     let host = PluginHost::new(HostConfig {
         cache_dir: cache_dir.map(Path::to_path_buf),
         protected: protected_paths(policy, state_dir),
+        max_memory_bytes: (policy.policy.spec.plugins.iter())
+            .map(|p| p.limits.memory.bytes())
+            .max()
+            .unwrap_or(plugins::Limits::DEFAULT_MEMORY_BYTES),
         ..HostConfig::default()
     })
     .map_err(|e| vec![Finding::value("/spec/plugins", e.to_string())])?;

@@ -6,8 +6,9 @@
 use super::bindings::{OutputSize, Plugin, PluginPre};
 use super::capabilities::{CallCapabilities, LoadedCapabilities};
 use super::error::CallError;
+use super::error::fmt_bytes;
 use super::output::{LogSink, ProgressSlot};
-use super::sandbox::Limiter;
+use super::sandbox::{Limiter, MAX_TABLE_ELEMENTS, reserved_per_memory};
 use super::spec::Limits;
 use super::types::{
     CallOutcome, CheckResult, LogLevel, LogLine, LogSource, PartnerState, PluginInfo, Progress,
@@ -197,6 +198,8 @@ pub(crate) struct Callee<'a> {
     /// `None`: the call gets no capability (`describe`).
     pub capabilities: Option<&'a LoadedCapabilities>,
     pub cancel: Option<CancelFlag>,
+    /// The host's memory reservation (for messages).
+    pub max_memory_bytes: u64,
 }
 
 /// One sandboxed call: fresh store and instance, limits, classification of
@@ -291,6 +294,19 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
                     call,
                     limit: limits.timeout,
                 }
+            } else if let Some(requested) = limiter.table_exceeded {
+                CallError::TableLimit {
+                    plugin,
+                    call,
+                    limit: MAX_TABLE_ELEMENTS as u64,
+                    requested,
+                }
+            } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                CallError::Exited {
+                    plugin,
+                    call,
+                    status: exit.0,
+                }
             } else if matches!(err.downcast_ref::<Trap>(), Some(Trap::StackOverflow)) {
                 CallError::StackOverflow { plugin, call }
             } else if denied.is_some() {
@@ -305,6 +321,19 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
                     call,
                     message: root_message(&err),
                     plugin_said: last_error,
+                }
+            } else if !instantiated && format!("{err:#}").contains("mmap failed") {
+                // The address space for the instance's memory is not there
+                // (a `ulimit -v` too small for the reservation).
+                CallError::Host {
+                    plugin,
+                    call,
+                    message: format!(
+                        "cannot reserve address space for the plugin's memory ({}): each memory of a call reserves about {}, the largest `limits.memory` of the plugins loaded together ({}) rounded up to a power of two, plus guard pages; raise the runner's address-space limit (`ulimit -v`) or lower that `limits.memory`",
+                        root_message(&err),
+                        fmt_bytes(reserved_per_memory(callee.max_memory_bytes)),
+                        fmt_bytes(callee.max_memory_bytes)
+                    ),
                 }
             } else if !instantiated {
                 // Not a trap, before the plugin ran: the host could not

@@ -18,12 +18,18 @@
 //! plugin (CPython inside, 18 MB) has 13,371 functions, 6.5 MB of code, a
 //! largest function of 427 KB, at most 271 locals, and a largest
 //! locals × bytes of 3.5 M (sum 70 M).
+//!
+//! The same pass counts what instantiating the component will create (its
+//! memories, its tables' initial sizes), so a plugin over the sandbox's
+//! limits is refused at load naming the limit, not at every call as a host
+//! error.
 
+use super::sandbox::{MAX_MEMORIES, MAX_TABLE_ELEMENTS};
 use wasmparser::{Encoding, Parser, Payload};
 
 /// Changes whenever the limits do: part of the cache key, so an entry
 /// compiled under other limits is not taken.
-pub(crate) const LIMITS_VERSION: u32 = 1;
+pub(crate) const LIMITS_VERSION: u32 = 2;
 
 /// Largest function body, in bytes of code.
 pub const MAX_FUNCTION_BODY_BYTES: u64 = 1 << 20;
@@ -41,8 +47,14 @@ pub const MAX_CODE_BYTES: u64 = 16 << 20;
 
 /// What the pass found over a limit, as a sentence naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct OverLimit(pub String);
+pub(crate) enum OverLimit {
+    /// Compiling it could take minutes.
+    #[error("{0}")]
+    Compile(String),
+    /// Instantiating it would break the sandbox's limits.
+    #[error("{0}")]
+    Sandbox(String),
+}
 
 /// Checks the limits. A component wasmparser cannot read is left to
 /// wasmtime, whose error says what is wrong with it.
@@ -52,6 +64,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<(), OverLimit> {
     let mut functions: u64 = 0;
     let mut code: u64 = 0;
     let mut total_product: u64 = 0;
+    let mut memories: u64 = 0;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(payload) = payload else { return Ok(()) };
         match payload {
@@ -62,6 +75,20 @@ pub(crate) fn check(bytes: &[u8]) -> Result<(), OverLimit> {
                 modules += 1;
                 in_module = 0;
             }
+            Payload::MemorySection(reader) => {
+                memories += u64::from(reader.count());
+            }
+            Payload::TableSection(reader) => {
+                for table in reader.into_iter().flatten() {
+                    if table.ty.initial > MAX_TABLE_ELEMENTS as u64 {
+                        return Err(OverLimit::Sandbox(format!(
+                            "core module {} has a table of {} elements, more than the limit of {MAX_TABLE_ELEMENTS}",
+                            modules.max(1) - 1,
+                            table.ty.initial
+                        )));
+                    }
+                }
+            }
             Payload::CodeSectionEntry(body) => {
                 let at = format!("core module {}, function {in_module}", modules.max(1) - 1);
                 functions += 1;
@@ -69,7 +96,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<(), OverLimit> {
                 let size = body.range().len() as u64;
                 code += size;
                 if size > MAX_FUNCTION_BODY_BYTES {
-                    return Err(OverLimit(format!(
+                    return Err(OverLimit::Compile(format!(
                         "{at} has {size} bytes of code, more than the limit of {MAX_FUNCTION_BODY_BYTES} per function"
                     )));
                 }
@@ -82,13 +109,13 @@ pub(crate) fn check(bytes: &[u8]) -> Result<(), OverLimit> {
                     locals += u64::from(count);
                 }
                 if locals > MAX_LOCALS_PER_FUNCTION {
-                    return Err(OverLimit(format!(
+                    return Err(OverLimit::Compile(format!(
                         "{at} declares {locals} locals, more than the limit of {MAX_LOCALS_PER_FUNCTION} per function"
                     )));
                 }
                 let product = locals * size;
                 if product > MAX_LOCALS_TIMES_BYTES {
-                    return Err(OverLimit(format!(
+                    return Err(OverLimit::Compile(format!(
                         "{at} has {locals} locals over {size} bytes of code ({product} locals × bytes), more than the limit of {MAX_LOCALS_TIMES_BYTES}: compile time grows with their product"
                     )));
                 }
@@ -97,18 +124,23 @@ pub(crate) fn check(bytes: &[u8]) -> Result<(), OverLimit> {
             _ => {}
         }
     }
+    if memories > MAX_MEMORIES as u64 {
+        return Err(OverLimit::Sandbox(format!(
+            "it defines {memories} memories, more than the limit of {MAX_MEMORIES}"
+        )));
+    }
     if functions > MAX_FUNCTIONS {
-        return Err(OverLimit(format!(
+        return Err(OverLimit::Compile(format!(
             "it has {functions} functions, more than the limit of {MAX_FUNCTIONS}"
         )));
     }
     if code > MAX_CODE_BYTES {
-        return Err(OverLimit(format!(
+        return Err(OverLimit::Compile(format!(
             "it has {code} bytes of code, more than the limit of {MAX_CODE_BYTES}"
         )));
     }
     if total_product > MAX_TOTAL_LOCALS_TIMES_BYTES {
-        return Err(OverLimit(format!(
+        return Err(OverLimit::Compile(format!(
             "its functions total {total_product} locals × bytes of code, more than the limit of {MAX_TOTAL_LOCALS_TIMES_BYTES}: compile time grows with that product"
         )));
     }

@@ -61,6 +61,16 @@ pub enum PluginError {
         capability: &'static str,
         message: String,
     },
+    /// The plugin's limits ask more than the host was set up for.
+    #[error("plugin `{name}`: {message}")]
+    Limits { name: String, message: String },
+    /// It would not fit the sandbox (checked before compiling).
+    #[error("plugin `{name}` ({}) cannot run in the sandbox: {message}", path.display())]
+    OverSandboxLimits {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
     /// The policy grants the plugin something it must not have or cannot
     /// use; each problem is placed in the plugin's entry of the policy.
     #[error("plugin `{name}`: {}", problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
@@ -81,6 +91,7 @@ impl PluginError {
             PluginError::Unreadable { .. }
             | PluginError::Invalid { .. }
             | PluginError::OverCompileLimits { .. }
+            | PluginError::OverSandboxLimits { .. }
             | PluginError::Incompatible { .. } => "source",
             _ => "name",
         }
@@ -109,6 +120,24 @@ pub enum CallError {
         call: String,
         limit: u64,
         requested: u64,
+    },
+    #[error(
+        "plugin `{plugin}`: {call} exceeded the limit of {limit} table elements (asked for {requested})"
+    )]
+    TableLimit {
+        plugin: String,
+        call: String,
+        limit: u64,
+        requested: u64,
+    },
+    /// The plugin called WASI `exit` instead of returning.
+    #[error(
+        "plugin `{plugin}`: {call} called WASI exit with status {status} instead of returning a result"
+    )]
+    Exited {
+        plugin: String,
+        call: String,
+        status: i32,
     },
     #[error("plugin `{plugin}`: {call} overflowed its stack (recursion too deep)")]
     StackOverflow { plugin: String, call: String },

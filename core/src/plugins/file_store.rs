@@ -10,9 +10,12 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Longest key accepted (bytes).
-pub const MAX_KEY_BYTES: usize = 256;
+/// Longest key accepted, in bytes once encoded as a file name: `A-Z`,
+/// `a-z`, `0-9`, `_` and `-` take one byte each, every other byte three
+/// (`%XX`). File names are at most 255 bytes, the suffix takes two.
+pub const MAX_KEY_BYTES: usize = 250;
 /// Largest value accepted (bytes).
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys a store may hold.
@@ -78,10 +81,11 @@ impl FileStore {
                 "storage: the store already holds {MAX_KEYS} keys"
             )));
         }
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let tmp = self.dir.join(format!(
             "{TMP_PREFIX}{}-{}",
             std::process::id(),
-            encode_key(key)
+            SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
@@ -138,13 +142,15 @@ impl FileStore {
                 "storage: the empty key is not allowed".into(),
             ));
         }
-        if key.len() > MAX_KEY_BYTES {
+        let encoded = encode_key(key);
+        if encoded.len() > MAX_KEY_BYTES {
             return Err(StoreError::Refused(format!(
-                "storage: key is {} bytes, more than the limit of {MAX_KEY_BYTES}",
-                key.len()
+                "storage: a key of {} bytes is {} bytes once stored as a file name (each byte other than A-Z, a-z, 0-9, `_` and `-` takes 3), more than the limit of {MAX_KEY_BYTES}",
+                key.len(),
+                encoded.len()
             )));
         }
-        Ok(self.dir.join(format!("{}{SUFFIX}", encode_key(key))))
+        Ok(self.dir.join(format!("{encoded}{SUFFIX}")))
     }
 }
 
@@ -214,6 +220,14 @@ mod tests {
         assert_eq!(s.list_keys().unwrap(), vec!["b/c".to_string()]);
         assert!(s.set("", b"").is_err());
         assert!(s.set(&"k".repeat(MAX_KEY_BYTES + 1), b"").is_err());
+        // The limit is on the stored name: keys up to it can be written.
+        s.set(&"k".repeat(MAX_KEY_BYTES), b"x").unwrap();
+        s.set(&"/".repeat(MAX_KEY_BYTES / 3), b"x").unwrap();
+        let e = s.set(&"/".repeat(256), b"x").unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Refused(m) if m.contains("is 768 bytes once stored as a file name")),
+            "{e}"
+        );
         assert!(s.set("big", &vec![0; MAX_VALUE_BYTES + 1]).is_err());
     }
 }

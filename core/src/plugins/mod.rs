@@ -48,6 +48,7 @@ pub use output::{
     ENTRY_OVERHEAD_BYTES, MAX_LINE_BYTES, MAX_LOG_LINES, MAX_OBSERVATION_BYTES, MAX_OBSERVATIONS,
     MAX_PROGRESS_REPORTS,
 };
+pub use sandbox::{MAX_MEMORIES, MAX_TABLE_ELEMENTS};
 pub use source::{MAX_PLUGIN_BYTES, SourceError, read_plugin_file};
 pub use spec::{HostConfig, Limits, PluginSpec};
 pub use types::*;
@@ -73,6 +74,7 @@ pub struct PluginHost {
 
 struct Shared {
     engine: Engine,
+    max_memory_bytes: u64,
     linker: Linker<HostState>,
     cache: cache::Cache,
     protected: Vec<ProtectedPath>,
@@ -129,6 +131,7 @@ impl PluginHost {
         Ok(PluginHost {
             shared: Arc::new(Shared {
                 engine,
+                max_memory_bytes: config.max_memory_bytes,
                 linker,
                 cache,
                 protected,
@@ -173,6 +176,16 @@ impl PluginHost {
             });
         }
         let s = &self.shared;
+        if spec.limits.memory_bytes > s.max_memory_bytes {
+            return Err(PluginError::Limits {
+                name,
+                message: format!(
+                    "its memory limit of {} is more than this plugin host reserves per memory ({}): give the host the largest limit of the plugins it runs (HostConfig::max_memory_bytes)",
+                    error::fmt_bytes(spec.limits.memory_bytes),
+                    error::fmt_bytes(s.max_memory_bytes)
+                ),
+            });
+        }
         let compile = || {
             // Text (WAT) plugins, which wasmtime also takes, are checked as
             // the binary they stand for.
@@ -184,11 +197,20 @@ impl PluginHost {
             s.cache
                 .load(&s.engine, &actual, compile)
                 .map_err(|e| match e.downcast::<code_limits::OverLimit>() {
-                    Ok(over) => PluginError::OverCompileLimits {
-                        name: name.clone(),
-                        path: spec.path.clone(),
-                        message: over.0,
-                    },
+                    Ok(code_limits::OverLimit::Compile(message)) => {
+                        PluginError::OverCompileLimits {
+                            name: name.clone(),
+                            path: spec.path.clone(),
+                            message,
+                        }
+                    }
+                    Ok(code_limits::OverLimit::Sandbox(message)) => {
+                        PluginError::OverSandboxLimits {
+                            name: name.clone(),
+                            path: spec.path.clone(),
+                            message,
+                        }
+                    }
                     Err(e) => PluginError::Invalid {
                         name: name.clone(),
                         path: spec.path.clone(),
@@ -267,7 +289,7 @@ impl PluginHost {
     /// same static limits as [`PluginHost::load`].
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
         let binary = wat::parse_bytes(bytes).map_err(|e| PluginError::Host(e.to_string()))?;
-        code_limits::check(&binary).map_err(|e| PluginError::Host(e.0))?;
+        code_limits::check(&binary).map_err(|e| PluginError::Host(e.to_string()))?;
         Component::new(&self.shared.engine, &binary)
             .map_err(|e| PluginError::Host(format!("{e:#}")))
     }
@@ -453,6 +475,7 @@ impl LoadedPlugin {
             limits: inner.spec.limits,
             capabilities: ctx.and(inner.granted.as_ref()),
             cancel: ctx.and_then(CallContext::cancel_flag),
+            max_memory_bytes: inner.host.max_memory_bytes,
         };
         call::run(callee, call, invoke, convert)
     }

@@ -77,6 +77,10 @@ pub struct HostConfig {
     /// Plugin calls that may run at the same time with pooling (more fail
     /// with a host error until one finishes).
     pub pool_size: u32,
+    /// The largest `limits.memory_bytes` of the plugins this host will load:
+    /// each memory reserves that much address space (rounded up to a power
+    /// of two), not 4 GiB, and a plugin with a larger limit is refused.
+    pub max_memory_bytes: u64,
     /// Paths no plugin may be granted (besides the cache dir, always
     /// protected): the state dir, the policy's plugin and artifact files.
     pub protected: Vec<super::ProtectedPath>,
@@ -89,6 +93,7 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             pooling: true,
             pool_size: 64,
+            max_memory_bytes: Limits::DEFAULT_MEMORY_BYTES,
             protected: Vec::new(),
         }
     }
