@@ -256,3 +256,38 @@ fn plugins_run_under_a_4_gib_address_space_limit() {
         out.stderr
     );
 }
+
+#[test]
+fn a_full_disk_under_the_plugin_store_is_the_hosts_fault_not_the_plugins() {
+    // In a user and mount namespace of its own (no privilege needed), the
+    // runner sees sim's store on a full 4 KiB tmpfs: sim-duplex's storage
+    // writes fail with ENOSPC, which sim-duplex reports as a retryable
+    // failure of its own. The call's outcome must be the host's fault.
+    let site = Site::new();
+    site.policy("", "  retries: {default: {limit: 0}}\n");
+    let store = site.state_dir().join("storage/sim");
+    std::fs::create_dir_all(&store).unwrap();
+    let cmd = duplex();
+    let script = format!(
+        "mount -t tmpfs -o size=4k tmpfs {store} && dd if=/dev/zero of={store}/.fill bs=4k count=1 2>/dev/null; exec \"$0\" --state-dir {state} apply {policy}",
+        store = store.display(),
+        state = site.state_dir().display(),
+        policy = site.policy_path().display(),
+    );
+    let out = run(std::process::Command::new("unshare")
+        .current_dir(repo_root())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .arg(cmd.get_program()));
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The journal is on the real disk: the log is there after the run.
+    let log = site.log_text();
+    assert!(
+        log.contains("plugin `sim-duplex`: ")
+            && log.contains(
+                "the runner's `storage` capability failed on the host: storage: cannot write key"
+            )
+            && log.contains("No space left on device"),
+        "{log}"
+    );
+}

@@ -919,3 +919,42 @@ fn each_way_to_fail_is_named_for_what_it_is() {
         "{e}"
     );
 }
+
+#[test]
+fn a_store_failing_on_the_host_side_is_a_host_fault_whatever_the_plugin_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = dir.path().join("kv");
+    let p = load_with(Some("storage-set-ignored"), |s| {
+        s.capabilities.storage.dir = Some(kv.clone())
+    })
+    .unwrap();
+    // Works while the store does.
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    // The store is damaged under the plugin (the key's file is now a
+    // directory): the write fails on the host's side; the plugin ignores
+    // the error and passes, the call is still the host's fault.
+    std::fs::remove_file(kv.join("world.v")).unwrap();
+    std::fs::create_dir(kv.join("world.v")).unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    let CallError::HostFault {
+        capability,
+        message,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(capability, "storage");
+    assert!(
+        message.starts_with("storage: cannot write key `world`: "),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("check `gate`: the runner's `storage` capability failed on the host"),
+        "{e}"
+    );
+}
