@@ -371,10 +371,23 @@ fn storage_is_refused_unless_granted() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    // A runner killed mid-write left a temp file in the store: opening the
+    // store at load removes it.
+    let kv = dir.path().join("kv");
+    std::fs::create_dir(&kv).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = kv.join(format!(".tmp-{dead}-0"));
+    std::fs::write(&stale, b"half a value").unwrap();
     let p = load_with(Some("storage"), |s| {
-        s.capabilities.storage.dir = Some(dir.path().join("kv"))
+        s.capabilities.storage.dir = Some(kv.clone())
     })
     .unwrap();
+    assert!(
+        !stale.exists(),
+        "the killed writer's temp file is still there"
+    );
     let out = p.check(&ctx(), "gate").unwrap();
     assert_eq!(out.value.verdict, Verdict::Pass);
 }

@@ -51,12 +51,41 @@ fn io(what: String) -> impl FnOnce(io::Error) -> StoreError {
 }
 
 impl FileStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, and removes the temp
+    /// files a killed runner left behind.
     pub fn open(dir: &Path) -> io::Result<FileStore> {
         fs::create_dir_all(dir)?;
-        Ok(FileStore {
+        let store = FileStore {
             dir: dir.to_path_buf(),
-        })
+        };
+        store.remove_stale_temps()?;
+        Ok(store)
+    }
+
+    /// A temp file is `.tmp-<pid>-<n>`: one whose writer is neither this
+    /// process nor alive was left by a kill mid-write (its value was never
+    /// renamed into place). One runner writes a state dir at a time, so
+    /// another live writer is rare, and its files are left alone.
+    fn remove_stale_temps(&self) -> io::Result<()> {
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(TMP_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !alive(pid) {
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -154,6 +183,16 @@ impl FileStore {
     }
 }
 
+/// Whether a process with this pid exists (signal 0 checks, sends nothing).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -199,6 +238,25 @@ mod tests {
             assert_eq!(decode_key(&encode_key(key)).as_deref(), Some(key));
             assert!(!encode_key(key).contains(['/', '.']));
         }
+    }
+
+    #[test]
+    fn opening_removes_the_temp_files_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!("{TMP_PREFIX}{dead}-0"));
+        let ours = dir
+            .path()
+            .join(format!("{TMP_PREFIX}{}-7", std::process::id()));
+        let init = dir.path().join(format!("{TMP_PREFIX}1-3"));
+        for f in [&stale, &ours, &init] {
+            std::fs::write(f, b"half a value").unwrap();
+        }
+        FileStore::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(ours.exists() && init.exists());
     }
 
     #[test]
