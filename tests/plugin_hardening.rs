@@ -69,11 +69,12 @@ fn a_describe_that_waits_fails_validate_and_inspect_at_the_deadline() {
         "{}",
         out.stderr
     );
-    // `plugin inspect` runs describe under the default limits.
+    // `plugin inspect` runs describe under the default limits (10 s, as a
+    // policy's; the plugin waits 30 s).
     let out = duplex_run(&["plugin", "inspect", plugin.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains("describe exceeded its deadline"),
+        out.stderr.contains("describe exceeded its deadline of 10s"),
         "{}",
         out.stderr
     );

@@ -138,6 +138,13 @@ fn a_digest_mismatch_names_both_digests_and_loads_nothing() {
 
     let e = load_with(None, |s| s.sha256 = "123".into()).unwrap_err();
     assert!(matches!(e, PluginError::BadDigest { .. }), "{e}");
+    // The policy's rule: lower case only (the host used to accept either).
+    let e = load_with(None, |s| s.sha256 = actual.to_uppercase()).unwrap_err();
+    assert!(matches!(e, PluginError::BadDigest { .. }), "{e}");
+    assert!(
+        e.to_string().contains("expected 64 lower-case hex digits"),
+        "{e}"
+    );
 
     let e = load_with(None, |s| s.path = s.path.with_extension("missing")).unwrap_err();
     assert!(matches!(e, PluginError::Unreadable { .. }), "{e}");

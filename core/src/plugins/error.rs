@@ -15,8 +15,8 @@ pub enum PluginError {
         path: PathBuf,
         source: super::SourceError,
     },
-    #[error("plugin `{name}`: `{digest}` is not a sha256 digest (64 hex digits)")]
-    BadDigest { name: String, digest: String },
+    #[error("plugin `{name}`: {message}")]
+    BadDigest { name: String, message: String },
     #[error(
         "plugin `{name}` ({}) does not match its pinned digest: the policy pins sha256 {expected}, the file has sha256 {actual}",
         path.display()

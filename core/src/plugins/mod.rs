@@ -159,14 +159,12 @@ impl PluginHost {
             path: spec.path.clone(),
             source,
         })?;
-        if !is_sha256_hex(&spec.sha256) {
-            return Err(PluginError::BadDigest {
-                name,
-                digest: spec.sha256.clone(),
-            });
+        // The policy's rule for a pinned digest, not a laxer one of our own.
+        if let Err(message) = spec.sha256.parse::<crate::policy::Sha256>() {
+            return Err(PluginError::BadDigest { name, message });
         }
         let actual = sha256_hex(&bytes);
-        let expected = spec.sha256.to_ascii_lowercase();
+        let expected = spec.sha256.clone();
         if actual != expected {
             return Err(PluginError::DigestMismatch {
                 name,

@@ -2,6 +2,7 @@
 //! how the host itself is configured.
 
 pub use super::capabilities::Capabilities;
+use crate::policy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +15,9 @@ pub struct PluginSpec {
     pub name: String,
     /// The component file.
     pub path: PathBuf,
-    /// Lower-case hex sha256 the policy pins; checked before anything is loaded.
+    /// The sha256 the policy pins, as the policy writes it (64 lower-case
+    /// hex digits, [`crate::policy::Sha256`]); checked before anything is
+    /// loaded.
     pub sha256: String,
     #[serde(default)]
     pub capabilities: Capabilities,
@@ -43,10 +46,11 @@ pub struct Limits {
     pub max_log_bytes: u64,
 }
 
+/// The defaults a policy's `limits` has (one source: the policy's types).
 impl Limits {
-    pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 20;
+    pub const DEFAULT_MEMORY_BYTES: u64 = policy::Limits::DEFAULT_MEMORY_MIB << 20;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(policy::Limits::DEFAULT_TIMEOUT_SECS);
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = policy::Limits::DEFAULT_MAX_OUTPUT_MIB << 20;
     pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 10;
 }
 
@@ -96,5 +100,19 @@ impl Default for HostConfig {
             max_memory_bytes: Limits::DEFAULT_MEMORY_BYTES,
             protected: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_defaults_are_the_policy_defaults() {
+        let from_policy = policy::Limits::default();
+        let host = Limits::default();
+        assert_eq!(host.timeout, from_policy.timeout.as_duration());
+        assert_eq!(host.memory_bytes, from_policy.memory.bytes());
+        assert_eq!(host.max_output_bytes, from_policy.max_output.bytes());
     }
 }

@@ -1,4 +1,4 @@
-;; describe blocks on a WASI monotonic-clock pollable for 8 s before it
+;; describe blocks on a WASI monotonic-clock pollable for 30 s before it
 ;; answers: loading the plugin (and `duplex plugin inspect`) must end at the
 ;; call's deadline, not wait.
 ;;@replace component-imports
@@ -22,7 +22,7 @@
   (export "block" (func $block))))
 ;;@replace describe
     (func (export "describe") (result i32)
-      (call $block (call $subscribe (i64.const 8000000000)))
+      (call $block (call $subscribe (i64.const 30000000000)))
       ;; plugin-info at 1024
       (i32.store (i32.const 1024) (i32.const 2048)) (i32.store (i32.const 1028) (i32.const 7))
       (i32.store (i32.const 1032) (i32.const 2056)) (i32.store (i32.const 1036) (i32.const 5))
