@@ -174,7 +174,17 @@ fn survey(files: &[String]) {
         let bytes = std::fs::read(file).unwrap();
         let (mut functions, mut code, mut largest, mut locals) = (0u64, 0u64, 0u64, 0u64);
         let (mut max_product, mut sum_product) = (0u64, 0u64);
+        let (mut memories, mut tables, mut largest_table) = (0u64, 0u64, 0u64);
         for payload in Parser::new(0).parse_all(&bytes) {
+            if let Ok(Payload::MemorySection(r)) = &payload {
+                memories += u64::from(r.count());
+            }
+            if let Ok(Payload::TableSection(r)) = &payload {
+                for t in r.clone() {
+                    tables += 1;
+                    largest_table = largest_table.max(t.unwrap().ty.initial);
+                }
+            }
             if let Ok(Payload::CodeSectionEntry(body)) = payload {
                 functions += 1;
                 let size = body.range().len() as u64;
@@ -194,7 +204,7 @@ fn survey(files: &[String]) {
         let t = Instant::now();
         wasmtime::component::Component::new(&engine, &bytes).unwrap();
         println!(
-            "{file}: {} bytes, {functions} functions, {code} bytes of code, largest function {largest} bytes, most locals {locals}, locals × bytes: largest {max_product}, sum {sum_product}; compile {:.2} s",
+            "{file}: {} bytes, {functions} functions, {code} bytes of code, largest function {largest} bytes, most locals {locals}, locals × bytes: largest {max_product}, sum {sum_product}; {memories} memories, {tables} tables (largest {largest_table} elements); compile {:.2} s",
             bytes.len(),
             t.elapsed().as_secs_f64()
         );
