@@ -5,8 +5,7 @@
 
 use super::bindings::{OutputSize, Plugin, PluginPre};
 use super::capabilities::{CallCapabilities, LoadedCapabilities};
-use super::error::CallError;
-use super::error::fmt_bytes;
+use super::error::{CallError, fmt_bytes};
 use super::output::{LogSink, ProgressSlot};
 use super::sandbox::{Limiter, MAX_TABLE_ELEMENTS, reserved_per_memory};
 use super::spec::Limits;
@@ -56,8 +55,7 @@ impl CallScope {
         );
         if !self.denied.contains(&capability) {
             self.denied.push(capability);
-            self.log
-                .note(super::types::LogLevel::Warn, &format!("refused {why}"));
+            self.log.note(LogLevel::Warn, &format!("refused {why}"));
         }
         why
     }

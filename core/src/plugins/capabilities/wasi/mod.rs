@@ -4,7 +4,12 @@
 //! Wiring: all of wasmtime-wasi's synchronous preview-2 interfaces, so
 //! components built for WASI (componentize-py, jco, wasm32-wasip2) link,
 //! with the interfaces that can wait shadowed by versions bounded by the
-//! call's guard ([`bounded`], [`bounded_fs`]). Nothing is reachable without
+//! call's guard ([`bounded`], [`bounded_fs`]). Leaving clocks and polls
+//! unlinked for plugins without a grant would not do: such components
+//! import them whether they use them or not (a componentize-py plugin
+//! imports every WASI interface) and must keep loading, and even a frozen
+//! clock's `subscribe-duration` makes a real timer to wait on. Bounding the
+//! waits keeps every such plugin working and no wait past its deadline. Nothing is reachable without
 //! a grant: no environment, no preopened directory, clocks frozen at 0, no
 //! network (sockets and name lookups are refused), stdin empty. Per call: a
 //! WASI context with exactly the grant, stdout and stderr captured into the
