@@ -28,7 +28,7 @@ fn spec(name: &str, path: PathBuf, storage: Option<PathBuf>) -> PluginSpec {
         path,
         sha256: sha256_hex(&bytes),
         capabilities: Capabilities {
-            storage_dir: storage,
+            storage: StorageGrant { dir: storage },
             ..Capabilities::default()
         },
         limits: Limits::default(),

@@ -3,6 +3,8 @@
 //! that failed before its fix.
 
 mod support;
+#[path = "support/wat.rs"]
+mod wat;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -285,7 +287,7 @@ fn help_lists_the_exit_codes_and_examples() {
 #[test]
 fn an_operation_pending_forever_is_paced_and_journaled_compactly() {
     let site = Site::new();
-    let wat = wat_plugin("pending-forever");
+    let wat = wat::assemble(Some("pending-forever"));
     let plugin = site.dir.path().join("pending-forever.wasm");
     std::fs::write(&plugin, &wat).unwrap();
     let app = repo_root().join("policies/artifacts/acme-app-2.4.1.pkg");
@@ -680,4 +682,53 @@ fn a_crash_before_the_first_record_leaves_no_session_anywhere() {
         resume.stderr
     );
     assert_eq!(site.apply(&[]).code, 0);
+}
+
+// ─── 26. The runner's own failures ──────────────────────────────────────────
+
+#[test]
+fn a_full_disk_under_plugin_storage_holds_the_session_without_spending_retries() {
+    let site = Site::new();
+    // Retries and an abort rule that a plugin's failure would use up and fire.
+    let policy = site.policy(
+        "",
+        "  retries: {default: {limit: 3, backoff: {initial: 10ms}}}\n  autoAbort: [{when: retriesExhausted, action: abort}]\n",
+    );
+    let state = site.state_dir();
+    let store = state.join("storage/sim");
+    std::fs::create_dir_all(&store).unwrap();
+    // In a user and mount namespace of its own: the plugins' store is a
+    // 4 KiB tmpfs, full before the run starts; the journal is not on it.
+    let script = format!(
+        "mount -t tmpfs -o size=4k tmpfs {store} && (head -c 65536 /dev/zero > {store}/fill 2>/dev/null; true) && exec {duplex} --state-dir {state} apply {policy}",
+        store = store.display(),
+        duplex = env!("CARGO_BIN_EXE_duplex"),
+        state = state.display(),
+        policy = policy.display(),
+    );
+    let out = run(Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .current_dir(repo_root())
+        .env(
+            "DUPLEX_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
+        )
+        .env("DUPLEX_OPERATOR", "tester"));
+    assert_eq!(
+        out.code, 5,
+        "held for a person: {}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("capability failed on the host"),
+        "{}",
+        out.stdout
+    );
+    let log = site.log_text();
+    assert!(
+        !log.contains("retry (attempt"),
+        "no retry was spent:\n{log}"
+    );
+    assert!(!log.contains("auto-abort rule"), "no rule fired:\n{log}");
+    assert_eq!(site.status_json()["status"], "Broken");
 }

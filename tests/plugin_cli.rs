@@ -63,7 +63,7 @@ fn inspect_shows_what_a_plugin_provides_with_each_schema_and_its_digest() {
     assert_eq!(v["sha256"], pinned("sim-duplex.wasm").as_str());
     assert_eq!(v["contract"], "duplex:plugin@0.1.0");
     assert_eq!(v["plugin"]["name"], "sim-duplex");
-    assert_eq!(v["plugin"]["reports_partner"], true);
+    assert_eq!(v["plugin"]["reportsPartner"], true);
     let ops: Vec<&str> = v["plugin"]["operations"]
         .as_array()
         .unwrap()
@@ -71,7 +71,28 @@ fn inspect_shows_what_a_plugin_provides_with_each_schema_and_its_digest() {
         .map(|o| o["op"].as_str().unwrap())
         .collect();
     assert_eq!(ops, ["split", "merge", "commit", "abort", "finish"]);
-    assert!(v["plugin"]["operations"][0]["params_schema"]["properties"]["faults"].is_object());
+    assert!(v["plugin"]["operations"][0]["paramsSchema"]["properties"]["faults"].is_object());
+    // camelCase keys, as in every other JSON output (the schemas inside are
+    // the plugin's own, kebab-case parameters and all).
+    fn snake_keys(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k.contains('_') {
+                        out.push(format!("{at}/{k}"));
+                    }
+                    if k != "paramsSchema" {
+                        snake_keys(v, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| snake_keys(v, at, out)),
+            _ => {}
+        }
+    }
+    let mut snake = Vec::new();
+    snake_keys(&v, "", &mut snake);
+    assert!(snake.is_empty(), "snake_case keys: {snake:?}");
 }
 
 #[test]

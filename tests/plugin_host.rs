@@ -3,42 +3,18 @@
 //! must end the call with a clear `CallError`, never the runner, and leave other
 //! plugins working.
 
+use duplex_core::cancel::Cancel;
 use duplex_core::model::UpgradeState;
+use duplex_core::plugins::code_limits::MAX_FUNCTION_BODY_BYTES;
+use duplex_core::plugins::schema_limits::MAX_SCHEMA_EXPANSION;
 use duplex_core::plugins::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/plugins");
-
-/// The skeleton with a snippet's `;;@replace NAME` sections put in place of the
-/// skeleton's `;;@begin NAME` … `;;@end NAME` regions.
-fn assemble(snippet: Option<&str>) -> String {
-    let mut wat = std::fs::read_to_string(Path::new(DATA).join("skeleton.wat")).unwrap();
-    let Some(snippet) = snippet else { return wat };
-    let text = std::fs::read_to_string(Path::new(DATA).join(format!("{snippet}.wat"))).unwrap();
-    let mut sections: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix(";;@replace ") {
-            sections.push((name.trim().to_string(), String::new()));
-        } else if let Some((_, body)) = sections.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    assert!(!sections.is_empty(), "{snippet}.wat replaces nothing");
-    for (name, body) in sections {
-        let begin = format!(";;@begin {name}\n");
-        let end = format!(";;@end {name}\n");
-        let b = wat
-            .find(&begin)
-            .unwrap_or_else(|| panic!("no region {name}"))
-            + begin.len();
-        let e = b + wat[b..].find(&end).unwrap();
-        wat.replace_range(b..e, &body);
-    }
-    wat
-}
+#[path = "support/wat.rs"]
+mod wat;
+use wat::assemble;
 
 fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
@@ -49,6 +25,8 @@ fn host() -> &'static PluginHost {
     HOST.get_or_init(|| {
         PluginHost::new(HostConfig {
             cache_dir: Some(cache_dir()),
+            // big-memory is loaded with a limit of 256 MiB.
+            max_memory_bytes: 256 << 20,
             ..HostConfig::default()
         })
         .unwrap()
@@ -160,6 +138,13 @@ fn a_digest_mismatch_names_both_digests_and_loads_nothing() {
 
     let e = load_with(None, |s| s.sha256 = "123".into()).unwrap_err();
     assert!(matches!(e, PluginError::BadDigest { .. }), "{e}");
+    // The policy's rule: lower case only (the host used to accept either).
+    let e = load_with(None, |s| s.sha256 = actual.to_uppercase()).unwrap_err();
+    assert!(matches!(e, PluginError::BadDigest { .. }), "{e}");
+    assert!(
+        e.to_string().contains("expected 64 lower-case hex digits"),
+        "{e}"
+    );
 
     let e = load_with(None, |s| s.path = s.path.with_extension("missing")).unwrap_err();
     assert!(matches!(e, PluginError::Unreadable { .. }), "{e}");
@@ -302,16 +287,84 @@ fn oversized_output_is_refused_unless_the_limit_allows_it() {
 fn logs_are_capped_and_the_drop_is_reported() {
     let out = load("log-spam").check(&ctx(), "gate").unwrap();
     assert_eq!(out.value.verdict, Verdict::Pass);
-    let kept: u64 = out
+    let kept: Vec<_> = out
         .logs
         .iter()
         .filter(|l| l.source == LogSource::Plugin)
-        .map(|l| l.message.len() as u64)
+        .collect();
+    let bytes: u64 = kept
+        .iter()
+        .map(|l| l.message.len() as u64 + ENTRY_OVERHEAD_BYTES)
         .sum();
-    assert!(kept <= Limits::DEFAULT_MAX_LOG_BYTES);
+    assert!(bytes <= Limits::DEFAULT_MAX_LOG_BYTES);
     let note = out.logs.last().unwrap();
     assert_eq!(note.source, LogSource::Host);
     assert!(note.message.contains("dropped"), "{}", note.message);
+}
+
+#[test]
+fn every_output_channel_is_capped_by_count_not_only_by_bytes() {
+    // A million empty log lines: kept up to the line cap, the rest counted.
+    let out = load("log-empty").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+    let plugin_lines = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Plugin)
+        .count();
+    assert!(plugin_lines <= MAX_LOG_LINES, "{plugin_lines} lines kept");
+    let note = &out.logs.last().unwrap().message;
+    assert!(note.contains("log line(s) (0 bytes) dropped"), "{note}");
+    let dropped: usize = note.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(dropped + plugin_lines, 1_000_000, "{note}");
+
+    // A hundred thousand progress reports: the first 1024 count.
+    let out = load("progress-spam").check(&ctx(), "gate").unwrap();
+    assert!(out.progress.is_some());
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.message == format!("{} progress report(s) dropped: over the limit of {MAX_PROGRESS_REPORTS} per call (the last one kept is report {MAX_PROGRESS_REPORTS})", 100_000 - MAX_PROGRESS_REPORTS)),
+        "{:?}",
+        out.logs
+    );
+
+    // Two million empty observations: the first ones kept, the rest noted.
+    let out = load("observations-spam").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.observations.len(), MAX_OBSERVATIONS);
+    let note = &out.logs.last().unwrap().message;
+    assert!(
+        note.starts_with(&format!(
+            "{} observation(s) (0 bytes) dropped",
+            2_000_000 - MAX_OBSERVATIONS
+        )),
+        "{note}"
+    );
+
+    // 128 KiB of stdout lines: the call is not failed for it; lines and
+    // bytes over the caps are dropped and noted.
+    let out = load("stdout-spam").check(&ctx(), "gate").unwrap();
+    assert_eq!(out.value.verdict, Verdict::Pass);
+    let lines = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Stdout)
+        .count();
+    assert!(lines > 0 && lines <= MAX_LOG_LINES, "{lines}");
+    let notes: Vec<&str> = out
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with(&format!(
+            "{} bytes of stdout dropped",
+            (128 << 10) - Limits::DEFAULT_MAX_LOG_BYTES
+        ))),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("log line(s)")), "{notes:?}");
 }
 
 #[test]
@@ -325,10 +378,23 @@ fn storage_is_refused_unless_granted() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    // A runner killed mid-write left a temp file in the store: opening the
+    // store at load removes it.
+    let kv = dir.path().join("kv");
+    std::fs::create_dir(&kv).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = kv.join(format!(".tmp-{dead}-0"));
+    std::fs::write(&stale, b"half a value").unwrap();
     let p = load_with(Some("storage"), |s| {
-        s.capabilities.storage_dir = Some(dir.path().join("kv"))
+        s.capabilities.storage.dir = Some(kv.clone())
     })
     .unwrap();
+    assert!(
+        !stale.exists(),
+        "the killed writer's temp file is still there"
+    );
     let out = p.check(&ctx(), "gate").unwrap();
     assert_eq!(out.value.verdict, Verdict::Pass);
 }
@@ -422,7 +488,7 @@ fn wasi_is_linked_with_nothing_granted_unless_the_policy_says_so() {
         Verdict::Pass
     );
     let p = load_with(Some("wasi-env"), |s| {
-        s.capabilities.env = vec![("SITE".into(), "lab".into())]
+        s.capabilities.wasi.env = vec![("SITE".into(), "lab".into())]
     })
     .unwrap();
     assert_eq!(
@@ -436,9 +502,476 @@ fn wasi_is_linked_with_nothing_granted_unless_the_policy_says_so() {
         p.check(&ctx(), "gate").unwrap().value.verdict,
         Verdict::Pass
     );
-    let p = load_with(Some("wasi-clock"), |s| s.capabilities.clocks = true).unwrap();
+    let p = load_with(Some("wasi-clock"), |s| s.capabilities.wasi.clocks = true).unwrap();
     assert_eq!(
         p.check(&ctx(), "gate").unwrap().value.verdict,
         Verdict::Fail
+    );
+}
+
+#[test]
+fn a_wasi_wait_ends_at_the_deadline() {
+    // No grant needed: a monotonic-clock pollable for 8 s against 300 ms.
+    let p = load_with(Some("wasi-sleep"), |s| {
+        s.limits.timeout = Duration::from_millis(300)
+    })
+    .unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::Timeout { .. }), "{e}");
+    assert!(
+        e.to_string().contains("exceeded its deadline of 300ms"),
+        "{e}"
+    );
+
+    // The same wait in `describe`: the load fails instead of waiting.
+    let e = load_with(Some("wasi-sleep-describe"), |s| {
+        s.limits.timeout = Duration::from_millis(300)
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Describe { source, .. } if matches!(**source, CallError::Timeout { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cancelled_run_ends_a_running_call_at_once() {
+    // Cancelled before it starts: an endless loop ends at the first epoch
+    // tick, as Cancelled (not at its 2-minute deadline).
+    let p = load_with(Some("loop"), |s| {
+        s.limits.timeout = Duration::from_secs(120)
+    })
+    .unwrap();
+    let cancel = Cancel::new();
+    cancel.cancel("test");
+    let e = p
+        .check(&ctx().with_cancel(cancel.flag()), "gate")
+        .unwrap_err();
+    assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+    assert!(e.to_string().contains("was cancelled"), "{e}");
+
+    // Cancelled before a WASI wait of 8 s: the wait does not start (a
+    // plugin returning right after it would never meet an epoch check).
+    let p = load_with(Some("wasi-sleep"), |s| {
+        s.limits.timeout = Duration::from_secs(120)
+    })
+    .unwrap();
+    let e = p
+        .check(&ctx().with_cancel(cancel.flag()), "gate")
+        .unwrap_err();
+    assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+
+    // Cancelled while it runs: after it stored its marker, in that host call
+    // or in its WASI wait, the call ends at once.
+    let dir = tempfile::tempdir().unwrap();
+    let kv = dir.path().join("kv");
+    let p = load_with(Some("wasi-sleep-marked"), |s| {
+        s.capabilities.storage.dir = Some(kv.clone());
+        s.limits.timeout = Duration::from_secs(120);
+    })
+    .unwrap();
+    let cancel = Cancel::new();
+    let ctx = ctx().with_cancel(cancel.flag());
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| p.check(&ctx, "gate"));
+        // The marker is the plugin's last step before its 30 s wait.
+        while !kv.join("blocked.v").exists() {
+            assert!(!call.is_finished(), "the call ended before its marker");
+            std::thread::yield_now();
+        }
+        cancel.cancel("test");
+        let e = call.join().unwrap().unwrap_err();
+        assert!(matches!(e, CallError::Cancelled { .. }), "{e}");
+    });
+}
+
+#[test]
+fn a_parameter_schema_that_explodes_is_refused_at_describe() {
+    // 2.5 KB of text, 2^40 nodes with its references followed.
+    let e = load_with(Some("schema-bomb"), |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, PluginError::Describe { source, .. } if matches!(**source, CallError::InvalidOutput { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("check `gate`: params-schema expands to"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("limit of {MAX_SCHEMA_EXPANSION}")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn plugin_files_are_checked_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |path: PathBuf| PluginSpec {
+        name: "odd".into(),
+        path,
+        sha256: "0".repeat(64),
+        capabilities: Capabilities::default(),
+        limits: Limits::default(),
+    };
+    // A sparse file over the cap: refused by its size, nothing read (it
+    // would otherwise be read whole before its digest is compared).
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_PLUGIN_BYTES + 1)
+        .unwrap();
+    let e = host().load(&spec(big)).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            PluginError::Unreadable {
+                source: SourceError::TooLarge { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("more than the limit of 64 MiB for a plugin"),
+        "{e}"
+    );
+    // Not regular files.
+    for (path, kind) in [
+        (dir.path().to_path_buf(), "a directory"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+    ] {
+        let e = host().load(&spec(path)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("it is {kind}, not a regular file")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn plugins_too_costly_to_compile_are_refused_before_compiling() {
+    for (snippet, needle) in [
+        (
+            "many-locals",
+            "core module 1, function 5 declares 40000 locals, more than the limit of 4096 per function",
+        ),
+        (
+            "locals-times-code",
+            "core module 1, function 5 has 2000 locals over 40",
+        ),
+    ] {
+        let e = load_with(Some(snippet), |_| {}).unwrap_err();
+        assert!(
+            matches!(e, PluginError::OverCompileLimits { .. }),
+            "{snippet}: {e}"
+        );
+        assert!(e.to_string().contains(needle), "{snippet}: {e}");
+        assert!(
+            e.to_string().contains("is refused before compiling"),
+            "{snippet}: {e}"
+        );
+    }
+    // One function of more than 1 MiB of code.
+    let wat = assemble(None).replace(
+        ";;@begin extra\n",
+        &format!(
+            ";;@begin extra\n(func $big {} )\n",
+            "nop ".repeat((MAX_FUNCTION_BODY_BYTES + 1) as usize)
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.wat");
+    std::fs::write(&path, &wat).unwrap();
+    let e = host()
+        .load(&PluginSpec {
+            name: "big".into(),
+            path,
+            sha256: sha256_hex(wat.as_bytes()),
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "core module 1, function 5 has {} bytes of code, more than the limit of {MAX_FUNCTION_BODY_BYTES} per function",
+            MAX_FUNCTION_BODY_BYTES + 3
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cache_others_can_write_is_refused_and_their_entries_are_never_run() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    // The tests run as root: user 65534 and mode bits play the other user.
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let refusal = |dir: &Path| match PluginHost::new(HostConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..HostConfig::default()
+    }) {
+        Ok(_) => panic!("{} was accepted as the cache", dir.display()),
+        Err(e) => e.to_string(),
+    };
+    let base = tempfile::tempdir().unwrap();
+
+    // A cache dir every user can write.
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    mode(&open, 0o777);
+    let e = refusal(&open);
+    assert!(
+        e.contains(&format!(
+            "cannot use {} as the plugin cache: it is writable by every user (mode 0777)",
+            open.display()
+        )) && e.contains("chmod go-w"),
+        "{e}"
+    );
+    // One owned by another user.
+    let theirs = base.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let e = refusal(&theirs);
+    assert!(e.contains("it is owned by user 65534"), "{e}");
+    // One inside a directory every user can write (and rename things in).
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    mode(&shared, 0o777);
+    let e = refusal(&shared.join("cache"));
+    assert!(
+        e.contains(&format!(
+            "{} above it: it is writable by every user",
+            shared.display()
+        )),
+        "{e}"
+    );
+
+    // Another user's compiled code planted under the pinned plugin's name,
+    // with a matching checksum: not run, rebuilt.
+    let cache = base.path().join("cache");
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.clone()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = spec(None, dir.path());
+    let evil = spec(Some("trap"), dir.path());
+    host.load(&evil).unwrap();
+    let planted = host.cache_entry(&good.sha256).unwrap();
+    let plant = |owner: u32, m: u32| {
+        let from = host.cache_entry(&evil.sha256).unwrap();
+        for (f, t) in [
+            (from.clone(), planted.clone()),
+            (from.with_extension("sum"), planted.with_extension("sum")),
+        ] {
+            let _ = std::fs::remove_file(&t);
+            std::fs::copy(&f, &t).unwrap();
+            chown(&t, Some(owner), Some(owner)).unwrap();
+            mode(&t, m);
+        }
+    };
+    plant(65534, 0o644);
+    let p = host.load(&good).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass,
+        "the planted code ran"
+    );
+    assert_eq!(host.load(&good).unwrap().cache_status(), CacheStatus::Hit);
+    // Ours, but writable by others: not run either.
+    plant(0, 0o666);
+    let p = host.load(&good).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+}
+
+#[test]
+fn grants_a_plugin_cannot_use_or_must_not_have_are_refused_at_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    // Directories work for a plugin that imports WASI preopens.
+    let p = load("wasi-preopens");
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Fail
+    );
+    let p = load_with(Some("wasi-preopens"), |s| {
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: dir.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: true,
+        }]
+    })
+    .unwrap();
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+
+    // The skeleton imports no WASI: environment and directories granted to
+    // it would do nothing.
+    let e = load_with(None, |s| {
+        s.capabilities.wasi.env = vec![("SITE".into(), "lab".into())];
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: dir.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: true,
+        }];
+    })
+    .unwrap_err();
+    let PluginError::Grant { problems, .. } = &e else {
+        panic!("{e}")
+    };
+    let places: Vec<(&str, bool)> = problems.iter().map(|p| (p.at.as_str(), p.key)).collect();
+    assert_eq!(
+        places,
+        [("/capabilities/env", true), ("/capabilities/dirs", true)],
+        "{e}"
+    );
+    assert!(
+        problems[0].message.starts_with(
+            "plugin `hostile` cannot use `env`: it does not import wasi:cli/environment (it imports no WASI at all"
+        ),
+        "{e}"
+    );
+
+    // A directory that holds a protected path, or is inside one.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("storage/x")).unwrap();
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    let protected = [ProtectedPath {
+        path: state.clone(),
+        what: "the state dir".into(),
+        readable: false,
+    }];
+    for (grant, read_only, how) in [
+        (dir.path().to_path_buf(), true, "which holds"),
+        (state.join("storage/x"), false, "which is inside"),
+    ] {
+        let mut s = spec(Some("wasi-preopens"), dir.path());
+        s.capabilities.wasi.dirs = vec![DirGrant {
+            host: grant.clone(),
+            guest: "/data".into(),
+            read_only,
+        }];
+        let e = host.load_guarded(&s, &protected).unwrap_err();
+        let PluginError::Grant { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems[0].at, "/capabilities/dirs/0/host");
+        assert!(
+            problems[0].message.contains(&format!(
+                "{}, {how} the state dir ({})",
+                grant.display(),
+                state.display()
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn each_way_to_fail_is_named_for_what_it_is() {
+    // A table grown past the sandbox's limit: not "invalid data".
+    let e = load("table-grow").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::TableLimit { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "check `gate` exceeded the limit of {MAX_TABLE_ELEMENTS} table elements (asked for 100001)"
+        )),
+        "{e}"
+    );
+    // WASI exit instead of a result: not "invalid data".
+    let e = load("wasi-exit").check(&ctx(), "gate").unwrap_err();
+    assert!(matches!(e, CallError::Exited { status: 1, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("check `gate` called WASI exit with status 1 instead of returning a result"),
+        "{e}"
+    );
+    // More memories than an instance may have: refused at load, not a
+    // host error at every call.
+    let e = load_with(Some("many-memories"), |_| {}).unwrap_err();
+    assert!(matches!(e, PluginError::OverSandboxLimits { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "it defines 18 memories, more than the limit of {MAX_MEMORIES}"
+        )),
+        "{e}"
+    );
+    // A storage key of 256 `/`: refused at `set` naming the limit (not the
+    // file system's "File name too long"), the plugin's fault, not the host's.
+    let dir = tempfile::tempdir().unwrap();
+    let p = load_with(Some("storage-long-key"), |s| {
+        s.capabilities.storage.dir = Some(dir.path().join("kv"))
+    })
+    .unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    let CallError::Plugin { message, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        message.contains(&format!(
+            "a key of 256 bytes is 768 bytes once stored as a file name (each byte other than A-Z, a-z, 0-9, `_` and `-` takes 3), more than the limit of {MAX_KEY_BYTES}"
+        )),
+        "{e}"
+    );
+    // A memory limit above what the host reserves: refused at load.
+    let small = PluginHost::new(HostConfig::default()).unwrap();
+    let mut s = spec(None, dir.path());
+    s.limits.memory_bytes = 256 << 20;
+    let e = small.load(&s).unwrap_err();
+    assert!(matches!(e, PluginError::Limits { .. }), "{e}");
+    assert!(
+        e.to_string().contains(
+            "its memory limit of 256 MiB is more than this plugin host reserves per memory (64 MiB)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_store_failing_on_the_host_side_is_a_host_fault_whatever_the_plugin_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = dir.path().join("kv");
+    let p = load_with(Some("storage-set-ignored"), |s| {
+        s.capabilities.storage.dir = Some(kv.clone())
+    })
+    .unwrap();
+    // Works while the store does.
+    assert_eq!(
+        p.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    // The store is damaged under the plugin (the key's file is now a
+    // directory): the write fails on the host's side; the plugin ignores
+    // the error and passes, the call is still the host's fault.
+    std::fs::remove_file(kv.join("world.v")).unwrap();
+    std::fs::create_dir(kv.join("world.v")).unwrap();
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    let CallError::HostFault {
+        capability,
+        message,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(capability, "storage");
+    assert!(
+        message.starts_with("storage: cannot write key `world`: "),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("check `gate`: the runner's `storage` capability failed on the host"),
+        "{e}"
     );
 }

@@ -33,7 +33,7 @@ fn spec(name: &str, storage: Option<PathBuf>) -> PluginSpec {
         path: Path::new(DIST).join(&file),
         sha256: pinned(&file),
         capabilities: Capabilities {
-            storage_dir: storage,
+            storage: StorageGrant { dir: storage },
             ..Capabilities::default()
         },
         limits: Limits {

@@ -42,6 +42,8 @@ golden_cases!(
     duration_without_unit,
     empty,
     empty_software,
+    grant_overlaps_plugin,
+    grant_unusable,
     missing_kind,
     missing_target_plugin,
     not_a_mapping,

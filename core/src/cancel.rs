@@ -72,7 +72,8 @@ impl Cancel {
     }
 }
 
-/// A read-only view of a [`Cancel`] for synchronous code.
+/// A read-only view of a [`Cancel`] for synchronous code (and for the
+/// plugin host's waits, through [`CancelFlag::cancelled`]).
 #[derive(Clone, Debug)]
 pub struct CancelFlag(Arc<Inner>);
 
@@ -80,7 +81,25 @@ impl CancelFlag {
     pub fn is_cancelled(&self) -> bool {
         self.0.cancelled.load(Ordering::SeqCst)
     }
+
+    /// Resolves once the token is cancelled (at once if it already is).
+    pub async fn cancelled(&self) {
+        Cancel {
+            inner: self.0.clone(),
+        }
+        .cancelled()
+        .await
+    }
 }
+
+/// Two flags are equal when they watch the same token.
+impl PartialEq for CancelFlag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CancelFlag {}
 
 #[cfg(test)]
 mod tests {

@@ -223,34 +223,6 @@ pub const GATES: &str = "  gates:
       - {name: after-merge, plugin: sim-checks, check: services-running}
 ";
 
-/// A hand-written WAT component: `tests/data/plugins/skeleton.wat` with the
-/// regions the snippet `NAME.wat` replaces (`;;@replace REGION` lines).
-pub fn wat_plugin(snippet: &str) -> String {
-    let dir = repo_root().join("tests/data/plugins");
-    let mut wat = std::fs::read_to_string(dir.join("skeleton.wat")).unwrap();
-    let text = std::fs::read_to_string(dir.join(format!("{snippet}.wat"))).unwrap();
-    let mut sections: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix(";;@replace ") {
-            sections.push((name.trim().to_string(), String::new()));
-        } else if let Some((_, body)) = sections.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    for (name, body) in sections {
-        let begin = format!(";;@begin {name}\n");
-        let end = format!(";;@end {name}\n");
-        let b = wat
-            .find(&begin)
-            .unwrap_or_else(|| panic!("no region {name}"))
-            + begin.len();
-        let e = b + wat[b..].find(&end).unwrap();
-        wat.replace_range(b..e, &body);
-    }
-    wat
-}
-
 /// The sha256 of some bytes, as policies pin it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     duplex_core::plugins::sha256_hex(bytes)

@@ -261,7 +261,7 @@ impl App {
         mut sink: Box<dyn EventSink>,
         cancel: &Cancel,
     ) -> Result<(Plugins, LoadedPolicy, Box<dyn EventSink>), AppError> {
-        let host = self.host()?.clone();
+        let host = self.host_for(setup::max_memory_bytes(&policy.policy.spec.plugins))?;
         let state_dir = self.state_dir().to_path_buf();
         if let Some(why) = cancel.reason() {
             return Err(AppError::InterruptedBeforeStart { why });
@@ -376,7 +376,7 @@ impl App {
         mut sink: Box<dyn EventSink>,
         cancel: &Cancel,
     ) -> Result<(Plugins, Box<dyn EventSink>), AppError> {
-        let host = self.host()?.clone();
+        let host = self.host_for(setup::max_memory_bytes(&policy.policy.spec.plugins))?;
         let state_dir = self.state_dir().to_path_buf();
         let session_dir = info.dir.clone();
         let refs: Vec<_> = if session.ended.is_some() {

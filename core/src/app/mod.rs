@@ -33,7 +33,7 @@ use crate::clock::SharedClock;
 use crate::engine::Pacing;
 use crate::plugins::{HostConfig, PluginHost};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// What an [`App`] works on.
 #[derive(Clone)]
@@ -48,14 +48,16 @@ pub struct AppConfig {
 
 pub struct App {
     config: AppConfig,
-    host: OnceLock<Result<PluginHost, String>>,
+    /// The shared plugin host, made on first use; replaced by a larger one
+    /// only when a policy's plugins need more memory than it reserves.
+    host: Mutex<Option<PluginHost>>,
 }
 
 impl App {
     pub fn new(config: AppConfig) -> App {
         App {
             config,
-            host: OnceLock::new(),
+            host: Mutex::new(None),
         }
     }
 
@@ -70,23 +72,37 @@ impl App {
     /// An `App` over another state dir sharing `host` (one wasmtime engine,
     /// epoch ticker, pool and compile cache for every session).
     pub fn with_host(config: AppConfig, host: PluginHost) -> App {
-        let cell = OnceLock::new();
-        let _ = cell.set(Ok(host));
-        App { config, host: cell }
+        App {
+            config,
+            host: Mutex::new(Some(host)),
+        }
     }
 
-    /// The shared plugin host, made on first use.
-    pub fn host(&self) -> Result<&PluginHost, AppError> {
-        self.host
-            .get_or_init(|| {
-                PluginHost::new(HostConfig {
-                    cache_dir: self.config.cache_dir.clone(),
-                    ..HostConfig::default()
-                })
-                .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| AppError::Internal(format!("cannot start the plugin host: {e}")))
+    /// The shared plugin host, able to run plugins whose memory limit is up
+    /// to `max_memory_bytes`. Every memory of the host's instance pool
+    /// reserves that much address space, so the host is sized to what its
+    /// policies ask (not 4 GiB each) and replaced by a larger one only when
+    /// a policy asks more; plugins loaded earlier keep theirs.
+    pub fn host_for(&self, max_memory_bytes: u64) -> Result<PluginHost, AppError> {
+        let mut slot = self.host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(host) = slot.as_ref()
+            && host.max_memory_bytes() >= max_memory_bytes
+        {
+            return Ok(host.clone());
+        }
+        let reserve = max_memory_bytes.max(
+            slot.as_ref()
+                .map(PluginHost::max_memory_bytes)
+                .unwrap_or(crate::plugins::Limits::DEFAULT_MEMORY_BYTES),
+        );
+        let host = PluginHost::new(HostConfig {
+            cache_dir: self.config.cache_dir.clone(),
+            max_memory_bytes: reserve,
+            ..HostConfig::default()
+        })
+        .map_err(|e| AppError::Internal(format!("cannot start the plugin host: {e}")))?;
+        *slot = Some(host.clone());
+        Ok(host)
     }
 }
 
@@ -97,7 +113,8 @@ impl App {
     /// every artifact a regular file matching its digest. Each problem is
     /// placed in the policy file.
     pub fn validate(&self, policy: &crate::policy::LoadedPolicy) -> Vec<crate::policy::Diagnostic> {
-        let host = match self.host() {
+        let needed = crate::engine::setup::max_memory_bytes(&policy.policy.spec.plugins);
+        let host = match self.host_for(needed) {
             Ok(host) => host,
             Err(e) => {
                 return policy.place(vec![crate::policy::Finding::value(
@@ -106,7 +123,8 @@ impl App {
                 )]);
             }
         };
-        let mut findings = match crate::engine::setup::load_for_policy(host, policy, None, |_| {}) {
+        let mut findings = match crate::engine::setup::load_for_policy(&host, policy, None, |_| {})
+        {
             Ok(_) => Vec::new(),
             Err(findings) => findings,
         };

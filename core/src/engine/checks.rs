@@ -26,6 +26,8 @@ enum Tally {
     Pass,
     Fail(String),
     Inconclusive(String),
+    /// The runner's own side failed under the check: a person must look.
+    HostFault(String),
 }
 
 impl Engine {
@@ -108,6 +110,7 @@ impl Engine {
                             check.name
                         ))));
                     }
+                    Tally::HostFault(message) => return Ok(Err(Failure::hold(message))),
                 }
                 if let Err(f) = self.rule_check() {
                     return Ok(Err(f));
@@ -184,6 +187,11 @@ impl Engine {
                 Verdict::Fail => (Tally::Fail(message.clone()), verdict, message),
                 Verdict::Inconclusive => (Tally::Inconclusive(message.clone()), verdict, message),
             },
+            Err(e @ crate::plugins::CallError::HostFault { .. }) => (
+                Tally::HostFault(e.to_string()),
+                Verdict::Fail,
+                e.to_string(),
+            ),
             // A check that cannot run has not passed.
             Err(e) => (Tally::Fail(e.to_string()), Verdict::Fail, e.to_string()),
         };

@@ -144,6 +144,7 @@ impl Engine {
         .with_attempt(session.config.attempt.max(1))
         .with_side(side)
         .with_params(serde_json::Value::Object(params.clone()))
+        .with_cancel(self.cancel.flag())
     }
 
     /// Run a plugin call off the async thread. A cancelled run stops waiting
@@ -171,6 +172,11 @@ impl Engine {
             joined = handle => joined.map_err(|e| EngineError::Internal(format!("plugin call task failed: {e}")))?,
             _ = self.cancel.cancelled() => return Err(EngineError::Cancelled),
         };
+        // The host ended the call because the run was cancelled: that is
+        // the run's interruption, not the plugin's failure.
+        if matches!(result, Err(CallError::Cancelled { .. })) {
+            return Err(EngineError::Cancelled);
+        }
         let (ok, outcome, logs, duration) = match &result {
             Ok(o) => {
                 let (ok, text) = describe(&o.value);
@@ -388,6 +394,10 @@ impl Engine {
 pub(super) fn call_failure(e: CallError, prefix: &str) -> Failure {
     let disposition = match e {
         CallError::CapabilityDenied { .. } | CallError::NotProvided { .. } => Disposition::Final,
+        // The runner's own side failed (its disk is full, say): not the
+        // plugin's doing, so no retry is spent and no rule fires; a person
+        // fixes the host and retries.
+        CallError::HostFault { .. } => Disposition::Hold,
         _ => Disposition::Retryable,
     };
     Failure {

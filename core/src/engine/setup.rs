@@ -28,15 +28,18 @@ pub fn plugin_spec(
     resolve: impl Fn(&str) -> PathBuf,
 ) -> PluginSpec {
     let caps = &p.capabilities;
-    let capabilities = match state_dir {
-        None => plugins::Capabilities::default(),
-        Some(state_dir) => plugins::Capabilities {
-            storage_dir: caps.storage.then(|| {
+    let capabilities = plugins::Capabilities {
+        host: (),
+        storage: plugins::StorageGrant {
+            // Without a state dir (validate) the grant is checked, never set up.
+            dir: caps.storage.then(|| {
                 storage_dir(
-                    state_dir,
+                    state_dir.unwrap_or(Path::new(".")),
                     caps.storage_namespace.as_deref().unwrap_or(&p.name),
                 )
             }),
+        },
+        wasi: plugins::WasiGrant {
             env: caps
                 .env
                 .iter()
@@ -68,17 +71,57 @@ pub fn plugin_spec(
     }
 }
 
+/// What no plugin may be granted: the state dir, the policy's plugin and
+/// artifact files (the plugin cache is protected by the host itself).
+pub fn protected_paths(
+    policy: &LoadedPolicy,
+    state_dir: Option<&Path>,
+) -> Vec<plugins::ProtectedPath> {
+    let spec = &policy.policy.spec;
+    let state = state_dir.map(|dir| plugins::ProtectedPath {
+        path: dir.to_path_buf(),
+        what: "the state dir".into(),
+        readable: false,
+    });
+    let plugin_files = spec.plugins.iter().map(|p| plugins::ProtectedPath {
+        path: policy.resolve(&p.source),
+        what: format!("plugin `{}`'s file", p.name),
+        readable: true,
+    });
+    let artifacts = spec.software.iter().map(|s| plugins::ProtectedPath {
+        path: policy.resolve(&s.source),
+        what: format!("the artifact of `{}`", s.name),
+        readable: true,
+    });
+    state
+        .into_iter()
+        .chain(plugin_files)
+        .chain(artifacts)
+        .collect()
+}
+
+/// The largest memory limit among a policy's plugins: what the plugin host
+/// must reserve per memory to run them.
+pub fn max_memory_bytes<'p>(plugins: impl IntoIterator<Item = &'p PluginRef>) -> u64 {
+    plugins
+        .into_iter()
+        .map(|p| p.limits.memory.bytes())
+        .max()
+        .unwrap_or(plugins::Limits::DEFAULT_MEMORY_BYTES)
+}
+
 /// Verify and load every plugin a policy declares, from the policy's own
 /// sources, and check that each provides what the policy asks of it with
-/// parameters its schemas accept. `state_dir: None` (for `validate`) sets
-/// up no capabilities: `describe` needs none. Every problem is a finding
-/// placed in the policy.
+/// parameters its schemas accept. `state_dir: None` (for `validate`) checks
+/// every grant but sets none up: `describe` needs none. Every problem is a
+/// finding placed in the policy.
 pub fn load_for_policy(
     host: &PluginHost,
     policy: &LoadedPolicy,
     state_dir: Option<&Path>,
     mut on_compile: impl FnMut(&str),
 ) -> Result<Plugins, Vec<Finding>> {
+    let protected = protected_paths(policy, state_dir);
     let mut loaded = Plugins::new();
     let mut findings = Vec::new();
     for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
@@ -88,20 +131,27 @@ pub fn load_for_policy(
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);
         }
-        match host.load(&spec) {
+        let result = match state_dir {
+            Some(_) => host.load_guarded(&spec, &protected),
+            None => host.validate(&spec, &protected),
+        };
+        match result {
             Ok(plugin) => {
                 loaded.insert(p.name.clone(), plugin);
             }
+            Err(PluginError::Grant { problems, .. }) => {
+                findings.extend(problems.into_iter().map(|g| {
+                    let at = format!("/spec/plugins/{i}{}", g.at);
+                    if g.key {
+                        Finding::key(at, g.message)
+                    } else {
+                        Finding::value(at, g.message)
+                    }
+                }));
+            }
             Err(e) => {
-                let at = match e {
-                    PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
-                    PluginError::Unreadable { .. }
-                    | PluginError::Invalid { .. }
-                    | PluginError::Incompatible { .. } => "source",
-                    _ => "name",
-                };
                 findings.push(Finding::value(
-                    format!("/spec/plugins/{i}/{at}"),
+                    format!("/spec/plugins/{i}/{}", e.policy_field()),
                     e.to_string(),
                 ));
             }
@@ -132,6 +182,11 @@ pub fn load_pinned<'p>(
     resolve: impl Fn(&str) -> PathBuf,
     mut on_compile: impl FnMut(&str),
 ) -> Result<Plugins, PluginError> {
+    let state = [plugins::ProtectedPath {
+        path: state_dir.to_path_buf(),
+        what: "the state dir".into(),
+        readable: false,
+    }];
     let mut loaded = Plugins::new();
     for p in plugins {
         let copy = pinned_copy(session_dir, &p.sha256.to_string());
@@ -144,7 +199,7 @@ pub fn load_pinned<'p>(
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);
         }
-        loaded.insert(p.name.clone(), host.load(&spec)?);
+        loaded.insert(p.name.clone(), host.load_guarded(&spec, &state)?);
     }
     Ok(loaded)
 }

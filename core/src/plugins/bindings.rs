@@ -2,6 +2,7 @@
 //! and the conversions between its generated types and the plain types of
 //! [`super::types`].
 
+use super::output::ENTRY_OVERHEAD_BYTES;
 use super::types as t;
 use crate::model::UpgradeState;
 
@@ -88,9 +89,16 @@ pub(crate) fn log_level(l: w::LogLevel) -> t::LogLevel {
     }
 }
 
-/// Bytes of returned data, for the output cap.
+/// Bytes of returned data, for the output cap: the text of every string
+/// plus [`ENTRY_OVERHEAD_BYTES`] for every list entry.
 pub(crate) trait OutputSize {
     fn output_size(&self) -> u64;
+
+    /// Drops the entries over their channel's caps (a check's observations);
+    /// a note saying what was dropped.
+    fn cap_entries(&mut self) -> Option<String> {
+        None
+    }
 }
 
 fn len(s: &str) -> u64 {
@@ -105,17 +113,27 @@ impl OutputSize for w::PluginInfo {
             + self
                 .checks
                 .iter()
-                .map(|c| len(&c.name) + len(&c.description) + len(&c.params_schema))
+                .map(|c| {
+                    ENTRY_OVERHEAD_BYTES
+                        + len(&c.name)
+                        + len(&c.description)
+                        + len(&c.params_schema)
+                })
                 .sum::<u64>()
             + self
                 .operations
                 .iter()
-                .map(|o| 1 + len(&o.description) + len(&o.params_schema))
+                .map(|o| ENTRY_OVERHEAD_BYTES + len(&o.description) + len(&o.params_schema))
                 .sum::<u64>()
             + self
                 .installers
                 .iter()
-                .map(|i| len(&i.name) + len(&i.description) + len(&i.params_schema))
+                .map(|i| {
+                    ENTRY_OVERHEAD_BYTES
+                        + len(&i.name)
+                        + len(&i.description)
+                        + len(&i.params_schema)
+                })
                 .sum::<u64>()
     }
 }
@@ -126,8 +144,12 @@ impl OutputSize for w::CheckResult {
             + self
                 .observations
                 .iter()
-                .map(|(k, v)| len(k) + len(v))
+                .map(|(k, v)| ENTRY_OVERHEAD_BYTES + len(k) + len(v))
                 .sum::<u64>()
+    }
+
+    fn cap_entries(&mut self) -> Option<String> {
+        super::output::cap_observations(&mut self.observations)
     }
 }
 
@@ -160,11 +182,25 @@ impl<T: OutputSize, E: OutputSize> OutputSize for Result<T, E> {
             Err(e) => e.output_size(),
         }
     }
+
+    fn cap_entries(&mut self) -> Option<String> {
+        match self {
+            Ok(t) => t.cap_entries(),
+            Err(e) => e.cap_entries(),
+        }
+    }
 }
 
 /// Converts and validates a plugin's description.
 pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
     fn schema(what: &str, s: &str) -> Result<serde_json::Value, String> {
+        if s.len() > super::schema_limits::MAX_SCHEMA_BYTES {
+            // Not even parsed.
+            return Err(format!(
+                "{what}: {}",
+                super::schema_limits::check(s.len(), &serde_json::Value::Null).unwrap_err()
+            ));
+        }
         let v: serde_json::Value = serde_json::from_str(if s.trim().is_empty() { "{}" } else { s })
             .map_err(|e| format!("{what}: params-schema is not JSON: {e}"))?;
         if !(v.is_object() || v.is_boolean()) {
@@ -172,6 +208,7 @@ pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
                 "{what}: params-schema is not a JSON Schema (an object or a boolean)"
             ));
         }
+        super::schema_limits::check(s.len(), &v).map_err(|e| format!("{what}: {e}"))?;
         Ok(v)
     }
     fn name_ok(what: &str, n: &str) -> Result<(), String> {

@@ -7,14 +7,23 @@
 //! its bytes match its recorded checksum; anything else (missing sum, torn write,
 //! bit rot, a deserialize error) is rebuilt and overwritten, never trusted.
 //!
-//! The cache directory is trusted the way the runner binary is: whoever can
-//! write it can run native code in the runner. The checksum guards against
-//! corruption, not against an attacker (who could rewrite both files).
+//! A cache entry is native code the runner executes: whoever can write the
+//! cache can run code as the runner. The checksum guards against corruption,
+//! not against an attacker (who could rewrite both files), so the cache is
+//! trusted only as far as ssh trusts `~/.ssh`: the directory must be owned
+//! by the runner's user (or root) and writable by nobody else, and so must
+//! every directory above it that is not sticky (`/tmp` is fine: nobody else
+//! can rename a directory out of it). A cache dir that fails this is
+//! refused with the reason; an entry or checksum file owned by another user
+//! or writable by others is not read (it is rebuilt and replaced). Files
+//! are opened without following symlinks and checked on the opened file, so
+//! what is checked is what is read.
 
 use super::digest::sha256_hex;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::Component;
@@ -28,7 +37,8 @@ pub enum CacheStatus {
     Hit,
     /// No entry: compiled and stored.
     Miss,
-    /// An entry existed but was corrupt or stale: compiled and replaced.
+    /// An entry existed but was corrupt, stale or not trusted: compiled and
+    /// replaced.
     Rebuilt,
     /// No cache configured: compiled.
     Disabled,
@@ -39,13 +49,33 @@ pub(crate) struct Cache {
     engine_hash: String,
 }
 
+/// The cache dir cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use {} as the plugin cache: {why}", dir.display())]
+pub(crate) struct Untrusted {
+    dir: PathBuf,
+    why: String,
+}
+
 impl Cache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> io::Result<Cache> {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> std::result::Result<Cache, Untrusted> {
         if let Some(dir) = &dir {
-            fs::create_dir_all(dir)?;
+            let untrusted = |why: String| Untrusted {
+                dir: dir.clone(),
+                why,
+            };
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| untrusted(e.to_string()))?;
+            trusted_dir(dir).map_err(untrusted)?;
         }
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
+        // Entries were compiled after passing this runner's static limits
+        // (code_limits): a runner with other limits must not take them.
+        super::code_limits::LIMITS_VERSION.hash(&mut h);
         Ok(Cache {
             dir,
             engine_hash: format!("{:016x}", h.finish()),
@@ -58,35 +88,43 @@ impl Cache {
             .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_hash)))
     }
 
-    /// The compiled component for `bytes` (whose sha256 is `digest`).
+    /// The compiled component whose source has sha256 `digest`; `compile`
+    /// is only called when no valid, trusted entry exists.
     pub fn load(
         &self,
         engine: &Engine,
         digest: &str,
-        bytes: &[u8],
+        compile: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(Component, CacheStatus)> {
         let Some(path) = self.entry_path(digest) else {
-            return Ok((Component::new(engine, bytes)?, CacheStatus::Disabled));
+            let art = compile()?;
+            // SAFETY: `art` was produced just now by this very engine.
+            let component = unsafe { Component::deserialize(engine, &art)? };
+            return Ok((component, CacheStatus::Disabled));
         };
         let sum_path = path.with_extension("sum");
         let mut status = CacheStatus::Miss;
-        if let Ok(art) = fs::read(&path) {
+        if let Some(art) = read_trusted(&path) {
             status = CacheStatus::Rebuilt;
-            let sum = fs::read_to_string(&sum_path).unwrap_or_default();
-            if sum.trim() == sha256_hex(&art) {
+            let sum = read_trusted(&sum_path).unwrap_or_default();
+            if String::from_utf8_lossy(&sum).trim() == sha256_hex(&art) {
                 // SAFETY: `Component::deserialize` runs the bytes as native code
-                // without validating them. These bytes are exactly what
+                // without validating them. These bytes were written by a runner
+                // of this user (or root) into a directory nobody else can write
+                // (both checked on the open files, see the module docs), by
                 // `Engine::precompile_component` of an engine with the same
-                // compatibility hash (part of the file name) wrote into our own
-                // cache directory: their checksum was verified above on the same
-                // in-memory buffer we deserialize (no re-read, no TOCTOU), and the
-                // directory is as trusted as the runner binary (module docs).
+                // compatibility hash (part of the file name); their checksum was
+                // verified above on the same in-memory buffer we deserialize (no
+                // re-read, no TOCTOU).
                 if let Ok(c) = unsafe { Component::deserialize(engine, &art) } {
                     return Ok((c, CacheStatus::Hit));
                 }
             }
+        } else if path.symlink_metadata().is_ok() {
+            // There, but not trusted.
+            status = CacheStatus::Rebuilt;
         }
-        let art = engine.precompile_component(bytes)?;
+        let art = compile()?;
         // SAFETY: `art` was produced just now by this very engine.
         let component = unsafe { Component::deserialize(engine, &art)? };
         // A cache we cannot write only costs time: ignore write errors.
@@ -94,6 +132,81 @@ impl Cache {
             .and_then(|()| write_atomic(&sum_path, sha256_hex(&art).as_bytes()));
         Ok((component, status))
     }
+}
+
+/// The effective user id of the runner.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Owned by the runner's user or root, and writable by nobody else.
+fn owned_and_private(meta: &fs::Metadata) -> std::result::Result<(), String> {
+    let uid = meta.uid();
+    if uid != euid() && uid != 0 {
+        return Err(format!(
+            "it is owned by user {uid}, not by this runner's user ({}) or root",
+            euid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by {} (mode {:04o})",
+            if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// The cache dir and the directories above it can be written only by the
+/// runner's user or root (sticky directories such as `/tmp` excepted above
+/// the cache dir).
+fn trusted_dir(dir: &Path) -> std::result::Result<(), String> {
+    let dir = dir.canonicalize().map_err(|e| e.to_string())?;
+    let meta = fs::metadata(&dir).map_err(|e| e.to_string())?;
+    owned_and_private(&meta).map_err(|why| {
+        format!(
+            "{why}: whoever can write it can run code as this runner; make it yours and writable only by you (`chmod go-w {}`), or use another directory",
+            dir.display()
+        )
+    })?;
+    for above in dir.ancestors().skip(1) {
+        let meta = fs::metadata(above).map_err(|e| format!("{}: {e}", above.display()))?;
+        let sticky = meta.permissions().mode() & 0o1000 != 0;
+        if sticky && (meta.uid() == 0 || meta.uid() == euid()) {
+            continue;
+        }
+        owned_and_private(&meta).map_err(|why| {
+            format!(
+                "{} above it: {why}: whoever can write it can replace the cache with their own; use a directory whose parents only you or root can write",
+                above.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The file's bytes if it is a regular file (not a symlink) owned by the
+/// runner's user or root and writable by nobody else.
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() || owned_and_private(&meta).is_err() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -106,10 +219,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
     ));
     let res = (|| {
-        let mut f = OpenOptions::new()
+        let mut f: File = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .mode(0o644)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -6,9 +6,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Whether `s` looks like a sha256 digest: 64 hex digits (either case).
+/// Whether `s` is a sha256 digest as a policy pins it: 64 lower-case hex
+/// digits (the policy's own rule, [`crate::policy::Sha256`]).
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.parse::<crate::policy::Sha256>().is_ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -31,5 +32,8 @@ mod tests {
         );
         assert!(super::is_sha256_hex(&super::sha256_hex(b"")));
         assert!(!super::is_sha256_hex("abc"));
+        assert!(!super::is_sha256_hex(
+            &super::sha256_hex(b"").to_uppercase()
+        ));
     }
 }

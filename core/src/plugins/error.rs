@@ -1,19 +1,22 @@
 //! Typed errors at the edge of the host (inside, code runs on `wasmtime::Result`).
 
+use super::capabilities::GrantProblem;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Loading a plugin failed: nothing of it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// The file cannot be read, or is refused before it is (not a regular
+    /// file, over [`MAX_PLUGIN_BYTES`](super::MAX_PLUGIN_BYTES)).
     #[error("cannot read plugin `{name}` from {}: {source}", path.display())]
     Unreadable {
         name: String,
         path: PathBuf,
-        source: std::io::Error,
+        source: super::SourceError,
     },
-    #[error("plugin `{name}`: `{digest}` is not a sha256 digest (64 hex digits)")]
-    BadDigest { name: String, digest: String },
+    #[error("plugin `{name}`: {message}")]
+    BadDigest { name: String, message: String },
     #[error(
         "plugin `{name}` ({}) does not match its pinned digest: the policy pins sha256 {expected}, the file has sha256 {actual}",
         path.display()
@@ -26,6 +29,17 @@ pub enum PluginError {
     },
     #[error("plugin `{name}` ({}) is not a valid WebAssembly component: {message}", path.display())]
     Invalid {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// Refused before compiling: compiling it could take minutes (limits
+    /// in [`code_limits`](super::code_limits)).
+    #[error(
+        "plugin `{name}` ({}) is refused before compiling: {message}. Past these limits compile time grows faster than code (minutes for one function); split the function, or build the plugin with optimisations",
+        path.display()
+    )]
+    OverCompileLimits {
         name: String,
         path: PathBuf,
         message: String,
@@ -47,8 +61,41 @@ pub enum PluginError {
         capability: &'static str,
         message: String,
     },
+    /// The plugin's limits ask more than the host was set up for.
+    #[error("plugin `{name}`: {message}")]
+    Limits { name: String, message: String },
+    /// It would not fit the sandbox (checked before compiling).
+    #[error("plugin `{name}` ({}) cannot run in the sandbox: {message}", path.display())]
+    OverSandboxLimits {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// The policy grants the plugin something it must not have or cannot
+    /// use; each problem is placed in the plugin's entry of the policy.
+    #[error("plugin `{name}`: {}", problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Grant {
+        name: String,
+        problems: Vec<GrantProblem>,
+    },
     #[error("plugin host: {0}")]
     Host(String),
+}
+
+impl PluginError {
+    /// The field of the policy's plugin entry the error is about (where
+    /// `duplex validate` places it): `sha256`, `source` or `name`.
+    pub fn policy_field(&self) -> &'static str {
+        match self {
+            PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
+            PluginError::Unreadable { .. }
+            | PluginError::Invalid { .. }
+            | PluginError::OverCompileLimits { .. }
+            | PluginError::OverSandboxLimits { .. }
+            | PluginError::Incompatible { .. } => "source",
+            _ => "name",
+        }
+    }
 }
 
 /// One call of a loaded plugin failed. The runner and other plugins are unaffected;
@@ -73,6 +120,24 @@ pub enum CallError {
         call: String,
         limit: u64,
         requested: u64,
+    },
+    #[error(
+        "plugin `{plugin}`: {call} exceeded the limit of {limit} table elements (asked for {requested})"
+    )]
+    TableLimit {
+        plugin: String,
+        call: String,
+        limit: u64,
+        requested: u64,
+    },
+    /// The plugin called WASI `exit` instead of returning.
+    #[error(
+        "plugin `{plugin}`: {call} called WASI exit with status {status} instead of returning a result"
+    )]
+    Exited {
+        plugin: String,
+        call: String,
+        status: i32,
     },
     #[error("plugin `{plugin}`: {call} overflowed its stack (recursion too deep)")]
     StackOverflow { plugin: String, call: String },
@@ -126,6 +191,23 @@ pub enum CallError {
     Host {
         plugin: String,
         call: String,
+        message: String,
+    },
+    /// The run was stopped (e.g. the operator's SIGTERM) while the call ran:
+    /// it was ended at once, whatever the plugin was doing.
+    #[error("plugin `{plugin}`: {call} was cancelled: the run is stopping")]
+    Cancelled { plugin: String, call: String },
+    /// A capability failed on the runner's side (the disk under the plugin's
+    /// store is full, read-only or failing): not the plugin's fault, whatever
+    /// it then returned. Fix the host, then retry; retries spent meanwhile
+    /// would not help.
+    #[error(
+        "plugin `{plugin}`: {call}: the runner's `{capability}` capability failed on the host: {message}"
+    )]
+    HostFault {
+        plugin: String,
+        call: String,
+        capability: String,
         message: String,
     },
 }

@@ -3,15 +3,19 @@
 //!
 //! - [`PluginHost::load`] verifies the file against the sha256 the policy pins,
 //!   compiles it once (or takes it from the on-disk cache of precompiled
-//!   artifacts), links it, and asks it to `describe` itself (validated).
+//!   artifacts), links it, checks and sets up its grants, and asks it to
+//!   `describe` itself (validated; `describe` gets no capability).
 //! - Every call on a [`LoadedPlugin`] gets a fresh instance from an
-//!   `InstancePre`, its own store, a memory cap, an epoch deadline (which also
-//!   bounds time spent in host calls), and caps on returned data and log volume.
-//!   Whatever the plugin does, the call ends with `Ok(CallOutcome)` or a
-//!   [`CallError`] saying why; the runner and other plugins are unaffected.
-//! - Capabilities ([`Capabilities`]) are nothing by default: the `storage`
-//!   interface refuses with "capability `storage` not granted …", WASI preview 2
-//!   is linked with no env, no dirs, frozen clocks, no network.
+//!   `InstancePre`, its own store, a memory cap, a deadline (epoch
+//!   interruption in wasm code; every host call, WASI included, bounded by
+//!   the call's remaining time), a cancellation flag, and caps on returned
+//!   data and log volume ([`call`]). Whatever the plugin does, the call ends
+//!   with `Ok(CallOutcome)` or a [`CallError`] saying why; the runner and
+//!   other plugins are unaffected.
+//! - Capabilities ([`Capabilities`], one module each under [`capabilities`])
+//!   are nothing by default: the `storage` interface refuses with
+//!   "capability `storage` not granted …", WASI preview 2 is linked with no
+//!   env, no dirs, frozen clocks, no network.
 //!
 //! The API is synchronous; the engine calls it from `spawn_blocking`.
 //! Internally everything runs on `wasmtime::Result`; errors are converted to
@@ -19,51 +23,45 @@
 
 mod bindings;
 mod cache;
+mod call;
+pub mod capabilities;
+pub mod code_limits;
 mod digest;
 mod error;
+mod file_store;
+mod output;
 pub mod params;
+mod sandbox;
+pub mod schema_limits;
+mod source;
 mod spec;
-mod state;
-mod storage;
 mod types;
 
 pub use cache::CacheStatus;
+pub use capabilities::{
+    Capabilities, DirGrant, GrantProblem, ProtectedPath, StorageGrant, WasiGrant,
+};
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};
-pub use spec::{Capabilities, DirGrant, HostConfig, Limits, PluginSpec};
-pub use storage::{MAX_KEY_BYTES, MAX_KEYS, MAX_VALUE_BYTES};
+pub use file_store::{MAX_KEY_BYTES, MAX_KEYS, MAX_VALUE_BYTES};
+pub use output::{
+    ENTRY_OVERHEAD_BYTES, MAX_LINE_BYTES, MAX_LOG_LINES, MAX_OBSERVATION_BYTES, MAX_OBSERVATIONS,
+    MAX_PROGRESS_REPORTS,
+};
+pub use sandbox::{MAX_MEMORIES, MAX_TABLE_ELEMENTS};
+pub use source::{MAX_PLUGIN_BYTES, SourceError, read_plugin_file};
+pub use spec::{HostConfig, Limits, PluginSpec};
 pub use types::*;
 
-use bindings::{OutputSize, Plugin, PluginPre};
-use state::HostState;
+use bindings::{Plugin, PluginPre};
+use call::{Bad, Callee, Failure, HostState};
+use capabilities::{LoadedCapabilities, PluginFacts};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
-
-fn engine_config(config: &HostConfig, pooling: bool) -> Config {
-    let mut c = Config::new();
-    c.wasm_component_model(true);
-    // The host uses no component-model async; with it on every call is slower.
-    c.concurrency_support(false);
-    c.epoch_interruption(true);
-    c.max_wasm_stack(512 << 10);
-    if pooling {
-        let n = config.pool_size.max(1);
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_component_instances(n)
-            .total_core_instances(n * 16)
-            .total_memories(n * 2)
-            .total_tables(n * 16)
-            .total_stacks(n)
-            // Per-call memory caps are enforced by the store's limiter; this is
-            // only the pool's slot size (the whole 32-bit space).
-            .max_memory_size(1 << 32);
-        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    }
-    c
-}
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
 
 /// The WIT package every plugin is written against.
 pub const CONTRACT: &str = "duplex:plugin@0.1.0";
@@ -76,9 +74,10 @@ pub struct PluginHost {
 
 struct Shared {
     engine: Engine,
+    max_memory_bytes: u64,
     linker: Linker<HostState>,
     cache: cache::Cache,
-    tick: Duration,
+    protected: Vec<ProtectedPath>,
     stop: Arc<AtomicBool>,
 }
 
@@ -97,15 +96,22 @@ impl PluginHost {
         let engine = if config.pooling {
             // The pool reserves address space up front; where that is not
             // allowed (e.g. `ulimit -v`), run on the on-demand allocator.
-            Engine::new(&engine_config(&config, true))
-                .or_else(|_| Engine::new(&engine_config(&config, false)))?
+            Engine::new(&sandbox::engine_config(&config, true))
+                .or_else(|_| Engine::new(&sandbox::engine_config(&config, false)))?
         } else {
-            Engine::new(&engine_config(&config, false))?
+            Engine::new(&sandbox::engine_config(&config, false))?
         };
         let mut linker = Linker::new(&engine);
-        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        capabilities::link(&mut linker)?;
         let cache = cache::Cache::new(&engine, config.cache_dir.clone())?;
+        let mut protected = Vec::new();
+        if let Some(dir) = &config.cache_dir {
+            protected.push(ProtectedPath {
+                path: dir.clone(),
+                what: "the plugin cache".into(),
+                readable: false,
+            });
+        }
 
         let tick = config.epoch_tick.max(Duration::from_millis(1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -125,30 +131,66 @@ impl PluginHost {
         Ok(PluginHost {
             shared: Arc::new(Shared {
                 engine,
+                max_memory_bytes: config.max_memory_bytes,
                 linker,
                 cache,
-                tick,
+                protected,
                 stop,
             }),
         })
     }
 
-    /// Verifies, compiles (or loads from cache), links and describes a plugin.
+    /// Verifies, compiles (or loads from cache), links, sets up the grants of
+    /// and describes a plugin.
     pub fn load(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, &[], true)
+    }
+
+    /// [`PluginHost::load`], refusing grants that reach `protected` paths
+    /// (the state dir, the policy's plugin and artifact files) besides the
+    /// plugin cache, which is always protected.
+    pub fn load_guarded(
+        &self,
+        spec: &PluginSpec,
+        protected: &[ProtectedPath],
+    ) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, protected, true)
+    }
+
+    /// Everything [`PluginHost::load_guarded`] checks, without setting up
+    /// any grant (no storage directory is created): for `duplex validate`.
+    pub fn validate(
+        &self,
+        spec: &PluginSpec,
+        protected: &[ProtectedPath],
+    ) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, protected, false)
+    }
+
+    /// The largest memory limit this host's plugins may have (each memory
+    /// reserves that much address space).
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.shared.max_memory_bytes
+    }
+
+    fn open(
+        &self,
+        spec: &PluginSpec,
+        extra_protected: &[ProtectedPath],
+        set_up: bool,
+    ) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
-        let bytes = std::fs::read(&spec.path).map_err(|source| PluginError::Unreadable {
+        let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
             name: name.clone(),
             path: spec.path.clone(),
             source,
         })?;
-        if !is_sha256_hex(&spec.sha256) {
-            return Err(PluginError::BadDigest {
-                name,
-                digest: spec.sha256.clone(),
-            });
+        // The policy's rule for a pinned digest, not a laxer one of our own.
+        if let Err(message) = spec.sha256.parse::<crate::policy::Sha256>() {
+            return Err(PluginError::BadDigest { name, message });
         }
         let actual = sha256_hex(&bytes);
-        let expected = spec.sha256.to_ascii_lowercase();
+        let expected = spec.sha256.clone();
         if actual != expected {
             return Err(PluginError::DigestMismatch {
                 name,
@@ -158,13 +200,46 @@ impl PluginHost {
             });
         }
         let s = &self.shared;
+        if spec.limits.memory_bytes > s.max_memory_bytes {
+            return Err(PluginError::Limits {
+                name,
+                message: format!(
+                    "its memory limit of {} is more than this plugin host reserves per memory ({}): give the host the largest limit of the plugins it runs (HostConfig::max_memory_bytes)",
+                    error::fmt_bytes(spec.limits.memory_bytes),
+                    error::fmt_bytes(s.max_memory_bytes)
+                ),
+            });
+        }
+        let compile = || {
+            // Text (WAT) plugins, which wasmtime also takes, are checked as
+            // the binary they stand for.
+            let binary = wat::parse_bytes(&bytes)?;
+            code_limits::check(&binary).map_err(wasmtime::Error::new)?;
+            s.engine.precompile_component(&binary)
+        };
         let (component, cache_status) =
             s.cache
-                .load(&s.engine, &actual, &bytes)
-                .map_err(|e| PluginError::Invalid {
-                    name: name.clone(),
-                    path: spec.path.clone(),
-                    message: format!("{e:#}"),
+                .load(&s.engine, &actual, compile)
+                .map_err(|e| match e.downcast::<code_limits::OverLimit>() {
+                    Ok(code_limits::OverLimit::Compile(message)) => {
+                        PluginError::OverCompileLimits {
+                            name: name.clone(),
+                            path: spec.path.clone(),
+                            message,
+                        }
+                    }
+                    Ok(code_limits::OverLimit::Sandbox(message)) => {
+                        PluginError::OverSandboxLimits {
+                            name: name.clone(),
+                            path: spec.path.clone(),
+                            message,
+                        }
+                    }
+                    Err(e) => PluginError::Invalid {
+                        name: name.clone(),
+                        path: spec.path.clone(),
+                        message: format!("{e:#}"),
+                    },
                 })?;
         let pre = s
             .linker
@@ -174,40 +249,41 @@ impl PluginHost {
                 name: name.clone(),
                 message: format!("{e:#}"),
             })?;
-        let storage = match &spec.capabilities.storage_dir {
-            Some(dir) => {
-                Some(
-                    storage::FileStore::open(dir).map_err(|e| PluginError::Capability {
-                        name: name.clone(),
-                        capability: "storage",
-                        message: format!("{}: {e}", dir.display()),
-                    })?,
-                )
-            }
-            None => None,
-        };
-        for d in &spec.capabilities.dirs {
-            if !d.host.is_dir() {
-                return Err(PluginError::Capability {
-                    name: name.clone(),
-                    capability: "dirs",
-                    message: format!("{} is not a directory", d.host.display()),
-                });
-            }
-        }
-        let needs_wasi = component
+        let imports: BTreeSet<String> = component
             .component_type()
             .imports(&s.engine)
-            .any(|(name, _)| name.starts_with("wasi:"));
+            .map(|(import, _)| unversioned(import).to_string())
+            .collect();
+        let protected: Vec<ProtectedPath> =
+            s.protected.iter().chain(extra_protected).cloned().collect();
+        let facts = PluginFacts {
+            name: &name,
+            imports: &imports,
+            protected: &protected,
+        };
+        let problems = capabilities::check(&spec.capabilities, &facts);
+        if !problems.is_empty() {
+            return Err(PluginError::Grant { name, problems });
+        }
+        let granted = if set_up {
+            Some(capabilities::load(&spec.capabilities, &facts).map_err(|f| {
+                PluginError::Capability {
+                    name: name.clone(),
+                    capability: f.capability,
+                    message: f.message,
+                }
+            })?)
+        } else {
+            None
+        };
         let mut plugin = LoadedPlugin {
             inner: Arc::new(Inner {
-                needs_wasi,
                 host: self.shared.clone(),
                 pre,
                 name: name.as_str().into(),
                 sha256: actual,
                 spec: spec.clone(),
-                storage,
+                granted,
                 cache_status,
                 info: None,
             }),
@@ -242,10 +318,19 @@ impl PluginHost {
         self.shared.cache.entry_path(sha256)
     }
 
-    /// Compiles a component without caching (for benchmarks).
+    /// Compiles a component without caching (for benchmarks), within the
+    /// same static limits as [`PluginHost::load`].
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
-        Component::new(&self.shared.engine, bytes).map_err(|e| PluginError::Host(format!("{e:#}")))
+        let binary = wat::parse_bytes(bytes).map_err(|e| PluginError::Host(e.to_string()))?;
+        code_limits::check(&binary).map_err(|e| PluginError::Host(e.to_string()))?;
+        Component::new(&self.shared.engine, &binary)
+            .map_err(|e| PluginError::Host(format!("{e:#}")))
     }
+}
+
+/// `wasi:cli/environment@0.2.0` → `wasi:cli/environment`.
+fn unversioned(import: &str) -> &str {
+    import.split_once('@').map_or(import, |(name, _)| name)
 }
 
 /// A verified, compiled, linked plugin. `Clone + Send + Sync`; every call runs
@@ -261,11 +346,10 @@ struct Inner {
     name: Arc<str>,
     sha256: String,
     spec: PluginSpec,
-    storage: Option<storage::FileStore>,
+    /// `None` when loaded by [`PluginHost::validate`]: calls get no capability.
+    granted: Option<LoadedCapabilities>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
-    /// The component imports WASI interfaces.
-    needs_wasi: bool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -274,38 +358,6 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("name", &self.inner.name)
             .field("sha256", &self.inner.sha256)
             .finish_non_exhaustive()
-    }
-}
-
-/// Whether a call's value counts as a failure (for capability-denial reporting).
-trait Failure {
-    fn failure(&self) -> Option<String>;
-}
-
-impl Failure for PluginInfo {
-    fn failure(&self) -> Option<String> {
-        None
-    }
-}
-
-impl Failure for CheckResult {
-    fn failure(&self) -> Option<String> {
-        (self.verdict != Verdict::Pass).then(|| self.message.clone())
-    }
-}
-
-impl Failure for Progress {
-    fn failure(&self) -> Option<String> {
-        match self {
-            Progress::Failed { message, .. } => Some(message.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl Failure for PartnerState {
-    fn failure(&self) -> Option<String> {
-        None
     }
 }
 
@@ -333,10 +385,12 @@ impl LoadedPlugin {
         self.inner.info.as_ref().expect("described at load")
     }
 
-    /// Asks the plugin to describe itself again (validated).
+    /// Asks the plugin to describe itself again (validated). `describe` must
+    /// depend on nothing but the plugin: it gets no capability.
     pub fn describe(&self) -> Result<CallOutcome<PluginInfo>, CallError> {
         self.call(
             "describe",
+            None,
             |p, s| p.call_describe(s),
             |i| bindings::plugin_info(i).map_err(Bad::Invalid),
         )
@@ -360,6 +414,7 @@ impl LoadedPlugin {
         let wctx = bindings::context(ctx);
         self.call(
             &call,
+            Some(ctx),
             |p, s| p.call_check(s, &wctx, name),
             |r| match r {
                 Ok(c) => Ok(bindings::check_result(c)),
@@ -383,6 +438,7 @@ impl LoadedPlugin {
         let wctx = bindings::context(ctx);
         self.call(
             &call,
+            Some(ctx),
             |p, s| p.call_operate(s, &wctx, bindings::op_to_wit(op)),
             |r| bindings::progress(r).map_err(Bad::Invalid),
         )
@@ -402,6 +458,7 @@ impl LoadedPlugin {
         let wart = bindings::artifact(artifact);
         self.call(
             &call,
+            Some(ctx),
             |p, s| p.call_install(s, &wctx, &wart),
             |r| bindings::progress(r).map_err(Bad::Invalid),
         )
@@ -418,6 +475,7 @@ impl LoadedPlugin {
         let wctx = bindings::context(ctx);
         self.call(
             call,
+            Some(ctx),
             |p, s| p.call_partner(s, &wctx),
             |r| match r {
                 Ok(p) => Ok(bindings::partner(p)),
@@ -434,224 +492,24 @@ impl LoadedPlugin {
         }
     }
 
-    fn new_state(&self) -> wasmtime::Result<HostState> {
-        let limits = &self.inner.spec.limits;
-        // Building a WASI context costs about as much as the rest of a call:
-        // only components that import WASI get one up front.
-        let wasi = if self.inner.needs_wasi {
-            Some(state::Wasi::new(&self.inner.spec.capabilities, limits)?)
-        } else {
-            None
-        };
-        Ok(HostState::new(
-            self.inner.name.clone(),
-            limits,
-            self.inner.storage.clone(),
-            wasi,
-        ))
-    }
-
-    /// One sandboxed call: fresh store and instance, limits, classification of
-    /// whatever went wrong.
-    fn call<R: OutputSize, T: Failure>(
+    /// One call; `ctx: None` is `describe`, which gets no capability.
+    fn call<R: bindings::OutputSize, T: Failure>(
         &self,
         call: &str,
-        run: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        ctx: Option<&CallContext>,
+        invoke: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
         convert: impl FnOnce(R) -> Result<T, Bad>,
     ) -> Result<CallOutcome<T>, CallError> {
-        let start = Instant::now();
-        let limits = self.inner.spec.limits;
-        let plugin: String = self.name().into();
-        let host_err = |message: String| CallError::Host {
-            plugin: plugin.clone(),
-            call: call.into(),
-            message,
+        let inner = &*self.inner;
+        let callee = Callee {
+            engine: &inner.host.engine,
+            pre: &inner.pre,
+            plugin: &inner.name,
+            limits: inner.spec.limits,
+            capabilities: ctx.and(inner.granted.as_ref()),
+            cancel: ctx.and_then(CallContext::cancel_flag),
+            max_memory_bytes: inner.host.max_memory_bytes,
         };
-        let state = self.new_state().map_err(|e| host_err(format!("{e:#}")))?;
-        let mut store = Store::new(&self.inner.host.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let tick = self.inner.host.tick.as_nanos().max(1);
-        let ticks = limits.timeout.as_nanos().div_ceil(tick) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
-
-        let mut instantiated = false;
-        let result = self.inner.pre.instantiate(&mut store).and_then(|instance| {
-            instantiated = true;
-            run(&instance, &mut store)
-        });
-        let mut state = store.into_data();
-        if let Some(wasi) = state.wasi.take() {
-            for (pipe, source, level) in [
-                (&wasi.stdout, LogSource::Stdout, LogLevel::Info),
-                (&wasi.stderr, LogSource::Stderr, LogLevel::Warn),
-            ] {
-                let text = pipe.contents();
-                for line in String::from_utf8_lossy(&text)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                {
-                    state.log.push(level, source, line);
-                }
-            }
-        }
-        let denied = state.denied.first().copied();
-        let last_error = state
-            .log
-            .lines
-            .iter()
-            .rev()
-            .find(|l| l.level == LogLevel::Error && l.source != LogSource::Host)
-            .map(|l| l.message.clone());
-        let progress = state.progress.take();
-        let exceeded = state.limiter.exceeded;
-        let host_deadline_hit = state.host_deadline_hit;
-        let logs = state.log.finish();
-
-        let e = |kind: fn(String, String, String) -> CallError, message: String| {
-            kind(plugin.clone(), call.into(), message)
-        };
-        let denied_err = |message: String| CallError::CapabilityDenied {
-            plugin: plugin.clone(),
-            call: call.into(),
-            capability: denied.unwrap_or_default().into(),
-            message,
-        };
-        let value = match result {
-            Ok(v) => v,
-            Err(err) => {
-                return Err(if let Some(requested) = exceeded {
-                    CallError::MemoryLimit {
-                        plugin,
-                        call: call.into(),
-                        limit: limits.memory_bytes,
-                        requested,
-                    }
-                } else if host_deadline_hit
-                    || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
-                {
-                    CallError::Timeout {
-                        plugin,
-                        call: call.into(),
-                        limit: limits.timeout,
-                    }
-                } else if matches!(err.downcast_ref::<Trap>(), Some(Trap::StackOverflow)) {
-                    CallError::StackOverflow {
-                        plugin,
-                        call: call.into(),
-                    }
-                } else if denied.is_some() {
-                    denied_err(format!("then it trapped: {}", root_message(&err)))
-                } else if err.downcast_ref::<Trap>().is_some() {
-                    CallError::Trap {
-                        plugin,
-                        call: call.into(),
-                        message: root_message(&err),
-                        plugin_said: last_error,
-                    }
-                } else if !instantiated {
-                    // Not a trap, before the plugin ran: the host could not
-                    // provide the instance (e.g. the instance pool is full).
-                    host_err(format!("cannot instantiate the plugin: {err:#}"))
-                } else {
-                    // Not a trap: the canonical ABI refused what the plugin
-                    // returned (bad pointer, invalid UTF-8, unknown case…).
-                    e(
-                        |plugin, call, message| CallError::InvalidOutput {
-                            plugin,
-                            call,
-                            message,
-                        },
-                        format!("{err:#}"),
-                    )
-                });
-            }
-        };
-        let size = value.output_size();
-        if size > limits.max_output_bytes {
-            return Err(CallError::OutputTooLarge {
-                plugin,
-                call: call.into(),
-                size,
-                limit: limits.max_output_bytes,
-            });
-        }
-        let value = match convert(value) {
-            Ok(v) => v,
-            Err(Bad::Plugin(message)) if denied.is_some() => return Err(denied_err(message)),
-            Err(Bad::Plugin(message)) => {
-                return Err(e(
-                    |plugin, call, message| CallError::Plugin {
-                        plugin,
-                        call,
-                        message,
-                    },
-                    message,
-                ));
-            }
-            Err(Bad::Invalid(message)) => {
-                return Err(e(
-                    |plugin, call, message| CallError::InvalidOutput {
-                        plugin,
-                        call,
-                        message,
-                    },
-                    message,
-                ));
-            }
-        };
-        if denied.is_some()
-            && let Some(message) = value.failure()
-        {
-            return Err(denied_err(message));
-        }
-        Ok(CallOutcome {
-            value,
-            logs,
-            progress,
-            elapsed: start.elapsed(),
-        })
+        call::run(callee, call, invoke, convert)
     }
-}
-
-/// Why a returned value is not accepted.
-enum Bad {
-    /// The plugin returned its own error.
-    Plugin(String),
-    /// The value breaks the contract.
-    Invalid(String),
-}
-
-/// The trap's own description plus the innermost wasm frames, without the
-/// rest of the backtrace.
-fn root_message(err: &wasmtime::Error) -> String {
-    let full = format!("{err:#}");
-    let frames: Vec<&str> = full
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(|l| l.split(": wasm trap:").next().unwrap_or(l))
-        .take(3)
-        .collect();
-    let what = match err.downcast_ref::<Trap>() {
-        Some(t) => t.to_string(),
-        None => full.lines().next().unwrap_or_default().to_string(),
-    };
-    let mut s = if frames.is_empty() {
-        what
-    } else {
-        format!("{what} [{}]", frames.join("; "))
-    };
-    if s.len() > 1000 {
-        let mut end = 1000;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }

@@ -19,6 +19,12 @@ pub fn param_errors(
     with: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Vec<ParamError>, String> {
     use jsonschema::error::ValidationErrorKind;
+    // Schemas come from `describe`, which already refused those over the
+    // limits; a schema from anywhere else is measured here, before jsonschema
+    // compiles it (compiling or validating an exploding one never ends).
+    let text_len = serde_json::to_string(schema).map_or(usize::MAX, |t| t.len());
+    super::schema_limits::check(text_len, schema)
+        .map_err(|e| format!("declares an unusable parameter schema: {e}"))?;
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| format!("declares an unusable parameter schema: {e}"))?;
     let instance = serde_json::Value::Object(with.clone());

@@ -1,6 +1,8 @@
 //! What the engine tells the host about a plugin (mapped from the policy) and
 //! how the host itself is configured.
 
+pub use super::capabilities::Capabilities;
+use crate::policy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,46 +15,14 @@ pub struct PluginSpec {
     pub name: String,
     /// The component file.
     pub path: PathBuf,
-    /// Lower-case hex sha256 the policy pins; checked before anything is loaded.
+    /// The sha256 the policy pins, as the policy writes it (64 lower-case
+    /// hex digits, [`crate::policy::Sha256`]); checked before anything is
+    /// loaded.
     pub sha256: String,
     #[serde(default)]
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
-}
-
-/// Authority granted to a plugin. Nothing by default: no storage, no
-/// environment, no files, frozen clocks, no network (never granted).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capabilities {
-    /// The `storage` interface: a key-value store kept in files under this
-    /// directory (created if missing). Plugins given the same directory share
-    /// the same keys.
-    #[serde(default)]
-    pub storage_dir: Option<PathBuf>,
-    /// WASI environment variables.
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// WASI preopened directories.
-    #[serde(default)]
-    pub dirs: Vec<DirGrant>,
-    /// Real WASI wall and monotonic clocks (otherwise both read 0).
-    #[serde(default)]
-    pub clocks: bool,
-}
-
-/// A host directory made visible to the plugin through WASI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    /// The path the plugin sees (e.g. `/data`).
-    pub guest: String,
-    #[serde(default = "yes")]
-    pub read_only: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Sandbox limits applied to every call of a plugin.
@@ -64,17 +34,23 @@ pub struct Limits {
     /// Wall-clock deadline of one call, including time in host calls.
     #[serde(with = "super::types::millis")]
     pub timeout: Duration,
-    /// Size of a call's returned data (strings and lists summed).
+    /// Size of a call's returned data: its strings, plus
+    /// [`ENTRY_OVERHEAD_BYTES`](super::ENTRY_OVERHEAD_BYTES) per list entry.
     pub max_output_bytes: u64,
-    /// Log lines + progress messages + stdout/stderr a call may produce; the
-    /// rest is dropped and the drop is reported in the logs.
+    /// Bytes of log lines a call keeps (its own, its stdout and stderr
+    /// lines), each counting its text plus
+    /// [`ENTRY_OVERHEAD_BYTES`](super::ENTRY_OVERHEAD_BYTES), at most
+    /// [`MAX_LOG_LINES`](super::MAX_LOG_LINES) of them; WASI stdout and
+    /// stderr each keep at most this many bytes of raw output. The rest is
+    /// dropped and the drop reported once in the logs.
     pub max_log_bytes: u64,
 }
 
+/// The defaults a policy's `limits` has (one source: the policy's types).
 impl Limits {
-    pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 20;
+    pub const DEFAULT_MEMORY_BYTES: u64 = policy::Limits::DEFAULT_MEMORY_MIB << 20;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(policy::Limits::DEFAULT_TIMEOUT_SECS);
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = policy::Limits::DEFAULT_MAX_OUTPUT_MIB << 20;
     pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 10;
 }
 
@@ -105,6 +81,10 @@ pub struct HostConfig {
     /// Plugin calls that may run at the same time with pooling (more fail
     /// with a host error until one finishes).
     pub pool_size: u32,
+    /// The largest `limits.memory_bytes` of the plugins this host will load:
+    /// each memory reserves that much address space (rounded up to a power
+    /// of two), not 4 GiB, and a plugin with a larger limit is refused.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for HostConfig {
@@ -114,6 +94,21 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             pooling: true,
             pool_size: 64,
+            max_memory_bytes: Limits::DEFAULT_MEMORY_BYTES,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_defaults_are_the_policy_defaults() {
+        let from_policy = policy::Limits::default();
+        let host = Limits::default();
+        assert_eq!(host.timeout, from_policy.timeout.as_duration());
+        assert_eq!(host.memory_bytes, from_policy.memory.bytes());
+        assert_eq!(host.max_output_bytes, from_policy.max_output.bytes());
     }
 }

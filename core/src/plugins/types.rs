@@ -2,6 +2,7 @@
 //! engine passes to plugin calls and gets back. Serializable, independent of
 //! wasmtime and of the policy module.
 
+use crate::cancel::CancelFlag;
 /// The model's partner states are the contract's: one type for both.
 pub use crate::model::PartnerState;
 use crate::model::UpgradeState;
@@ -67,6 +68,10 @@ pub struct CallContext {
     pub side: Side,
     /// The policy's `with:` block (`{}` when absent).
     pub params: serde_json::Value,
+    /// Ends the call at once when set (the run is stopping): the call
+    /// returns [`CallError::Cancelled`](super::CallError::Cancelled).
+    #[serde(skip)]
+    pub cancel: Option<CancelFlag>,
 }
 
 impl CallContext {
@@ -83,7 +88,20 @@ impl CallContext {
             attempt: 1,
             side: Side::Upgrade,
             params: serde_json::Value::Object(Default::default()),
+            cancel: None,
         }
+    }
+
+    /// The call ends with [`CallError::Cancelled`](super::CallError::Cancelled)
+    /// within about one epoch tick of `flag` being set, wherever the plugin
+    /// is (in wasm code or waiting in a host call).
+    pub fn with_cancel(mut self, flag: CancelFlag) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    pub(crate) fn cancel_flag(&self) -> Option<CancelFlag> {
+        self.cancel.clone()
     }
 
     pub fn with_params(mut self, params: serde_json::Value) -> Self {

@@ -459,6 +459,14 @@ pub struct Limits {
     pub max_output: ByteSize,
 }
 
+impl Limits {
+    /// The defaults of `limits`, which the plugin host's own defaults
+    /// (`plugins::Limits`) are: one source for both.
+    pub const DEFAULT_MEMORY_MIB: u64 = 64;
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+    pub const DEFAULT_MAX_OUTPUT_MIB: u64 = 1;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -510,13 +518,13 @@ mod defaults {
         vec![PartnerState::Hung, PartnerState::Crashed]
     }
     pub fn memory() -> ByteSize {
-        ByteSize::mib(64)
+        ByteSize::mib(Limits::DEFAULT_MEMORY_MIB)
     }
     pub fn call_timeout() -> HumanDuration {
-        HumanDuration::from_secs(10)
+        HumanDuration::from_secs(Limits::DEFAULT_TIMEOUT_SECS)
     }
     pub fn max_output() -> ByteSize {
-        ByteSize::mib(1)
+        ByteSize::mib(Limits::DEFAULT_MAX_OUTPUT_MIB)
     }
 }
 

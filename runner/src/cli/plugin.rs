@@ -36,7 +36,8 @@ pub enum Command {
     Verify {
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The expected digest (64 hex digits).
+        /// The expected digest: 64 hex digits (as a policy pins it, in
+        /// lower case; upper case is accepted here and compared lower-cased).
         #[arg(long, value_name = "HEX")]
         sha256: String,
     },
@@ -64,7 +65,68 @@ struct Inspection<'a> {
     sha256: String,
     size: u64,
     contract: &'static str,
-    plugin: &'a PluginInfo,
+    plugin: InspectedPlugin<'a>,
+}
+
+/// What a plugin describes, in the JSON shape of every other `--output json`
+/// (camelCase keys), whatever the core's own types serialize as.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InspectedPlugin<'a> {
+    name: &'a str,
+    version: &'a str,
+    description: &'a str,
+    checks: Vec<Provided<'a>>,
+    operations: Vec<Provided<'a>>,
+    installers: Vec<Provided<'a>>,
+    reports_partner: bool,
+}
+
+/// A check, operation or installer with the schema of its parameters.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Provided<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<String>,
+    description: &'a str,
+    params_schema: &'a serde_json::Value,
+}
+
+impl<'a> From<&'a PluginInfo> for InspectedPlugin<'a> {
+    fn from(i: &'a PluginInfo) -> Self {
+        InspectedPlugin {
+            name: &i.name,
+            version: &i.version,
+            description: &i.description,
+            checks: (i.checks.iter())
+                .map(|c| Provided {
+                    name: Some(&c.name),
+                    op: None,
+                    description: &c.description,
+                    params_schema: &c.params_schema,
+                })
+                .collect(),
+            operations: (i.operations.iter())
+                .map(|o| Provided {
+                    name: None,
+                    op: Some(o.op.to_string()),
+                    description: &o.description,
+                    params_schema: &o.params_schema,
+                })
+                .collect(),
+            installers: (i.installers.iter())
+                .map(|n| Provided {
+                    name: Some(&n.name),
+                    op: None,
+                    description: &n.description,
+                    params_schema: &n.params_schema,
+                })
+                .collect(),
+            reports_partner: i.reports_partner,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -87,9 +149,10 @@ fn fail(file: &Path, sha256: Option<String>, error: String, code: u8, output: Ou
     code
 }
 
-/// The plugin file's bytes, or the exit code after reporting why not.
+/// The plugin file's bytes (a regular file within the size limit, checked
+/// before reading), or the exit code after reporting why not.
 fn read(file: &Path, output: Output) -> Result<Vec<u8>, u8> {
-    std::fs::read(file).map_err(|e| {
+    plugins::read_plugin_file(file).map_err(|e| {
         fail(
             file,
             None,
@@ -131,7 +194,7 @@ fn inspect(file: &Path, output: Output) -> u8 {
             sha256,
             size: bytes.len() as u64,
             contract: plugins::CONTRACT,
-            plugin: info,
+            plugin: info.into(),
         }),
         Output::Human => {
             output::line(&format!("{} {}", info.name, info.version));
@@ -203,7 +266,10 @@ struct Verification {
 }
 
 fn verify(file: &Path, expected: &str, output: Output) -> u8 {
-    if !plugins::is_sha256_hex(expected) {
+    // Typed on a command line (or pasted from a tool that prints upper
+    // case): compared as the policy would pin it.
+    let expected = expected.to_ascii_lowercase();
+    if !plugins::is_sha256_hex(&expected) {
         return fail(
             file,
             None,
@@ -216,7 +282,6 @@ fn verify(file: &Path, expected: &str, output: Output) -> u8 {
         Ok(b) => b,
         Err(code) => return code,
     };
-    let expected = expected.to_ascii_lowercase();
     let actual = plugins::sha256_hex(&bytes);
     let matches = actual == expected;
     match output {

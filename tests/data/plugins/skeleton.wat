@@ -23,6 +23,8 @@
   ))
   (import "duplex:plugin/storage@0.1.0" (instance $storage
     (export "get" (func (param "key" string) (result (result (option (list u8)) (error string)))))
+    ;;@begin storage-imports
+    ;;@end storage-imports
   ))
   ;;@begin component-imports
   ;;@end component-imports

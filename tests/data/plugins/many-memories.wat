@@ -1,0 +1,20 @@
+;; The main module defines 17 more memories (multi-memory): 18 in all, more
+;; than an instance may have.
+;;@replace extra
+(memory $m0 1)
+(memory $m1 1)
+(memory $m2 1)
+(memory $m3 1)
+(memory $m4 1)
+(memory $m5 1)
+(memory $m6 1)
+(memory $m7 1)
+(memory $m8 1)
+(memory $m9 1)
+(memory $m10 1)
+(memory $m11 1)
+(memory $m12 1)
+(memory $m13 1)
+(memory $m14 1)
+(memory $m15 1)
+(memory $m16 1)

@@ -1,0 +1,25 @@
+;; check stores a value under a key of 256 `/` characters (768 bytes once
+;; stored as a file name) and returns the store's error as its own.
+;;@replace storage-imports
+(export "set" (func (param "key" string) (param "value" (list u8)) (result (result (error string)))))
+;;@replace lowerings
+(core func $set (canon lower (func $storage "set") (memory $memory) (realloc $realloc)))
+;;@replace core-imports
+(import "storage-set" "set" (func $set (param i32 i32 i32 i32 i32)))
+;;@replace instance-args
+(with "storage-set" (instance (export "set" (func $set))))
+;;@replace check
+(call $set (i32.const 2400) (i32.const 256) (i32.const 2095) (i32.const 2) (i32.const 3300))
+(if (i32.eq (i32.load8_u (i32.const 3300)) (i32.const 1))
+  (then
+    (i32.store8 (i32.const 3000) (i32.const 1))
+    (i32.store (i32.const 3004) (i32.load (i32.const 3304)))
+    (i32.store (i32.const 3008) (i32.load (i32.const 3308)))
+    (return (i32.const 3000))))
+(i32.store8 (i32.const 3000) (i32.const 0))
+(i32.store8 (i32.const 3004) (i32.const 0))
+(i32.store (i32.const 3008) (i32.const 2095)) (i32.store (i32.const 3012) (i32.const 2))
+(i32.store (i32.const 3016) (i32.const 0)) (i32.store (i32.const 3020) (i32.const 0))
+(i32.const 3000)
+;;@replace extra
+(data (i32.const 2400) "////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////")
