@@ -193,3 +193,108 @@ mod tests {
         assert!(read_regular(&file, "x", 4).is_err());
     }
 }
+
+/// Why [`write_atomic`] failed: which step, on which file.
+#[derive(Debug)]
+pub struct AtomicWriteError {
+    /// `create`, `write`, `fsync`, `rename into place` or `fsync the directory of`.
+    pub op: &'static str,
+    pub path: std::path::PathBuf,
+    pub source: io::Error,
+}
+
+impl AtomicWriteError {
+    /// An fsync failed: the data may not be on disk even if a retry succeeds.
+    pub fn is_sync(&self) -> bool {
+        self.op.starts_with("fsync")
+    }
+}
+
+impl std::fmt::Display for AtomicWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot {} {}: {}",
+            self.op,
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for AtomicWriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Whether an atomic write must survive a power loss once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The file and its directory entry are fsynced (journal markers, plugin
+    /// storage).
+    Durable,
+    /// The file is fsynced, the directory not (a cache rebuilds what it loses).
+    Cache,
+}
+
+/// Replace `path` with `contents` atomically: a temporary file in the same
+/// directory (`.tmp-<pid>-<n>-<name>`, so a later cleanup can tell a dead
+/// writer's leftovers), fsync, rename over `path`, and for
+/// [`Durability::Durable`] an fsync of the directory. A reader sees the old
+/// contents or the new, never a mix; a failed write leaves no temporary file.
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> Result<(), AtomicWriteError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        // A hint of the name, short enough that the temporary name stays
+        // within NAME_MAX whatever the target's length.
+        path.file_name()
+            .map(|n| n.to_string_lossy().chars().take(64).collect::<String>())
+            .unwrap_or_default()
+    ));
+    let fail = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| AtomicWriteError {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(fail("create", &tmp))?;
+        file.write_all(contents).map_err(fail("write", &tmp))?;
+        file.sync_all().map_err(fail("fsync", &tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(fail("rename into place", path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    if durability == Durability::Durable {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail("fsync the directory of", path))?;
+    }
+    Ok(())
+}

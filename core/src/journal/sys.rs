@@ -60,30 +60,27 @@ pub(crate) fn create_dir_durable(path: &Path) -> Result<(), JournalError> {
     }
 }
 
-/// Write `contents` to `path` atomically and durably: a temporary file in
-/// the same directory, fsync, rename over `path`, fsync the directory.
+/// Write `contents` to `path` atomically and durably (see
+/// [`crate::files::write_atomic`]); an fsync failure is
+/// [`JournalError::Fsync`], never retried.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
-    use std::io::Write;
-    let dir = path.parent().map(non_empty).unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let io_err = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| JournalError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
-    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(contents).map_err(io_err("write", &tmp))?;
-    sync(&file).map_err(|source| JournalError::Fsync {
-        path: tmp.clone(),
-        source,
-    })?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
-    fsync_dir(dir)
+    FSYNCS.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    crate::files::write_atomic(path, contents, 0o644, crate::files::Durability::Durable).map_err(
+        |e| {
+            if e.is_sync() {
+                JournalError::Fsync {
+                    path: e.path,
+                    source: e.source,
+                }
+            } else {
+                JournalError::Io {
+                    op: e.op,
+                    path: e.path,
+                    source: e.source,
+                }
+            }
+        },
+    )
 }
 
 fn non_empty(path: &Path) -> &Path {

@@ -7,10 +7,9 @@
 //! (a bad key, a value too large), [`StoreError::Io`] the host's (the disk is
 //! full, the directory is read-only): the call then ends as a host fault.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Longest key accepted, in bytes once encoded as a file name: `A-Z`,
 /// `a-z`, `0-9`, `_` and `-` take one byte each, every other byte three
@@ -110,28 +109,8 @@ impl FileStore {
                 "storage: the store already holds {MAX_KEYS} keys"
             )));
         }
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(value)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io(format!("cannot write key `{key}`"))(e)
-        })
+        crate::files::write_atomic(&path, value, 0o600, crate::files::Durability::Durable)
+            .map_err(|e| io(format!("cannot write key `{key}`"))(e.source))
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
