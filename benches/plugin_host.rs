@@ -32,6 +32,7 @@ fn spec(name: &str, path: PathBuf, storage: Option<PathBuf>) -> PluginSpec {
             ..Capabilities::default()
         },
         limits: Limits::default(),
+        param_schemas: Default::default(),
     }
 }
 

@@ -44,6 +44,7 @@ fn spec(snippet: Option<&str>, dir: &Path) -> PluginSpec {
         sha256: sha256_hex(wat.as_bytes()),
         capabilities: Capabilities::default(),
         limits: Limits::default(),
+        param_schemas: Default::default(),
     }
 }
 
@@ -166,6 +167,7 @@ fn files_that_are_not_components_are_refused() {
             sha256: sha256_hex(bytes),
             capabilities: Capabilities::default(),
             limits: Limits::default(),
+            param_schemas: Default::default(),
         };
         let e = host().load(&s).unwrap_err();
         assert!(matches!(e, PluginError::Invalid { .. }), "{name}: {e}");
@@ -180,6 +182,7 @@ fn files_that_are_not_components_are_refused() {
         sha256: sha256_hex(wat.as_bytes()),
         capabilities: Capabilities::default(),
         limits: Limits::default(),
+        param_schemas: Default::default(),
     };
     let e = host().load(&s).unwrap_err();
     assert!(matches!(e, PluginError::Incompatible { .. }), "{e}");
@@ -602,6 +605,16 @@ fn a_parameter_schema_that_explodes_is_refused_at_describe() {
         msg.contains(&format!("limit of {MAX_SCHEMA_EXPANSION}")),
         "{msg}"
     );
+    // A session in flight loads its pinned plugins ignoring their parameter
+    // schemas: a resume, a retry or an abort never depends on them.
+    let plugin = load_with(Some("schema-bomb"), |s| {
+        s.param_schemas = ParamSchemas::Ignored;
+    })
+    .unwrap();
+    assert_eq!(
+        plugin.info().checks[0].params_schema,
+        serde_json::json!(true)
+    );
 }
 
 #[test]
@@ -613,6 +626,7 @@ fn plugin_files_are_checked_before_they_are_read() {
         sha256: "0".repeat(64),
         capabilities: Capabilities::default(),
         limits: Limits::default(),
+        param_schemas: Default::default(),
     };
     // A sparse file over the cap: refused by its size, nothing read (it
     // would otherwise be read whole before its digest is compared).
@@ -692,6 +706,7 @@ fn plugins_too_costly_to_compile_are_refused_before_compiling() {
             sha256: sha256_hex(wat.as_bytes()),
             capabilities: Capabilities::default(),
             limits: Limits::default(),
+            param_schemas: Default::default(),
         })
         .unwrap_err();
     assert!(

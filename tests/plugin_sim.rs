@@ -40,6 +40,7 @@ fn spec(name: &str, storage: Option<PathBuf>) -> PluginSpec {
             timeout: Duration::from_millis(500),
             ..Limits::default()
         },
+        param_schemas: Default::default(),
     }
 }
 

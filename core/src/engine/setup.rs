@@ -68,6 +68,7 @@ pub fn plugin_spec(
             max_output_bytes: p.limits.max_output.bytes(),
             ..plugins::Limits::default()
         },
+        param_schemas: plugins::ParamSchemas::Checked,
     }
 }
 
@@ -195,7 +196,10 @@ pub fn load_pinned<'p>(
         } else {
             resolve(&p.source)
         };
-        let spec = plugin_spec(p, component, Some(state_dir), &resolve);
+        let spec = PluginSpec {
+            param_schemas: plugins::ParamSchemas::Ignored,
+            ..plugin_spec(p, component, Some(state_dir), &resolve)
+        };
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);
         }

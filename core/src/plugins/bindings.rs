@@ -191,9 +191,17 @@ impl<T: OutputSize, E: OutputSize> OutputSize for Result<T, E> {
     }
 }
 
-/// Converts and validates a plugin's description.
-pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
-    fn schema(what: &str, s: &str) -> Result<serde_json::Value, String> {
+/// Converts and validates a plugin's description. With `schemas` set to
+/// [`ParamSchemas::Ignored`] the parameter schemas are not even parsed (each
+/// becomes `true`): a session in flight never checks parameters again.
+pub(crate) fn plugin_info(
+    i: w::PluginInfo,
+    schemas: super::ParamSchemas,
+) -> Result<t::PluginInfo, String> {
+    let schema = |what: &str, s: &str| -> Result<serde_json::Value, String> {
+        if schemas == super::ParamSchemas::Ignored {
+            return Ok(serde_json::Value::Bool(true));
+        }
         if s.len() > super::schema_limits::MAX_SCHEMA_BYTES {
             // Not even parsed.
             return Err(format!(
@@ -210,7 +218,7 @@ pub(crate) fn plugin_info(i: w::PluginInfo) -> Result<t::PluginInfo, String> {
         }
         super::schema_limits::check(s.len(), &v).map_err(|e| format!("{what}: {e}"))?;
         Ok(v)
-    }
+    };
     fn name_ok(what: &str, n: &str) -> Result<(), String> {
         if n.is_empty() || n.len() > 128 || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!(

@@ -50,7 +50,7 @@ pub use output::{
 };
 pub use sandbox::{MAX_MEMORIES, MAX_TABLE_ELEMENTS};
 pub use source::{MAX_PLUGIN_BYTES, SourceError, read_plugin_file};
-pub use spec::{HostConfig, Limits, PluginSpec};
+pub use spec::{HostConfig, Limits, ParamSchemas, PluginSpec};
 pub use types::*;
 
 use bindings::{Plugin, PluginPre};
@@ -392,7 +392,7 @@ impl LoadedPlugin {
             "describe",
             None,
             |p, s| p.call_describe(s),
-            |i| bindings::plugin_info(i).map_err(Bad::Invalid),
+            |i| bindings::plugin_info(i, self.inner.spec.param_schemas).map_err(Bad::Invalid),
         )
     }
 

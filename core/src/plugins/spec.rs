@@ -23,6 +23,23 @@ pub struct PluginSpec {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
+    /// Whether the plugin's parameter schemas are read from its
+    /// description (to check `with:` blocks) or ignored.
+    #[serde(default)]
+    pub param_schemas: ParamSchemas,
+}
+
+/// What a load does with the parameter schemas a plugin describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamSchemas {
+    /// Parsed and bounded (size, depth, expansion), for checking a policy's
+    /// `with:` blocks: a new session, `validate`, `plugin inspect`.
+    #[default]
+    Checked,
+    /// Not parsed at all: a session in flight (resume, retry, abort) checked
+    /// its parameters when it started and never depends on them again.
+    Ignored,
 }
 
 /// Sandbox limits applied to every call of a plugin.

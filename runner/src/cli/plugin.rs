@@ -181,6 +181,7 @@ fn inspect(file: &Path, output: Output) -> u8 {
             sha256: sha256.clone(),
             capabilities: Default::default(),
             limits: Limits::default(),
+            param_schemas: Default::default(),
         })
     });
     let plugin = match loaded {
