@@ -386,9 +386,8 @@ fn a_second_locker_is_refused_at_once_naming_the_holder() {
     assert_eq!(first.holder().pid, me);
     // flock belongs to the open file description: a second open in the same
     // process conflicts like another process would.
-    let started = Instant::now();
+    // A lock that waited would never return here: the holder is this test.
     let err = StateDir::lock(&path).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
         matches!(&err, JournalError::Locked { holder: Some(h), .. } if h.pid == me),
         "{err}"
