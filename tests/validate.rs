@@ -190,6 +190,10 @@ fn every_example_policy_is_valid() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| format!("policies/{}", p.file_name().unwrap().to_str().unwrap()))
+        // It names a production host's paths (/srv/acme, /usr/local/bin/acme-ctl),
+        // which this machine does not have: tests/real_host.rs validates it
+        // rendered for a temporary home, as scripts/demo-real-host.sh runs it.
+        .filter(|f| f != "policies/real-host.yaml")
         .collect();
     files.sort();
     assert!(files.len() >= 3);
