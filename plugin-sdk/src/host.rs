@@ -14,6 +14,14 @@ pub trait Host {
     fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
     fn storage_delete(&mut self, key: &str) -> Result<(), String>;
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String>;
+    /// `exec.run` (see [`crate::exec`]).
+    fn exec_run(
+        &mut self,
+        cmd: &crate::ExecCommand,
+        wait_ms: u32,
+    ) -> Result<crate::ExecStatus, String>;
+    /// `exec.kill`.
+    fn exec_kill(&mut self, key: &str) -> Result<(), String>;
 }
 
 /// The real imports (only callable inside a component).
@@ -39,6 +47,16 @@ impl Host for WasmHost {
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
         crate::bindings::duplex::plugin::storage::list_keys()
     }
+    fn exec_run(
+        &mut self,
+        cmd: &crate::ExecCommand,
+        wait_ms: u32,
+    ) -> Result<crate::ExecStatus, String> {
+        crate::bindings::duplex::plugin::exec::run(cmd, wait_ms)
+    }
+    fn exec_kill(&mut self, key: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::exec::kill(key)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -55,6 +73,12 @@ impl Host for WasmHost {
         Err(NATIVE.into())
     }
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
+        Err(NATIVE.into())
+    }
+    fn exec_run(&mut self, _: &crate::ExecCommand, _: u32) -> Result<crate::ExecStatus, String> {
+        Err(NATIVE.into())
+    }
+    fn exec_kill(&mut self, _: &str) -> Result<(), String> {
         Err(NATIVE.into())
     }
 }
@@ -116,6 +140,16 @@ impl<'a> Cx<'a> {
     /// Reports progress of the current call (the runner keeps the last one).
     pub fn progress(&mut self, percent: u8, message: impl AsRef<str>) {
         self.host.progress(percent.min(100), message.as_ref())
+    }
+
+    /// A command to run through the `exec` capability (see [`crate::exec`]).
+    pub fn exec(&mut self, program: impl Into<String>) -> crate::exec::Exec<'_> {
+        crate::exec::Exec::new(self.host, program.into())
+    }
+
+    /// Kills the command this request started under `key` (its process group).
+    pub fn exec_kill(&mut self, key: &str) -> Result<(), Error> {
+        self.host.exec_kill(key).map_err(Error)
     }
 
     /// The persistent key-value store (errors unless the policy grants `storage`).

@@ -61,6 +61,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "is_zero")]
         repeats: u64,
     },
+    /// The runner killed a command a plugin had started (`exec`) and left
+    /// running, with its process group.
+    #[serde(rename_all = "camelCase")]
+    CommandKilled {
+        plugin: String,
+        /// The request that started it (`op/split`, `check/ready`).
+        request: String,
+        key: String,
+        command: String,
+        reason: String,
+    },
     /// A gate or verification check ran.
     #[serde(rename_all = "camelCase")]
     CheckRan {
@@ -381,6 +392,7 @@ impl Session {
             | Event::RetryScheduled { .. }
             | Event::AutoAbort { .. }
             | Event::Drift { .. }
+            | Event::CommandKilled { .. }
             | Event::Resumed { .. }
             | Event::Interrupted { .. } => {}
         }

@@ -38,8 +38,10 @@ mod spec;
 mod types;
 
 pub use cache::CacheStatus;
+pub use capabilities::exec::{MAX_COMMAND_TIMEOUT, MAX_OUTPUT_BYTES, MAX_RUNNING_COMMANDS};
 pub use capabilities::{
-    Capabilities, DirGrant, GrantProblem, ProtectedPath, StorageGrant, WasiGrant,
+    Capabilities, DirGrant, ExecGrant, GrantProblem, KilledCommand, ProgramGrant, ProtectedPath,
+    StorageGrant, WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};
@@ -484,6 +486,18 @@ impl LoadedPlugin {
         )
     }
 
+    /// Kills every command the plugin started that is still running (its
+    /// process group; see the `exec` capability) and forgets exits not yet
+    /// reported: the engine calls it when a request ends (done, failed,
+    /// stopped). Returns what was killed, for the activity log.
+    pub fn end_commands(&self, reason: &str) -> Vec<KilledCommand> {
+        self.inner
+            .granted
+            .as_ref()
+            .map(|g| g.end_commands(reason))
+            .unwrap_or_default()
+    }
+
     fn not_provided(&self, call: &str, message: String) -> CallError {
         CallError::NotProvided {
             plugin: self.name().into(),
@@ -508,6 +522,7 @@ impl LoadedPlugin {
             limits: inner.spec.limits,
             capabilities: ctx.and(inner.granted.as_ref()),
             cancel: ctx.and_then(CallContext::cancel_flag),
+            context: ctx.cloned(),
             max_memory_bytes: inner.host.max_memory_bytes,
         };
         call::run(callee, call, invoke, convert)
