@@ -37,7 +37,7 @@
 //! pending operation). Its timeout, the end of its request, a stop, an abort
 //! or the end of the session kill it with its process group.
 
-use crate::host::Host;
+use crate::host::{Host, exec_run};
 use crate::{Error, ExecCommand, ExecExit, ExecStatus};
 
 /// A command being set up; [`Exec::run`] starts (or polls) it.
@@ -116,7 +116,7 @@ impl<'a> Exec<'a> {
     /// still running, else its exit (reported once: the next `run` with this
     /// key starts it again).
     pub fn run(self) -> Result<ExecStatus, Error> {
-        self.host.exec_run(&self.cmd, self.wait_ms).map_err(Error)
+        exec_run(self.host, &self.cmd, self.wait_ms).map_err(Error)
     }
 
     /// Runs the command to its end within this call: its exit, or an error
@@ -128,7 +128,7 @@ impl<'a> Exec<'a> {
         // still finds it running means the time is up.
         let mut last = 0;
         for _ in 0..2 {
-            match host.exec_run(&cmd, wait_ms).map_err(Error)? {
+            match exec_run(host, &cmd, wait_ms).map_err(Error)? {
                 ExecStatus::Exited(e) => return Ok(e),
                 ExecStatus::Running(ms) => last = ms,
             }

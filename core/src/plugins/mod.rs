@@ -145,7 +145,15 @@ impl PluginHost {
     /// Verifies, compiles (or loads from cache), links, sets up the grants of
     /// and describes a plugin.
     pub fn load(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, &[], true)
+        self.open(spec, &[], Mode::SetUp)
+    }
+
+    /// Verifies, compiles, links and describes a plugin without any grant
+    /// and without checking grants against its imports (a plugin that
+    /// imports `exec` loads): for `duplex plugin inspect`, which shows what
+    /// a plugin provides and imports, not what a policy gives it.
+    pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, &[], Mode::Inspect)
     }
 
     /// [`PluginHost::load`], refusing grants that reach `protected` paths
@@ -156,7 +164,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, true)
+        self.open(spec, protected, Mode::SetUp)
     }
 
     /// Everything [`PluginHost::load_guarded`] checks, without setting up
@@ -166,7 +174,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, false)
+        self.open(spec, protected, Mode::Check)
     }
 
     /// The largest memory limit this host's plugins may have (each memory
@@ -179,7 +187,7 @@ impl PluginHost {
         &self,
         spec: &PluginSpec,
         extra_protected: &[ProtectedPath],
-        set_up: bool,
+        mode: Mode,
     ) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
         let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
@@ -263,11 +271,14 @@ impl PluginHost {
             imports: &imports,
             protected: &protected,
         };
-        let problems = capabilities::check(&spec.capabilities, &facts);
+        let problems = match mode {
+            Mode::Inspect => Vec::new(),
+            Mode::Check | Mode::SetUp => capabilities::check(&spec.capabilities, &facts),
+        };
         if !problems.is_empty() {
             return Err(PluginError::Grant { name, problems });
         }
-        let granted = if set_up {
+        let granted = if mode == Mode::SetUp {
             Some(capabilities::load(&spec.capabilities, &facts).map_err(|f| {
                 PluginError::Capability {
                     name: name.clone(),
@@ -288,6 +299,7 @@ impl PluginHost {
                 granted,
                 cache_status,
                 info: None,
+                imports,
             }),
         };
         let info = plugin
@@ -352,6 +364,19 @@ struct Inner {
     granted: Option<LoadedCapabilities>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
+    /// Interfaces the component imports, without their version.
+    imports: BTreeSet<String>,
+}
+
+/// How far [`PluginHost::open`] goes with a plugin's grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Checked and set up (a run).
+    SetUp,
+    /// Checked only (`validate`).
+    Check,
+    /// Neither (`plugin inspect`).
+    Inspect,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -375,6 +400,12 @@ impl LoadedPlugin {
 
     pub fn spec(&self) -> &PluginSpec {
         &self.inner.spec
+    }
+
+    /// The interfaces the component imports, without their version
+    /// (`duplex:plugin/exec`, `wasi:cli/environment`).
+    pub fn imports(&self) -> &BTreeSet<String> {
+        &self.inner.imports
     }
 
     /// Whether the compiled code came from the cache.
