@@ -172,7 +172,10 @@ fn command_gates_pass_retry_later_and_fail_with_the_scripts_words() {
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
 
     // A failing script: its exit code and its own words are the reason.
-    let bad = rig.script("bad.sh", "echo checking >&1\necho 'disk /var is 97% full' >&2\nexit 3");
+    let bad = rig.script(
+        "bad.sh",
+        "echo checking >&1\necho 'disk /var is 97% full' >&2\nexit 3",
+    );
     rig.policy(
         "sim-duplex",
         "{time-scale: 0}",
@@ -230,7 +233,9 @@ fn operations_and_installs_are_commands_that_see_the_active_upgrade_environment(
         lines,
         [
             format!("split side=upgrade state=Split request=op/split {tail}"),
-            format!("install-acme-app-2.4.1 side=upgrade state=Split request=install/acme-app {tail}"),
+            format!(
+                "install-acme-app-2.4.1 side=upgrade state=Split request=install/acme-app {tail}"
+            ),
             format!("merge side=upgrade state=Merge request=op/merge {tail}"),
             format!("commit side=upgrade state=Commit request=op/commit {tail}"),
             format!("finish side=upgrade state=Finish request=op/finish {tail}"),
@@ -238,7 +243,10 @@ fn operations_and_installs_are_commands_that_see_the_active_upgrade_environment(
     );
     let log = rig.log();
     // The merge took a second: started by one call, polled by the next.
-    assert!(log.contains("operate merge [op/merge]: pending 0%: `"), "{log}");
+    assert!(
+        log.contains("operate merge [op/merge]: pending 0%: `"),
+        "{log}"
+    );
     assert!(log.contains("operate merge [op/merge]: done: `"), "{log}");
     assert!(log.contains("partner side is Up"), "{log}");
 }
@@ -302,7 +310,10 @@ fn arguments_are_never_a_shell_and_dot_dot_paths_are_refused() {
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(got, hostile, "each hostile argument arrives as one plain argument");
+    assert_eq!(
+        got, hostile,
+        "each hostile argument arrives as one plain argument"
+    );
     assert!(!pwned.exists(), "nothing was run through a shell");
     let log = rig.log();
     assert!(
@@ -332,9 +343,14 @@ fn a_command_and_its_grandchild_are_killed_when_the_request_ends() {
     assert!(gone(c), "the command {c} still runs");
     assert!(gone(g), "the grandchild {g} still runs");
     let log = rig.log();
-    assert!(log.contains("is still running (kept: the next round finds it again)"), "{log}");
     assert!(
-        log.contains("killed command `") && log.contains("(check/stuck, key `check`) with its process group: the request failed"),
+        log.contains("is still running (kept: the next round finds it again)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("killed command `")
+            && log
+                .contains("(check/stuck, key `check`) with its process group: the request failed"),
         "{log}"
     );
     // One command all along: started once, found again by every round.
@@ -359,7 +375,10 @@ fn a_command_past_its_timeout_is_killed_with_its_group() {
     let out = rig.site.apply(&[]);
     assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let (g, c) = (read_pid(&grandchild), read_pid(&child));
-    assert!(gone(c) && gone(g), "the command or its grandchild still runs");
+    assert!(
+        gone(c) && gone(g),
+        "the command or its grandchild still runs"
+    );
     let log = rig.log();
     assert!(log.contains("killed by signal 9 (timed out)"), "{log}");
     assert!(
@@ -411,7 +430,10 @@ fn stopping_the_runner_kills_the_commands_it_started() {
 #[test]
 fn gigabytes_of_output_are_read_capped_and_counted() {
     let rig = Rig::new();
-    let flood = rig.script("flood.sh", "PATH=/usr/bin:/bin\nyes | head -c 1073741824\necho finished >&2");
+    let flood = rig.script(
+        "flood.sh",
+        "PATH=/usr/bin:/bin\nyes | head -c 1073741824\necho finished >&2",
+    );
     rig.policy(
         "sim-duplex",
         "{time-scale: 0}",
@@ -467,7 +489,10 @@ fn validate_refuses_exec_without_a_grant_or_with_a_bad_program_where_it_is_writt
     let all = format!("{}{}", out.stdout, out.stderr);
     for (needle, message) in [
         ("/usr/bin/../bin/sh", "contains `.` or `..`"),
-        ("/no/such/program", "/no/such/program`: No such file or directory"),
+        (
+            "/no/such/program",
+            "/no/such/program`: No such file or directory",
+        ),
         ("relative/tool", "is not an absolute path"),
     ] {
         assert!(

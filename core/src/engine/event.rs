@@ -40,7 +40,7 @@ pub enum Event {
         /// What an abort needs, pinned at the start: it never depends on
         /// the policy loading again (absent in format 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        hardware: Option<HardwarePin>,
+        hardware: Option<Box<HardwarePin>>,
     },
     /// A command the state model accepted; the fold applies it again.
     Model { command: Command },
@@ -315,7 +315,7 @@ impl Session {
             policy_digest: policy_digest.clone(),
             target: target.clone(),
             format: *format,
-            hardware: hardware.clone(),
+            hardware: hardware.as_deref().cloned(),
             config: Configuration::idle(),
             aborted: false,
             aborted_from: None,
