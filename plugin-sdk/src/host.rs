@@ -14,7 +14,51 @@ pub trait Host {
     fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
     fn storage_delete(&mut self, key: &str) -> Result<(), String>;
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String>;
+    /// `exec.run` (see [`crate::exec`]).
+    fn exec_run(
+        &mut self,
+        cmd: &crate::ExecCommand,
+        wait_ms: u32,
+    ) -> Result<crate::ExecStatus, String>;
+    /// `exec.kill`.
+    fn exec_kill(&mut self, key: &str) -> Result<(), String>;
+    /// Whether this is the real runner (the component's imports). The SDK
+    /// calls optional capabilities' imports directly in that case, so that a
+    /// component imports only the capabilities its code uses (a vtable entry
+    /// would import them all, and the runner refuses a plugin importing a
+    /// capability the policy does not grant).
+    #[doc(hidden)]
+    fn is_runner(&self) -> bool {
+        false
+    }
 }
+
+/// `exec.run` on `host`: the import itself when running in the runner.
+pub(crate) fn exec_run(
+    host: &mut dyn Host,
+    cmd: &crate::ExecCommand,
+    wait_ms: u32,
+) -> Result<crate::ExecStatus, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::exec::run(cmd, wait_ms);
+    }
+    host.exec_run(cmd, wait_ms)
+}
+
+/// `exec.kill` on `host`: the import itself when running in the runner.
+pub(crate) fn exec_kill(host: &mut dyn Host, key: &str) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::exec::kill(key);
+    }
+    host.exec_kill(key)
+}
+
+/// Optional capabilities are reached through [`exec_run`] and friends in
+/// the runner, never through [`WasmHost`]'s vtable.
+#[cfg(target_arch = "wasm32")]
+const THROUGH_CX: &str = "internal: optional capabilities are called through Cx";
 
 /// The real imports (only callable inside a component).
 pub(crate) struct WasmHost;
@@ -39,6 +83,15 @@ impl Host for WasmHost {
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
         crate::bindings::duplex::plugin::storage::list_keys()
     }
+    fn exec_run(&mut self, _: &crate::ExecCommand, _: u32) -> Result<crate::ExecStatus, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn exec_kill(&mut self, _: &str) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn is_runner(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -55,6 +108,12 @@ impl Host for WasmHost {
         Err(NATIVE.into())
     }
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
+        Err(NATIVE.into())
+    }
+    fn exec_run(&mut self, _: &crate::ExecCommand, _: u32) -> Result<crate::ExecStatus, String> {
+        Err(NATIVE.into())
+    }
+    fn exec_kill(&mut self, _: &str) -> Result<(), String> {
         Err(NATIVE.into())
     }
 }
@@ -116,6 +175,16 @@ impl<'a> Cx<'a> {
     /// Reports progress of the current call (the runner keeps the last one).
     pub fn progress(&mut self, percent: u8, message: impl AsRef<str>) {
         self.host.progress(percent.min(100), message.as_ref())
+    }
+
+    /// A command to run through the `exec` capability (see [`crate::exec`]).
+    pub fn exec(&mut self, program: impl Into<String>) -> crate::exec::Exec<'_> {
+        crate::exec::Exec::new(self.host, program.into())
+    }
+
+    /// Kills the command this request started under `key` (its process group).
+    pub fn exec_kill(&mut self, key: &str) -> Result<(), Error> {
+        exec_kill(self.host, key).map_err(Error)
     }
 
     /// The persistent key-value store (errors unless the policy grants `storage`).

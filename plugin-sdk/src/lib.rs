@@ -123,18 +123,22 @@ pub use bindings::duplex::plugin::types::{
     OperationInfo, PartnerState, Pending, PluginInfo, Progress, Side, UpgradeState, Verdict,
 };
 
+pub mod exec;
 mod host;
 mod manifest;
 pub mod testing;
 
+pub use bindings::duplex::plugin::exec::{
+    Command as ExecCommand, Exited as ExecExit, Status as ExecStatus,
+};
 pub use host::{Cx, Host, Storage};
 pub use manifest::{Manifest, NoParams};
 
 /// Everything a plugin needs in scope.
 pub mod prelude {
     pub use crate::{
-        Artifact, CallContext, CheckResult, Cx, Error, HardwareOp, LogLevel, Manifest, NoParams,
-        PartnerState, Plugin, Progress, Side, UpgradeState, Verdict,
+        Artifact, CallContext, CheckResult, Cx, Error, ExecExit, ExecStatus, HardwareOp, LogLevel,
+        Manifest, NoParams, PartnerState, Plugin, Progress, Side, UpgradeState, Verdict,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

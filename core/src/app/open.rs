@@ -116,12 +116,14 @@ pub(super) fn create(
 ) -> Result<(SessionWriter, Session, Event), AppError> {
     let spec = &policy.policy.spec;
     let file = absolute(&policy.file);
-    let hardware = spec.plugin(&spec.target.plugin).map(|p| HardwarePin {
-        plugin: PluginRef {
-            source: absolute(&policy.resolve(&p.source)).display().to_string(),
-            ..p.clone()
-        },
-        with: spec.target.with.clone(),
+    let hardware = spec.plugin(&spec.target.plugin).map(|p| {
+        Box::new(HardwarePin {
+            plugin: PluginRef {
+                source: absolute(&policy.resolve(&p.source)).display().to_string(),
+                ..p.clone()
+            },
+            with: spec.target.with.clone(),
+        })
     });
     let first = Event::SessionStarted {
         policy: policy.policy.metadata.name.clone(),

@@ -40,7 +40,7 @@ pub enum Event {
         /// What an abort needs, pinned at the start: it never depends on
         /// the policy loading again (absent in format 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        hardware: Option<HardwarePin>,
+        hardware: Option<Box<HardwarePin>>,
     },
     /// A command the state model accepted; the fold applies it again.
     Model { command: Command },
@@ -60,6 +60,17 @@ pub enum Event {
         /// not journaled one by one.
         #[serde(default, skip_serializing_if = "is_zero")]
         repeats: u64,
+    },
+    /// The runner killed a command a plugin had started (`exec`) and left
+    /// running, with its process group.
+    #[serde(rename_all = "camelCase")]
+    CommandKilled {
+        plugin: String,
+        /// The request that started it (`op/split`, `check/ready`).
+        request: String,
+        key: String,
+        command: String,
+        reason: String,
     },
     /// A gate or verification check ran.
     #[serde(rename_all = "camelCase")]
@@ -304,7 +315,7 @@ impl Session {
             policy_digest: policy_digest.clone(),
             target: target.clone(),
             format: *format,
-            hardware: hardware.clone(),
+            hardware: hardware.as_deref().cloned(),
             config: Configuration::idle(),
             aborted: false,
             aborted_from: None,
@@ -381,6 +392,7 @@ impl Session {
             | Event::RetryScheduled { .. }
             | Event::AutoAbort { .. }
             | Event::Drift { .. }
+            | Event::CommandKilled { .. }
             | Event::Resumed { .. }
             | Event::Interrupted { .. } => {}
         }

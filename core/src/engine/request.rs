@@ -85,7 +85,21 @@ fn clip_lines(lines: Vec<String>, max: usize) -> Vec<String> {
 impl Engine {
     pub(super) async fn run_request(&mut self) -> Result<(), EngineError> {
         self.partner_reported = false;
-        let outcome = match self.steps().await {
+        let steps = self.steps().await;
+        // Nothing a request started outlives it: commands still running
+        // (a stop, a failure, a check that never waited for its command)
+        // are killed with their process groups, and each kill journaled.
+        let why = match &steps {
+            Ok(Ok(())) => "the request completed",
+            Ok(Err(_)) => "the request failed",
+            Err(EngineError::Cancelled) => "the run stopped",
+            Err(_) => "the request ended",
+        };
+        self.end_commands(
+            why,
+            steps.is_ok() || matches!(steps, Err(EngineError::Cancelled)),
+        )?;
+        let outcome = match steps {
             Ok(outcome) => outcome,
             // Plugins made the journal grow past its limit: no more plugin
             // calls are recorded; a person must look.
@@ -104,6 +118,28 @@ impl Engine {
             }),
         }
         .map(drop)
+    }
+
+    /// Kills the commands every plugin left running; journals each kill
+    /// when `record` (the journal still takes records).
+    fn end_commands(&mut self, why: &str, record: bool) -> Result<(), EngineError> {
+        let killed: Vec<_> = self
+            .plugins
+            .values()
+            .flat_map(|p| p.end_commands(why))
+            .collect();
+        if record {
+            for k in killed {
+                self.record(Event::CommandKilled {
+                    plugin: k.plugin,
+                    request: k.request,
+                    key: k.key,
+                    command: k.command,
+                    reason: k.reason,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The state's steps, in order, until one fails.

@@ -56,6 +56,17 @@ pub fn plugin_spec(
                 .collect(),
             clocks: false,
         },
+        exec: plugins::ExecGrant {
+            programs: caps
+                .exec
+                .iter()
+                .map(|e| plugins::ProgramGrant {
+                    program: PathBuf::from(&e.program),
+                    args: e.args.clone(),
+                    env: e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                })
+                .collect(),
+        },
     };
     PluginSpec {
         name: p.name.clone(),

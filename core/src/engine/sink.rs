@@ -161,6 +161,15 @@ pub fn describe(event: &Event) -> String {
             &recorded[..recorded.len().min(12)],
             &current[..current.len().min(12)]
         ),
+        Event::CommandKilled {
+            plugin,
+            request,
+            key,
+            command,
+            reason,
+        } => format!(
+            "killed command `{command}` of plugin `{plugin}` ({request}, key `{key}`) with its process group: {reason}"
+        ),
         Event::AbortRequested { by } => format!("abort requested by {by}"),
         Event::NotRetryable => "the failure is marked not retryable".into(),
         Event::Resumed { pid, at } if at.contains("(Busy)") => {

@@ -10,7 +10,8 @@ use super::output::{LogSink, ProgressSlot};
 use super::sandbox::{Limiter, MAX_TABLE_ELEMENTS, reserved_per_memory};
 use super::spec::Limits;
 use super::types::{
-    CallOutcome, CheckResult, LogLevel, LogLine, LogSource, PartnerState, PluginInfo, Progress,
+    CallContext, CallOutcome, CheckResult, LogLevel, LogLine, LogSource, PartnerState, PluginInfo,
+    Progress,
 };
 use crate::cancel::CancelFlag;
 use std::future::Future;
@@ -38,6 +39,8 @@ pub(crate) struct CallScope {
     /// store is full, say): whatever the plugin then returns, the call's
     /// outcome is this fault, not the plugin's.
     pub fault: Option<HostFault>,
+    /// The call's context (`None` for `describe`).
+    pub context: Option<CallContext>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +118,11 @@ impl Guard {
             Stop::Deadline => "the call's deadline passed",
             Stop::Cancelled => "the call was cancelled",
         })
+    }
+
+    /// Time left before the call's deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// Runs a host operation that may block (I/O, a WASI poll) until it
@@ -196,6 +204,8 @@ pub(crate) struct Callee<'a> {
     /// `None`: the call gets no capability (`describe`).
     pub capabilities: Option<&'a LoadedCapabilities>,
     pub cancel: Option<CancelFlag>,
+    /// The call's context (`None`: `describe`).
+    pub context: Option<CallContext>,
     /// The host's memory reservation (for messages).
     pub max_memory_bytes: u64,
 }
@@ -218,6 +228,7 @@ pub(crate) fn run<R: OutputSize, T: Failure>(
         progress: ProgressSlot::default(),
         denied: Vec::new(),
         fault: None,
+        context: callee.context,
     };
     let capabilities = CallCapabilities::start(callee.capabilities, &mut scope);
     let mut store = Store::new(

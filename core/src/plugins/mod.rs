@@ -38,8 +38,10 @@ mod spec;
 mod types;
 
 pub use cache::CacheStatus;
+pub use capabilities::exec::{MAX_COMMAND_TIMEOUT, MAX_OUTPUT_BYTES, MAX_RUNNING_COMMANDS};
 pub use capabilities::{
-    Capabilities, DirGrant, GrantProblem, ProtectedPath, StorageGrant, WasiGrant,
+    Capabilities, DirGrant, ExecGrant, GrantProblem, KilledCommand, ProgramGrant, ProtectedPath,
+    StorageGrant, WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};
@@ -143,7 +145,15 @@ impl PluginHost {
     /// Verifies, compiles (or loads from cache), links, sets up the grants of
     /// and describes a plugin.
     pub fn load(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, &[], true)
+        self.open(spec, &[], Mode::SetUp)
+    }
+
+    /// Verifies, compiles, links and describes a plugin without any grant
+    /// and without checking grants against its imports (a plugin that
+    /// imports `exec` loads): for `duplex plugin inspect`, which shows what
+    /// a plugin provides and imports, not what a policy gives it.
+    pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, &[], Mode::Inspect)
     }
 
     /// [`PluginHost::load`], refusing grants that reach `protected` paths
@@ -154,7 +164,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, true)
+        self.open(spec, protected, Mode::SetUp)
     }
 
     /// Everything [`PluginHost::load_guarded`] checks, without setting up
@@ -164,7 +174,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, false)
+        self.open(spec, protected, Mode::Check)
     }
 
     /// The largest memory limit this host's plugins may have (each memory
@@ -177,7 +187,7 @@ impl PluginHost {
         &self,
         spec: &PluginSpec,
         extra_protected: &[ProtectedPath],
-        set_up: bool,
+        mode: Mode,
     ) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
         let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
@@ -261,11 +271,14 @@ impl PluginHost {
             imports: &imports,
             protected: &protected,
         };
-        let problems = capabilities::check(&spec.capabilities, &facts);
+        let problems = match mode {
+            Mode::Inspect => Vec::new(),
+            Mode::Check | Mode::SetUp => capabilities::check(&spec.capabilities, &facts),
+        };
         if !problems.is_empty() {
             return Err(PluginError::Grant { name, problems });
         }
-        let granted = if set_up {
+        let granted = if mode == Mode::SetUp {
             Some(capabilities::load(&spec.capabilities, &facts).map_err(|f| {
                 PluginError::Capability {
                     name: name.clone(),
@@ -286,6 +299,7 @@ impl PluginHost {
                 granted,
                 cache_status,
                 info: None,
+                imports,
             }),
         };
         let info = plugin
@@ -350,6 +364,19 @@ struct Inner {
     granted: Option<LoadedCapabilities>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
+    /// Interfaces the component imports, without their version.
+    imports: BTreeSet<String>,
+}
+
+/// How far [`PluginHost::open`] goes with a plugin's grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Checked and set up (a run).
+    SetUp,
+    /// Checked only (`validate`).
+    Check,
+    /// Neither (`plugin inspect`).
+    Inspect,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -373,6 +400,12 @@ impl LoadedPlugin {
 
     pub fn spec(&self) -> &PluginSpec {
         &self.inner.spec
+    }
+
+    /// The interfaces the component imports, without their version
+    /// (`duplex:plugin/exec`, `wasi:cli/environment`).
+    pub fn imports(&self) -> &BTreeSet<String> {
+        &self.inner.imports
     }
 
     /// Whether the compiled code came from the cache.
@@ -484,6 +517,18 @@ impl LoadedPlugin {
         )
     }
 
+    /// Kills every command the plugin started that is still running (its
+    /// process group; see the `exec` capability) and forgets exits not yet
+    /// reported: the engine calls it when a request ends (done, failed,
+    /// stopped). Returns what was killed, for the activity log.
+    pub fn end_commands(&self, reason: &str) -> Vec<KilledCommand> {
+        self.inner
+            .granted
+            .as_ref()
+            .map(|g| g.end_commands(reason))
+            .unwrap_or_default()
+    }
+
     fn not_provided(&self, call: &str, message: String) -> CallError {
         CallError::NotProvided {
             plugin: self.name().into(),
@@ -508,6 +553,7 @@ impl LoadedPlugin {
             limits: inner.spec.limits,
             capabilities: ctx.and(inner.granted.as_ref()),
             cancel: ctx.and_then(CallContext::cancel_flag),
+            context: ctx.cloned(),
             max_memory_bytes: inner.host.max_memory_bytes,
         };
         call::run(callee, call, invoke, convert)

@@ -432,6 +432,28 @@ pub struct Capabilities {
     /// Host directories it can open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirGrant>,
+    /// Programs it may run (the `exec` capability), by absolute path; each
+    /// command runs in its own process group with a clean environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<ExecGrant>,
+}
+
+/// A program a plugin may run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecGrant {
+    /// Absolute path of the program (an executable file), exactly as the
+    /// plugin names it. No shell is involved unless this is a shell.
+    #[schemars(length(min = 1))]
+    pub program: String,
+    /// Arguments always passed first, before the plugin's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The command's environment, besides the `ACTIVE_UPGRADE_*` variables
+    /// the runner sets (nothing of the runner's own environment is passed:
+    /// set `PATH` here if the program needs one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

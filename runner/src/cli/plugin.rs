@@ -175,7 +175,7 @@ fn inspect(file: &Path, output: Output) -> u8 {
         .unwrap_or("plugin")
         .to_string();
     let loaded = PluginHost::new(HostConfig::default()).and_then(|host| {
-        host.load(&PluginSpec {
+        host.inspect(&PluginSpec {
             name,
             path: file.to_path_buf(),
             sha256: sha256.clone(),

@@ -25,6 +25,7 @@
 //! [`Capability`] and one line there: the grant field, the per-plugin and
 //! per-call state and the linker wiring all follow from it.
 
+pub(crate) mod exec;
 pub(crate) mod host;
 pub(crate) mod storage;
 pub(crate) mod wasi;
@@ -35,6 +36,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use wasmtime::component::Linker;
 
+pub use exec::{ExecGrant, KilledCommand, ProgramGrant};
 pub use storage::StorageGrant;
 pub use wasi::{DirGrant, WasiGrant};
 
@@ -206,4 +208,16 @@ registry! {
     storage: storage::Storage => StorageGrant,
     /// WASI preview 2: environment variables, directories and clocks.
     wasi: wasi::Wasi => WasiGrant,
+    /// `exec`: programs it may run.
+    exec: exec::Exec => ExecGrant,
+}
+
+impl LoadedCapabilities {
+    /// Kills the commands the plugin left running (see [`exec`]).
+    pub(crate) fn end_commands(&self, reason: &str) -> Vec<KilledCommand> {
+        self.exec
+            .as_ref()
+            .map(|e| e.end_all(reason))
+            .unwrap_or_default()
+    }
 }
