@@ -51,6 +51,10 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../plugin-sdk/README.md")),
     ("src/lib.rs", include_str!("../../../plugin-sdk/src/lib.rs")),
     (
+        "src/exec.rs",
+        include_str!("../../../plugin-sdk/src/exec.rs"),
+    ),
+    (
         "src/host.rs",
         include_str!("../../../plugin-sdk/src/host.rs"),
     ),
