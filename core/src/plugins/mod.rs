@@ -39,7 +39,8 @@ mod types;
 
 pub use cache::CacheStatus;
 pub use capabilities::{
-    Capabilities, DirGrant, GrantProblem, ProtectedPath, StorageGrant, WasiGrant,
+    ArtifactsGrant, Capabilities, DirGrant, FileRoot, FilesGrant, GrantProblem, ProtectedPath,
+    StagedArtifact, StorageGrant, WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};

@@ -25,6 +25,8 @@
 //! [`Capability`] and one line there: the grant field, the per-plugin and
 //! per-call state and the linker wiring all follow from it.
 
+pub(crate) mod artifacts;
+pub(crate) mod files;
 pub(crate) mod host;
 pub(crate) mod storage;
 pub(crate) mod wasi;
@@ -35,6 +37,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use wasmtime::component::Linker;
 
+pub use artifacts::{ArtifactsGrant, StagedArtifact};
+pub use files::{FileRoot, FilesGrant};
 pub use storage::StorageGrant;
 pub use wasi::{DirGrant, WasiGrant};
 
@@ -206,4 +210,8 @@ registry! {
     storage: storage::Storage => StorageGrant,
     /// WASI preview 2: environment variables, directories and clocks.
     wasi: wasi::Wasi => WasiGrant,
+    /// `files`: named host directories, read-only or read-write.
+    files: files::Files => FilesGrant,
+    /// `artifacts`: the policy's software, as the runner staged it.
+    artifacts: artifacts::Artifacts => ArtifactsGrant,
 }
