@@ -65,7 +65,7 @@ pub enum ArtifactError {
         kind: FileKind,
     },
     #[error(
-        "artifact `{name}` ({from}) does not match its pinned digest: the policy pins sha256 {pinned}, the {what} has sha256 {actual}; nothing was staged",
+        "artifact `{name}` ({from}) does not match its pinned digest: the policy pins sha256 {pinned}, the {what} has sha256 {actual}",
         what = if .from.contains("://") { "download" } else { "file" }
     )]
     DigestMismatch {

@@ -218,7 +218,7 @@ impl Root {
             .open_beneath(rel, OFlags::PATH | OFlags::NOFOLLOW, 0)
             .map_err(|e| self.fail(path, e))?;
         let st = rustix::fs::fstat(&file).map_err(|e| self.fail(path, e.into()))?;
-        if kind_of(st.st_mode as u32) == Kind::Symlink {
+        if kind_of(st.st_mode) == Kind::Symlink {
             return Err(format!(
                 "`{}/{path}` is a symbolic link: set the mode of what it points to",
                 self.name
@@ -273,7 +273,7 @@ impl Root {
                 rustix::fs::FileType::Symlink => Kind::Symlink,
                 rustix::fs::FileType::Unknown => {
                     match rustix::fs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(st) => kind_of(st.st_mode as u32),
+                        Ok(st) => kind_of(st.st_mode),
                         Err(_) => Kind::Other,
                     }
                 }
@@ -302,12 +302,12 @@ impl Root {
         };
         match st {
             Ok(st) => Ok(Some(Meta {
-                kind: kind_of(st.st_mode as u32),
+                kind: kind_of(st.st_mode),
                 size: st.st_size as u64,
                 modified_ms: (st.st_mtime.max(0) as u64)
                     .saturating_mul(1000)
-                    .saturating_add(st.st_mtime_nsec.max(0) as u64 / 1_000_000),
-                mode: st.st_mode as u32 & 0o7777,
+                    .saturating_add(st.st_mtime_nsec / 1_000_000),
+                mode: st.st_mode & 0o7777,
             })),
             Err(e) if e == rustix::io::Errno::NOENT => Ok(None),
             Err(e) => Err(self.fail(path, e.into())),
@@ -413,7 +413,7 @@ fn replace(
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     let mode = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if kind_of(st.st_mode as u32) == Kind::File => st.st_mode as u32 & 0o777,
+        Ok(st) if kind_of(st.st_mode) == Kind::File => st.st_mode & 0o777,
         _ => 0o644,
     };
     let tmp = format!(
@@ -445,7 +445,7 @@ fn replace(
 /// whole tree, never following a link.
 fn remove_tree(dir: &File, name: &str, depth: usize) -> io::Result<()> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if kind_of(st.st_mode as u32) != Kind::Directory {
+    if kind_of(st.st_mode) != Kind::Directory {
         return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
     }
     if depth >= MAX_REMOVE_DEPTH {
