@@ -1,6 +1,7 @@
 //! What a plugin may ask of the runner, behind a trait so plugin logic runs
 //! both in wasm (the real imports) and natively ([`crate::testing::TestHost`]).
 
+use crate::fs::{DirEntry, Metadata};
 use crate::{CallContext, Error, LogLevel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +15,27 @@ pub trait Host {
     fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
     fn storage_delete(&mut self, key: &str) -> Result<(), String>;
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String>;
+    // `files` and `artifacts` (crate::fs): `root` names a files grant.
+    fn files_read(
+        &mut self,
+        root: &str,
+        path: &str,
+        offset: u64,
+        max: u32,
+    ) -> Result<Vec<u8>, String>;
+    fn files_write(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String>;
+    fn files_append(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String>;
+    fn files_set_mode(&mut self, root: &str, path: &str, mode: u32) -> Result<(), String>;
+    fn files_create_dir(&mut self, root: &str, path: &str) -> Result<(), String>;
+    fn files_list(&mut self, root: &str, path: &str) -> Result<Vec<DirEntry>, String>;
+    fn files_stat(&mut self, root: &str, path: &str) -> Result<Option<Metadata>, String>;
+    fn files_read_link(&mut self, root: &str, path: &str) -> Result<String, String>;
+    fn files_rename(&mut self, root: &str, from: &str, to: &str) -> Result<(), String>;
+    fn files_symlink(&mut self, root: &str, target: &str, path: &str) -> Result<(), String>;
+    fn files_remove(&mut self, root: &str, path: &str) -> Result<(), String>;
+    fn files_free_space(&mut self, root: &str) -> Result<u64, String>;
+    fn artifact_read(&mut self, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String>;
+    fn artifact_copy_to(&mut self, name: &str, root: &str, path: &str) -> Result<u64, String>;
 }
 
 /// The real imports (only callable inside a component).
@@ -39,6 +61,54 @@ impl Host for WasmHost {
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
         crate::bindings::duplex::plugin::storage::list_keys()
     }
+    fn files_read(
+        &mut self,
+        root: &str,
+        path: &str,
+        offset: u64,
+        max: u32,
+    ) -> Result<Vec<u8>, String> {
+        crate::bindings::duplex::plugin::files::read(root, path, offset, max)
+    }
+    fn files_write(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::write(root, path, data)
+    }
+    fn files_append(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::append(root, path, data)
+    }
+    fn files_set_mode(&mut self, root: &str, path: &str, mode: u32) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::set_mode(root, path, mode)
+    }
+    fn files_create_dir(&mut self, root: &str, path: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::create_dir(root, path)
+    }
+    fn files_list(&mut self, root: &str, path: &str) -> Result<Vec<DirEntry>, String> {
+        crate::bindings::duplex::plugin::files::list(root, path)
+    }
+    fn files_stat(&mut self, root: &str, path: &str) -> Result<Option<Metadata>, String> {
+        crate::bindings::duplex::plugin::files::stat(root, path)
+    }
+    fn files_read_link(&mut self, root: &str, path: &str) -> Result<String, String> {
+        crate::bindings::duplex::plugin::files::read_link(root, path)
+    }
+    fn files_rename(&mut self, root: &str, from: &str, to: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::rename(root, from, to)
+    }
+    fn files_symlink(&mut self, root: &str, target: &str, path: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::symlink(root, target, path)
+    }
+    fn files_remove(&mut self, root: &str, path: &str) -> Result<(), String> {
+        crate::bindings::duplex::plugin::files::remove(root, path)
+    }
+    fn files_free_space(&mut self, root: &str) -> Result<u64, String> {
+        crate::bindings::duplex::plugin::files::free_space(root)
+    }
+    fn artifact_read(&mut self, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+        crate::bindings::duplex::plugin::artifacts::read(name, offset, max)
+    }
+    fn artifact_copy_to(&mut self, name: &str, root: &str, path: &str) -> Result<u64, String> {
+        crate::bindings::duplex::plugin::artifacts::copy_to(name, root, path)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -57,6 +127,48 @@ impl Host for WasmHost {
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
         Err(NATIVE.into())
     }
+    fn files_read(&mut self, _: &str, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_write(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_append(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_set_mode(&mut self, _: &str, _: &str, _: u32) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_create_dir(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_list(&mut self, _: &str, _: &str) -> Result<Vec<DirEntry>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_stat(&mut self, _: &str, _: &str) -> Result<Option<Metadata>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_read_link(&mut self, _: &str, _: &str) -> Result<String, String> {
+        Err(NATIVE.into())
+    }
+    fn files_rename(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_symlink(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_remove(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_free_space(&mut self, _: &str) -> Result<u64, String> {
+        Err(NATIVE.into())
+    }
+    fn artifact_read(&mut self, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(NATIVE.into())
+    }
+    fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
+        Err(NATIVE.into())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -65,7 +177,7 @@ const NATIVE: &str = "no runner here: use duplex_plugin_sdk::testing::TestHost";
 /// One call's context: the call's [`CallContext`] and the host.
 pub struct Cx<'a> {
     ctx: &'a CallContext,
-    host: &'a mut dyn Host,
+    pub(crate) host: &'a mut dyn Host,
 }
 
 impl<'a> Cx<'a> {

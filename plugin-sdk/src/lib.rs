@@ -123,10 +123,12 @@ pub use bindings::duplex::plugin::types::{
     OperationInfo, PartnerState, Pending, PluginInfo, Progress, Side, UpgradeState, Verdict,
 };
 
+mod fs;
 mod host;
 mod manifest;
 pub mod testing;
 
+pub use fs::{ArtifactFile, ChunkReader, DirEntry, EntryKind, Fs, Metadata};
 pub use host::{Cx, Host, Storage};
 pub use manifest::{Manifest, NoParams};
 
