@@ -1,6 +1,7 @@
 //! What a plugin may ask of the runner, behind a trait so plugin logic runs
 //! both in wasm (the real imports) and natively ([`crate::testing::TestHost`]).
 
+use crate::fs::{DirEntry, Metadata};
 use crate::{CallContext, Error, LogLevel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +32,27 @@ pub trait Host {
     fn is_runner(&self) -> bool {
         false
     }
+    // `files` and `artifacts` (crate::fs): `root` names a files grant.
+    fn files_read(
+        &mut self,
+        root: &str,
+        path: &str,
+        offset: u64,
+        max: u32,
+    ) -> Result<Vec<u8>, String>;
+    fn files_write(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String>;
+    fn files_append(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String>;
+    fn files_set_mode(&mut self, root: &str, path: &str, mode: u32) -> Result<(), String>;
+    fn files_create_dir(&mut self, root: &str, path: &str) -> Result<(), String>;
+    fn files_list(&mut self, root: &str, path: &str) -> Result<Vec<DirEntry>, String>;
+    fn files_stat(&mut self, root: &str, path: &str) -> Result<Option<Metadata>, String>;
+    fn files_read_link(&mut self, root: &str, path: &str) -> Result<String, String>;
+    fn files_rename(&mut self, root: &str, from: &str, to: &str) -> Result<(), String>;
+    fn files_symlink(&mut self, root: &str, target: &str, path: &str) -> Result<(), String>;
+    fn files_remove(&mut self, root: &str, path: &str) -> Result<(), String>;
+    fn files_free_space(&mut self, root: &str) -> Result<u64, String>;
+    fn artifact_read(&mut self, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String>;
+    fn artifact_copy_to(&mut self, name: &str, root: &str, path: &str) -> Result<u64, String>;
 }
 
 /// `exec.run` on `host`: the import itself when running in the runner.
@@ -53,6 +75,132 @@ pub(crate) fn exec_kill(host: &mut dyn Host, key: &str) -> Result<(), String> {
         return crate::bindings::duplex::plugin::exec::kill(key);
     }
     host.exec_kill(key)
+}
+
+/// `files.read` on `host`: the import itself when running in the runner.
+pub(crate) fn files_read(host: &mut dyn Host, root: &str, path: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::read(root, path, offset, max);
+    }
+    host.files_read(root, path, offset, max)
+}
+
+/// `files.write` on `host`: the import itself when running in the runner.
+pub(crate) fn files_write(host: &mut dyn Host, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::write(root, path, data);
+    }
+    host.files_write(root, path, data)
+}
+
+/// `files.append` on `host`: the import itself when running in the runner.
+pub(crate) fn files_append(host: &mut dyn Host, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::append(root, path, data);
+    }
+    host.files_append(root, path, data)
+}
+
+/// `files.set_mode` on `host`: the import itself when running in the runner.
+pub(crate) fn files_set_mode(host: &mut dyn Host, root: &str, path: &str, mode: u32) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::set_mode(root, path, mode);
+    }
+    host.files_set_mode(root, path, mode)
+}
+
+/// `files.create_dir` on `host`: the import itself when running in the runner.
+pub(crate) fn files_create_dir(host: &mut dyn Host, root: &str, path: &str) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::create_dir(root, path);
+    }
+    host.files_create_dir(root, path)
+}
+
+/// `files.list` on `host`: the import itself when running in the runner.
+pub(crate) fn files_list(host: &mut dyn Host, root: &str, path: &str) -> Result<Vec<DirEntry>, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::list(root, path);
+    }
+    host.files_list(root, path)
+}
+
+/// `files.stat` on `host`: the import itself when running in the runner.
+pub(crate) fn files_stat(host: &mut dyn Host, root: &str, path: &str) -> Result<Option<Metadata>, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::stat(root, path);
+    }
+    host.files_stat(root, path)
+}
+
+/// `files.read_link` on `host`: the import itself when running in the runner.
+pub(crate) fn files_read_link(host: &mut dyn Host, root: &str, path: &str) -> Result<String, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::read_link(root, path);
+    }
+    host.files_read_link(root, path)
+}
+
+/// `files.rename` on `host`: the import itself when running in the runner.
+pub(crate) fn files_rename(host: &mut dyn Host, root: &str, from: &str, to: &str) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::rename(root, from, to);
+    }
+    host.files_rename(root, from, to)
+}
+
+/// `files.symlink` on `host`: the import itself when running in the runner.
+pub(crate) fn files_symlink(host: &mut dyn Host, root: &str, target: &str, path: &str) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::symlink(root, target, path);
+    }
+    host.files_symlink(root, target, path)
+}
+
+/// `files.remove` on `host`: the import itself when running in the runner.
+pub(crate) fn files_remove(host: &mut dyn Host, root: &str, path: &str) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::remove(root, path);
+    }
+    host.files_remove(root, path)
+}
+
+/// `files.free_space` on `host`: the import itself when running in the runner.
+pub(crate) fn files_free_space(host: &mut dyn Host, root: &str) -> Result<u64, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::files::free_space(root);
+    }
+    host.files_free_space(root)
+}
+
+/// `artifacts.read` on `host`: the import itself when running in the runner.
+pub(crate) fn artifact_read(host: &mut dyn Host, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::artifacts::read(name, offset, max);
+    }
+    host.artifact_read(name, offset, max)
+}
+
+/// `artifacts.copy_to` on `host`: the import itself when running in the runner.
+pub(crate) fn artifact_copy_to(host: &mut dyn Host, name: &str, root: &str, path: &str) -> Result<u64, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::artifacts::copy_to(name, root, path);
+    }
+    host.artifact_copy_to(name, root, path)
 }
 
 /// Optional capabilities are reached through [`exec_run`] and friends in
@@ -91,6 +239,49 @@ impl Host for WasmHost {
     }
     fn is_runner(&self) -> bool {
         true
+
+    }
+    fn files_read(&mut self, _: &str, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_write(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_append(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_set_mode(&mut self, _: &str, _: &str, _: u32) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_create_dir(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_list(&mut self, _: &str, _: &str) -> Result<Vec<DirEntry>, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_stat(&mut self, _: &str, _: &str) -> Result<Option<Metadata>, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_read_link(&mut self, _: &str, _: &str) -> Result<String, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_rename(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_symlink(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_remove(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(THROUGH_CX.into())
+    }
+    fn files_free_space(&mut self, _: &str) -> Result<u64, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn artifact_read(&mut self, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(THROUGH_CX.into())
+    }
+    fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
+        Err(THROUGH_CX.into())
     }
 }
 
@@ -116,6 +307,48 @@ impl Host for WasmHost {
     fn exec_kill(&mut self, _: &str) -> Result<(), String> {
         Err(NATIVE.into())
     }
+    fn files_read(&mut self, _: &str, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_write(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_append(&mut self, _: &str, _: &str, _: &[u8]) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_set_mode(&mut self, _: &str, _: &str, _: u32) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_create_dir(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_list(&mut self, _: &str, _: &str) -> Result<Vec<DirEntry>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_stat(&mut self, _: &str, _: &str) -> Result<Option<Metadata>, String> {
+        Err(NATIVE.into())
+    }
+    fn files_read_link(&mut self, _: &str, _: &str) -> Result<String, String> {
+        Err(NATIVE.into())
+    }
+    fn files_rename(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_symlink(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_remove(&mut self, _: &str, _: &str) -> Result<(), String> {
+        Err(NATIVE.into())
+    }
+    fn files_free_space(&mut self, _: &str) -> Result<u64, String> {
+        Err(NATIVE.into())
+    }
+    fn artifact_read(&mut self, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
+        Err(NATIVE.into())
+    }
+    fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
+        Err(NATIVE.into())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -124,7 +357,7 @@ const NATIVE: &str = "no runner here: use duplex_plugin_sdk::testing::TestHost";
 /// One call's context: the call's [`CallContext`] and the host.
 pub struct Cx<'a> {
     ctx: &'a CallContext,
-    host: &'a mut dyn Host,
+    pub(crate) host: &'a mut dyn Host,
 }
 
 impl<'a> Cx<'a> {

@@ -124,6 +124,7 @@ pub use bindings::duplex::plugin::types::{
 };
 
 pub mod exec;
+mod fs;
 mod host;
 mod manifest;
 pub mod testing;
@@ -131,6 +132,7 @@ pub mod testing;
 pub use bindings::duplex::plugin::exec::{
     Command as ExecCommand, Exited as ExecExit, Status as ExecStatus,
 };
+pub use fs::{ArtifactFile, ChunkReader, DirEntry, EntryKind, Fs, Metadata};
 pub use host::{Cx, Host, Storage};
 pub use manifest::{Manifest, NoParams};
 

@@ -9,6 +9,10 @@ use crate::{
 use crate::{ExecCommand, ExecExit, ExecStatus};
 use std::collections::{BTreeMap, VecDeque};
 
+#[path = "fake_fs.rs"]
+mod fake_fs;
+pub use fake_fs::FakeRoot;
+
 /// A fake runner. Storage is granted unless made with [`TestHost::without_storage`].
 #[derive(Debug, Clone, Default)]
 pub struct TestHost {
@@ -17,6 +21,10 @@ pub struct TestHost {
     /// `None`: the `storage` capability is not granted.
     pub storage: Option<BTreeMap<String, Vec<u8>>>,
     pub plugin_name: String,
+    /// The `files` grants by name (none: not granted); see [`TestHost::grant_dir`].
+    pub files: BTreeMap<String, FakeRoot>,
+    /// The artifacts by name; `None`: `artifacts` not granted.
+    pub artifacts: Option<BTreeMap<String, Vec<u8>>>,
     /// Scripted outcomes of `exec` per program ([`TestHost::on_exec`]).
     pub exec_script: BTreeMap<String, VecDeque<FakeExec>>,
     /// Every `exec.run` asked, in order.
@@ -134,6 +142,31 @@ impl TestHost {
             .filter(|c| c.program == program)
             .map(|c| c.args.clone())
             .collect()
+
+    }
+
+    /// Grants the directory `path` (a temporary one, say) as files root
+    /// `name`, read-only or not, under the runner's rules.
+    pub fn grant_dir(&mut self, name: &str, path: impl Into<std::path::PathBuf>, read_only: bool) {
+        self.files.insert(
+            name.into(),
+            FakeRoot {
+                path: path.into(),
+                read_only,
+                free_space: 1 << 40,
+            },
+        );
+    }
+
+    /// Grants `artifacts` (if not yet) with `name` holding `bytes`.
+    pub fn grant_artifact(&mut self, name: &str, bytes: impl Into<Vec<u8>>) {
+        self.artifacts
+            .get_or_insert_with(BTreeMap::new)
+            .insert(name.into(), bytes.into());
+    }
+
+    fn root(&self, name: &str) -> Result<&FakeRoot, String> {
+        fake_fs::find(&self.files, name, &self.plugin_name)
     }
 
     /// Seeds storage with a JSON value.
@@ -266,6 +299,62 @@ impl Host for TestHost {
             .keys()
             .cloned()
             .collect())
+    }
+
+    fn files_read(
+        &mut self,
+        root: &str,
+        path: &str,
+        offset: u64,
+        max: u32,
+    ) -> Result<Vec<u8>, String> {
+        self.root(root)?.read(root, path, offset, max)
+    }
+    fn files_write(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+        self.root(root)?.write(root, path, data)
+    }
+    fn files_append(&mut self, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+        self.root(root)?.append(root, path, data)
+    }
+    fn files_set_mode(&mut self, root: &str, path: &str, mode: u32) -> Result<(), String> {
+        self.root(root)?.set_mode(root, path, mode)
+    }
+    fn files_create_dir(&mut self, root: &str, path: &str) -> Result<(), String> {
+        self.root(root)?.create_dir(root, path)
+    }
+    fn files_list(&mut self, root: &str, path: &str) -> Result<Vec<crate::DirEntry>, String> {
+        self.root(root)?.list(root, path)
+    }
+    fn files_stat(&mut self, root: &str, path: &str) -> Result<Option<crate::Metadata>, String> {
+        self.root(root)?.stat(root, path)
+    }
+    fn files_read_link(&mut self, root: &str, path: &str) -> Result<String, String> {
+        self.root(root)?.read_link(root, path)
+    }
+    fn files_rename(&mut self, root: &str, from: &str, to: &str) -> Result<(), String> {
+        self.root(root)?.rename(root, from, to)
+    }
+    fn files_symlink(&mut self, root: &str, target: &str, path: &str) -> Result<(), String> {
+        self.root(root)?.symlink(root, target, path)
+    }
+    fn files_remove(&mut self, root: &str, path: &str) -> Result<(), String> {
+        self.root(root)?.remove(root, path)
+    }
+    fn files_free_space(&mut self, root: &str) -> Result<u64, String> {
+        Ok(self.root(root)?.free_space)
+    }
+    fn artifact_read(&mut self, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+        let bytes = fake_fs::artifact(&self.artifacts, name, &self.plugin_name)?;
+        let start = (offset as usize).min(bytes.len());
+        let end = start
+            .saturating_add(max.min(4 << 20) as usize)
+            .min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+    fn artifact_copy_to(&mut self, name: &str, root: &str, path: &str) -> Result<u64, String> {
+        let bytes = fake_fs::artifact(&self.artifacts, name, &self.plugin_name)?.to_vec();
+        self.root(root)?.write(root, path, &bytes)?;
+        Ok(bytes.len() as u64)
     }
 }
 

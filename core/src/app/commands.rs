@@ -229,7 +229,26 @@ impl App {
         }
         let (plugins, policy, returned) = self.load_for_start(policy, sink, &cancel).await?;
         sink = returned;
-        crate::artifact::verify_artifacts(&policy).map_err(AppError::Policy)?;
+        // Every artifact staged (downloaded if it is a URL) and verified
+        // before anything is written: off the async thread, a cancel stops
+        // waiting for it (a partial download is kept and resumed next time).
+        let staging = {
+            let policy = policy.clone();
+            let state_dir = self.state_dir().to_path_buf();
+            tokio::task::spawn_blocking(move || crate::artifact::stage_all(&policy, &state_dir))
+        };
+        tokio::select! {
+            biased;
+            joined = staging => joined
+                .map_err(|e| AppError::Internal(format!("staging artifacts failed: {e}")))?
+                .map_err(AppError::Policy)
+                .map(drop)?,
+            _ = cancel.cancelled() => {
+                return Err(AppError::InterruptedBeforeStart {
+                    why: cancel.reason().unwrap_or_default(),
+                });
+            }
+        }
         if let Some(why) = cancel.reason() {
             return Err(AppError::InterruptedBeforeStart { why });
         }
@@ -392,6 +411,7 @@ impl App {
             let result = setup::load_pinned(
                 &host,
                 &refs,
+                &base.policy.spec.software,
                 &session_dir,
                 &state_dir,
                 |p| base.resolve(p),
@@ -444,6 +464,7 @@ impl App {
             cancel,
             until: options.until,
             pacing: self.config.pacing,
+            state_dir: self.state_dir().to_path_buf(),
         });
         let stop = engine.run().await?;
         Ok(RunReport {

@@ -88,6 +88,7 @@ pub struct Engine {
     pub(super) clock: SharedClock,
     pub(super) until: Option<UpgradeState>,
     pub(super) pacing: Pacing,
+    pub(super) state_dir: std::path::PathBuf,
     /// The current request has journaled a partner report already.
     pub(super) partner_reported: bool,
     /// The session's age and the monotonic clock when this run began.
@@ -103,6 +104,8 @@ pub struct RunParts {
     pub cancel: Cancel,
     pub until: Option<UpgradeState>,
     pub pacing: Pacing,
+    /// Where artifacts are staged (`<state>/artifacts`).
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Engine {
@@ -120,6 +123,7 @@ impl Engine {
             clock,
             until: parts.until,
             pacing: parts.pacing,
+            state_dir: parts.state_dir,
             partner_reported: false,
             age_at_start_ms,
             monotonic_at_start,

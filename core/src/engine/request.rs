@@ -307,13 +307,29 @@ impl Engine {
         .await
     }
 
-    /// Installs every artifact, in order, each verified just before it is
-    /// handed over.
+    /// Installs every artifact, in order, each staged copy verified again
+    /// just before it is handed over (staged afresh if it was damaged or
+    /// removed).
     async fn installs(&mut self) -> Result<Outcome, EngineError> {
         let spec = self.policy.policy.spec.clone();
         for software in &spec.software {
-            let artifact = match crate::artifact::verify_artifact(&self.policy, software) {
-                Ok(a) => a,
+            let staging = {
+                let policy = self.policy.clone();
+                let software = software.clone();
+                let state_dir = self.state_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::artifact::stage(&policy, &software, &state_dir)
+                })
+            };
+            let staged = staging.await.unwrap_or_else(|e| {
+                Err(crate::artifact::ArtifactError::Stage {
+                    name: software.name.clone(),
+                    path: self.state_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+            let artifact = match staged {
+                Ok(s) => s.artifact,
                 Err(err) => {
                     return Ok(Err(Failure {
                         reason: err.to_string(),

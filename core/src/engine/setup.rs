@@ -6,7 +6,7 @@
 use crate::plugins::params::{ParamError, param_errors};
 use crate::plugins::{self, LoadedPlugin, PluginError, PluginHost, PluginSpec};
 use crate::policy::schema_check::did_you_mean;
-use crate::policy::{Finding, LoadedPolicy, Params, PluginRef};
+use crate::policy::{Finding, LoadedPolicy, Params, PluginRef, Software};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,11 +20,13 @@ pub fn storage_dir(state_dir: &Path, namespace: &str) -> PathBuf {
 /// The host's view of a policy's plugin entry: its component at
 /// `component`, its grants (storage under the state dir; none without a
 /// state dir, as for `validate`) and its limits. Paths in the grant resolve
-/// with `resolve`, against the policy's folder.
+/// with `resolve`, against the policy's folder. An `artifacts` grant names
+/// the staged copy of each of `software` under the state dir.
 pub fn plugin_spec(
     p: &PluginRef,
     component: PathBuf,
     state_dir: Option<&Path>,
+    software: &[Software],
     resolve: impl Fn(&str) -> PathBuf,
 ) -> PluginSpec {
     let caps = &p.capabilities;
@@ -67,6 +69,31 @@ pub fn plugin_spec(
                 })
                 .collect(),
         },
+        files: plugins::FilesGrant {
+            roots: caps
+                .files
+                .iter()
+                .map(|f| plugins::FileRoot {
+                    name: f.name.clone(),
+                    path: resolve(&f.path),
+                    read_only: f.read_only,
+                })
+                .collect(),
+        },
+        artifacts: plugins::ArtifactsGrant {
+            granted: caps.artifacts,
+            staged: match state_dir {
+                Some(state) if caps.artifacts => software
+                    .iter()
+                    .map(|s| plugins::StagedArtifact {
+                        name: s.name.clone(),
+                        sha256: s.sha256.to_string(),
+                        path: crate::artifact::staged_path(state, &s.sha256),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+        },
     };
     PluginSpec {
         name: p.name.clone(),
@@ -100,11 +127,15 @@ pub fn protected_paths(
         what: format!("plugin `{}`'s file", p.name),
         readable: true,
     });
-    let artifacts = spec.software.iter().map(|s| plugins::ProtectedPath {
-        path: policy.resolve(&s.source),
-        what: format!("the artifact of `{}`", s.name),
-        readable: true,
-    });
+    let artifacts = spec
+        .software
+        .iter()
+        .filter(|s| !crate::artifact::is_url(&s.source))
+        .map(|s| plugins::ProtectedPath {
+            path: policy.resolve(&s.source),
+            what: format!("the artifact of `{}`", s.name),
+            readable: true,
+        });
     state
         .into_iter()
         .chain(plugin_files)
@@ -137,9 +168,13 @@ pub fn load_for_policy(
     let mut loaded = Plugins::new();
     let mut findings = Vec::new();
     for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
-        let spec = plugin_spec(p, policy.resolve(&p.source), state_dir, |path| {
-            policy.resolve(path)
-        });
+        let spec = plugin_spec(
+            p,
+            policy.resolve(&p.source),
+            state_dir,
+            &policy.policy.spec.software,
+            |path| policy.resolve(path),
+        );
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);
         }
@@ -189,6 +224,7 @@ pub fn load_for_policy(
 pub fn load_pinned<'p>(
     host: &PluginHost,
     plugins: impl IntoIterator<Item = &'p PluginRef>,
+    software: &[Software],
     session_dir: &Path,
     state_dir: &Path,
     resolve: impl Fn(&str) -> PathBuf,
@@ -209,7 +245,7 @@ pub fn load_pinned<'p>(
         };
         let spec = PluginSpec {
             param_schemas: plugins::ParamSchemas::Ignored,
-            ..plugin_spec(p, component, Some(state_dir), &resolve)
+            ..plugin_spec(p, component, Some(state_dir), software, &resolve)
         };
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);

@@ -40,8 +40,8 @@ mod types;
 pub use cache::CacheStatus;
 pub use capabilities::exec::{MAX_COMMAND_TIMEOUT, MAX_OUTPUT_BYTES, MAX_RUNNING_COMMANDS};
 pub use capabilities::{
-    Capabilities, DirGrant, ExecGrant, GrantProblem, KilledCommand, ProgramGrant, ProtectedPath,
-    StorageGrant, WasiGrant,
+    ArtifactsGrant, Capabilities, DirGrant, ExecGrant, FileRoot, FilesGrant, GrantProblem,
+    KilledCommand, ProgramGrant, ProtectedPath, StagedArtifact, StorageGrant, WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};

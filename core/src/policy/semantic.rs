@@ -40,12 +40,14 @@ pub fn check(policy: &UpgradePolicy) -> Vec<Finding> {
         if let Some(installer) = &item.installer {
             resolve(&mut out, format!("/spec/software/{i}/installer"), installer);
         }
-        if is_url(&item.source) {
+        if is_url(&item.source)
+            && !(item.source.starts_with("http://") || item.source.starts_with("https://"))
+        {
             out.push(Finding::value(
                 format!("/spec/software/{i}/source"),
                 format!(
-                    "`{}` is a URL, and duplex does not download artifacts: fetch the file \
-                     beforehand and give its path (relative to the policy file, or absolute)",
+                    "`{}` is a URL duplex cannot download: give an http:// or https:// URL, \
+                     or the file's path (relative to the policy file, or absolute)",
                     item.source
                 ),
             ));

@@ -116,8 +116,10 @@ pub struct Software {
     pub name: String,
     #[schemars(length(min = 1))]
     pub version: String,
-    /// The artifact file, as a path relative to the policy file (or
-    /// absolute). Duplex downloads nothing: a URL is refused.
+    /// The artifact: a file, as a path relative to the policy file (or
+    /// absolute), or an `http://` / `https://` URL the runner downloads
+    /// (resumably) when a session starts. Either way it is staged in the
+    /// state dir and verified against `sha256` before any plugin sees it.
     #[schemars(length(min = 1))]
     pub source: String,
     /// SHA-256 of the artifact; it is verified before it is handed over.
@@ -436,6 +438,16 @@ pub struct Capabilities {
     /// command runs in its own process group with a clean environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec: Vec<ExecGrant>,
+    /// Host directories it can read (and, unless `readOnly`, change)
+    /// through the `files` interface, each under a name (`cx.fs("releases")`
+    /// in the SDK). Paths resolve beneath the directory: no `..`, absolute
+    /// path or symbolic link reaches outside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FilesGrant>,
+    /// Read the policy's software through the `artifacts` interface: the
+    /// copy the runner staged after verifying its sha256.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub artifacts: bool,
 }
 
 /// A program a plugin may run.
@@ -454,6 +466,20 @@ pub struct ExecGrant {
     /// set `PATH` here if the program needs one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilesGrant {
+    /// The name the plugin uses for it.
+    #[schemars(regex(pattern = super::values::NAME_PATTERN))]
+    pub name: String,
+    /// Directory on the host, relative to the policy file or absolute.
+    pub path: String,
+    /// Only reads (the default); `false` lets the plugin write, rename,
+    /// link and remove beneath it.
+    #[serde(default = "defaults::yes")]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -50,6 +50,11 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../../plugin-sdk/Cargo.toml")),
     ("README.md", include_str!("../../../plugin-sdk/README.md")),
     ("src/lib.rs", include_str!("../../../plugin-sdk/src/lib.rs")),
+    ("src/fs.rs", include_str!("../../../plugin-sdk/src/fs.rs")),
+    (
+        "src/fake_fs.rs",
+        include_str!("../../../plugin-sdk/src/fake_fs.rs"),
+    ),
     (
         "src/exec.rs",
         include_str!("../../../plugin-sdk/src/exec.rs"),

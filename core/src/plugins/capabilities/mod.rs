@@ -26,6 +26,8 @@
 //! per-call state and the linker wiring all follow from it.
 
 pub(crate) mod exec;
+pub(crate) mod artifacts;
+pub(crate) mod files;
 pub(crate) mod host;
 pub(crate) mod storage;
 pub(crate) mod wasi;
@@ -37,6 +39,8 @@ use std::path::PathBuf;
 use wasmtime::component::Linker;
 
 pub use exec::{ExecGrant, KilledCommand, ProgramGrant};
+pub use artifacts::{ArtifactsGrant, StagedArtifact};
+pub use files::{FileRoot, FilesGrant};
 pub use storage::StorageGrant;
 pub use wasi::{DirGrant, WasiGrant};
 
@@ -208,6 +212,10 @@ registry! {
     storage: storage::Storage => StorageGrant,
     /// WASI preview 2: environment variables, directories and clocks.
     wasi: wasi::Wasi => WasiGrant,
+    /// `files`: named host directories, read-only or read-write.
+    files: files::Files => FilesGrant,
+    /// `artifacts`: the policy's software, as the runner staged it.
+    artifacts: artifacts::Artifacts => ArtifactsGrant,
     /// `exec`: programs it may run.
     exec: exec::Exec => ExecGrant,
 }

@@ -196,7 +196,7 @@ impl Capability for Wasi {
                 });
                 continue;
             }
-            if let Some(message) = reaches_protected(d, plugin.protected) {
+            if let Some(message) = reaches_protected(&d.host, d.read_only, plugin.protected) {
                 problems.push(GrantProblem {
                     capability: "wasi",
                     at,
@@ -258,10 +258,14 @@ impl Capability for Wasi {
 /// dir or the plugin cache (at all), the policy's plugin and artifact files
 /// (writably). Paths are compared canonicalised (symlinks resolved; a path
 /// that does not exist yet by its deepest existing parent).
-fn reaches_protected(d: &DirGrant, protected: &[ProtectedPath]) -> Option<String> {
-    let granted = canonical(&d.host);
+pub(crate) fn reaches_protected(
+    host: &Path,
+    read_only: bool,
+    protected: &[ProtectedPath],
+) -> Option<String> {
+    let granted = canonical(host);
     for p in protected {
-        if p.readable && d.read_only {
+        if p.readable && read_only {
             continue;
         }
         let path = canonical(&p.path);
@@ -274,7 +278,7 @@ fn reaches_protected(d: &DirGrant, protected: &[ProtectedPath]) -> Option<String
         } else {
             continue;
         };
-        let access = if d.read_only { "read" } else { "read-write" };
+        let access = if read_only { "read" } else { "read-write" };
         let why = if p.readable {
             "a plugin able to change it could replace what the policy pins; grant it read-only (`readOnly: true`) or a directory without it"
         } else {
@@ -282,7 +286,7 @@ fn reaches_protected(d: &DirGrant, protected: &[ProtectedPath]) -> Option<String
         };
         return Some(format!(
             "grants {access} access to {}, {how} {} ({}): {why}",
-            d.host.display(),
+            host.display(),
             p.what,
             p.path.display()
         ));
