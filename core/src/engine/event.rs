@@ -39,8 +39,10 @@ pub enum Event {
         format: u32,
         /// What an abort needs, pinned at the start: it never depends on
         /// the policy loading again (absent in format 1).
+        /// Boxed: a plugin entry with its grants is far larger than any
+        /// other event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        hardware: Option<HardwarePin>,
+        hardware: Option<Box<HardwarePin>>,
     },
     /// A command the state model accepted; the fold applies it again.
     Model { command: Command },
@@ -304,7 +306,7 @@ impl Session {
             policy_digest: policy_digest.clone(),
             target: target.clone(),
             format: *format,
-            hardware: hardware.clone(),
+            hardware: hardware.as_deref().cloned(),
             config: Configuration::idle(),
             aborted: false,
             aborted_from: None,

@@ -56,6 +56,9 @@ pub fn plugin_spec(
                 .collect(),
             clocks: false,
         },
+        http: plugins::HttpGrant {
+            origins: caps.http.clone(),
+        },
     };
     PluginSpec {
         name: p.name.clone(),

@@ -39,7 +39,8 @@ mod types;
 
 pub use cache::CacheStatus;
 pub use capabilities::{
-    Capabilities, DirGrant, GrantProblem, ProtectedPath, StorageGrant, WasiGrant,
+    Capabilities, DirGrant, GrantProblem, HttpGrant, HttpOrigin, ProtectedPath, StorageGrant,
+    WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};

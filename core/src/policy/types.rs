@@ -432,6 +432,11 @@ pub struct Capabilities {
     /// Host directories it can open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirGrant>,
+    /// Origins it may send HTTP requests to, each `scheme://host[:port]`
+    /// (`http` or `https`; the port defaults to the scheme's): no path,
+    /// no user info, no wildcard. Redirects are followed only within these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

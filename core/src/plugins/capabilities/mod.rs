@@ -26,6 +26,7 @@
 //! per-call state and the linker wiring all follow from it.
 
 pub(crate) mod host;
+pub(crate) mod http;
 pub(crate) mod storage;
 pub(crate) mod wasi;
 
@@ -35,6 +36,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use wasmtime::component::Linker;
 
+pub use http::{HttpGrant, Origin as HttpOrigin};
 pub use storage::StorageGrant;
 pub use wasi::{DirGrant, WasiGrant};
 
@@ -132,7 +134,8 @@ macro_rules! registry {
     ($($(#[$doc:meta])* $field:ident: $cap:ty => $grant:ty),* $(,)?) => {
         /// Authority granted to a plugin, one field per capability. Nothing
         /// by default: no storage, no environment, no files, frozen clocks,
-        /// no network (never granted).
+        /// no network (WASI sockets are never granted; `http` reaches only
+        /// the origins granted).
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct Capabilities {
             $( $(#[$doc])* #[serde(default)] pub $field: $grant, )*
@@ -206,4 +209,6 @@ registry! {
     storage: storage::Storage => StorageGrant,
     /// WASI preview 2: environment variables, directories and clocks.
     wasi: wasi::Wasi => WasiGrant,
+    /// `http`: requests to the granted origins.
+    http: http::Http => HttpGrant,
 }
