@@ -38,6 +38,9 @@ mod spec;
 mod types;
 
 pub use cache::CacheStatus;
+pub use capabilities::http::{
+    MAX_BODY_BYTES as MAX_HTTP_BODY_BYTES, MAX_REDIRECTS as MAX_HTTP_REDIRECTS,
+};
 pub use capabilities::{
     Capabilities, DirGrant, GrantProblem, HttpGrant, HttpOrigin, ProtectedPath, StorageGrant,
     WasiGrant,
