@@ -14,6 +14,8 @@ pub trait Host {
     fn storage_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
     fn storage_delete(&mut self, key: &str) -> Result<(), String>;
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String>;
+    /// The `http` capability: one request, redirects followed within the grant.
+    fn http_send(&mut self, req: &crate::http::Request) -> Result<crate::http::Response, String>;
 }
 
 /// The real imports (only callable inside a component).
@@ -39,6 +41,9 @@ impl Host for WasmHost {
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
         crate::bindings::duplex::plugin::storage::list_keys()
     }
+    fn http_send(&mut self, req: &crate::http::Request) -> Result<crate::http::Response, String> {
+        crate::bindings::duplex::plugin::http::send(req)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -55,6 +60,9 @@ impl Host for WasmHost {
         Err(NATIVE.into())
     }
     fn storage_list_keys(&mut self) -> Result<Vec<String>, String> {
+        Err(NATIVE.into())
+    }
+    fn http_send(&mut self, _: &crate::http::Request) -> Result<crate::http::Response, String> {
         Err(NATIVE.into())
     }
 }
@@ -116,6 +124,12 @@ impl<'a> Cx<'a> {
     /// Reports progress of the current call (the runner keeps the last one).
     pub fn progress(&mut self, percent: u8, message: impl AsRef<str>) {
         self.host.progress(percent.min(100), message.as_ref())
+    }
+
+    /// HTTP requests to the origins the policy grants (`capabilities.http`):
+    /// `cx.http().get(url).send()?`.
+    pub fn http(&mut self) -> crate::http::Http<'_> {
+        crate::http::Http { host: self.host }
     }
 
     /// The persistent key-value store (errors unless the policy grants `storage`).
