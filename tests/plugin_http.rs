@@ -468,3 +468,102 @@ fn validate_places_a_malformed_origin_at_the_origin() {
     let out = site.duplex(&["validate", site.policy_path().to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn inspect_shows_the_imports_and_the_grant_each_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = wat::write(Some("http-get"), dir.path());
+    // No policy grants it anything here: inspect still describes it.
+    let out = duplex_run(&["plugin", "inspect", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "imports:\n  duplex:plugin/host@0.1.0\n  duplex:plugin/storage@0.1.0  (needs `capabilities.storage` in the policy)\n  duplex:plugin/http@0.1.0  (needs `capabilities.http` in the policy)\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = duplex_run(&[
+        "--output",
+        "json",
+        "plugin",
+        "inspect",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["imports"],
+        serde_json::json!([
+            {"name": "duplex:plugin/host@0.1.0", "grantedBy": null},
+            {"name": "duplex:plugin/storage@0.1.0", "grantedBy": "storage"},
+            {"name": "duplex:plugin/http@0.1.0", "grantedBy": "http"},
+        ])
+    );
+}
+
+#[test]
+fn plan_and_validate_show_what_each_plugin_is_granted() {
+    let site = Site::new();
+    policy_with_prober(
+        &site,
+        "      capabilities:\n        http: [\"HTTP://127.0.0.1:8080/\", \"https://health.example\"]\n        env: {TOKEN: s3cret}\n",
+    );
+    let file = site.policy_path();
+    let file = file.to_str().unwrap();
+    let shown = "  sim-duplex:
+      storage: key-value store, namespace `sim`
+  sim-checks:
+      storage: key-value store, namespace `sim`
+  prober:
+      env: environment variable TOKEN
+      http: http://127.0.0.1:8080
+      http: https://health.example:443
+";
+    let out = site.duplex(&["validate", file]);
+    // The env grant is refused (the plugin imports no WASI): the grants are
+    // shown with a valid policy only.
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("cannot use `env`"), "{}", out.stderr);
+    let out = site.duplex(&["plan", file]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "\nPlugins and what the policy grants them:\n{shown}"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
+    let out = site.duplex(&["--output", "json", "plan", file]);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        plan["plugins"][2],
+        serde_json::json!({"plugin": "prober", "grants": [
+            {"capability": "env", "detail": "environment variable TOKEN"},
+            {"capability": "http", "detail": "http://127.0.0.1:8080"},
+            {"capability": "http", "detail": "https://health.example:443"},
+        ]})
+    );
+
+    policy_with_prober(
+        &site,
+        "      capabilities:\n        http: [\"http://127.0.0.1:8080\"]\n",
+    );
+    let out = site.duplex(&["validate", file]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .ends_with("  prober:\n      http: http://127.0.0.1:8080\n"),
+        "{}",
+        out.stdout
+    );
+    let out = site.duplex(&["--output", "json", "validate", file]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        report["files"][0]["plugins"][2],
+        serde_json::json!({"plugin": "prober", "grants": [
+            {"capability": "http", "detail": "http://127.0.0.1:8080"},
+        ]})
+    );
+}

@@ -147,7 +147,7 @@ impl PluginHost {
     /// Verifies, compiles (or loads from cache), links, sets up the grants of
     /// and describes a plugin.
     pub fn load(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, &[], true)
+        self.open(spec, &[], Open::Load)
     }
 
     /// [`PluginHost::load`], refusing grants that reach `protected` paths
@@ -158,7 +158,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, true)
+        self.open(spec, protected, Open::Load)
     }
 
     /// Everything [`PluginHost::load_guarded`] checks, without setting up
@@ -168,7 +168,15 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, false)
+        self.open(spec, protected, Open::Validate)
+    }
+
+    /// The component on its own, for `duplex plugin inspect`: verified,
+    /// compiled, linked and described, with no grant checked or set up (no
+    /// policy says what it is granted; [`LoadedPlugin::imports`] shows what
+    /// it would need).
+    pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, &[], Open::Inspect)
     }
 
     /// The largest memory limit this host's plugins may have (each memory
@@ -181,7 +189,7 @@ impl PluginHost {
         &self,
         spec: &PluginSpec,
         extra_protected: &[ProtectedPath],
-        set_up: bool,
+        mode: Open,
     ) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
         let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
@@ -253,10 +261,14 @@ impl PluginHost {
                 name: name.clone(),
                 message: format!("{e:#}"),
             })?;
-        let imports: BTreeSet<String> = component
+        let imported: Vec<String> = component
             .component_type()
             .imports(&s.engine)
-            .map(|(import, _)| unversioned(import).to_string())
+            .map(|(import, _)| import.to_string())
+            .collect();
+        let imports: BTreeSet<String> = imported
+            .iter()
+            .map(|import| unversioned(import).to_string())
             .collect();
         let protected: Vec<ProtectedPath> =
             s.protected.iter().chain(extra_protected).cloned().collect();
@@ -265,11 +277,14 @@ impl PluginHost {
             imports: &imports,
             protected: &protected,
         };
-        let problems = capabilities::check(&spec.capabilities, &facts);
+        let problems = match mode {
+            Open::Inspect => Vec::new(),
+            Open::Load | Open::Validate => capabilities::check(&spec.capabilities, &facts),
+        };
         if !problems.is_empty() {
             return Err(PluginError::Grant { name, problems });
         }
-        let granted = if set_up {
+        let granted = if mode == Open::Load {
             Some(capabilities::load(&spec.capabilities, &facts).map_err(|f| {
                 PluginError::Capability {
                     name: name.clone(),
@@ -290,6 +305,7 @@ impl PluginHost {
                 granted,
                 cache_status,
                 info: None,
+                imports: imported,
             }),
         };
         let info = plugin
@@ -333,6 +349,17 @@ impl PluginHost {
 }
 
 /// `wasi:cli/environment@0.2.0` → `wasi:cli/environment`.
+/// How far [`PluginHost::open`] goes with the grants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// Checked and set up.
+    Load,
+    /// Checked only.
+    Validate,
+    /// Neither.
+    Inspect,
+}
+
 fn unversioned(import: &str) -> &str {
     import.split_once('@').map_or(import, |(name, _)| name)
 }
@@ -354,6 +381,9 @@ struct Inner {
     granted: Option<LoadedCapabilities>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
+    /// The interfaces the component imports, as it names them
+    /// (`duplex:plugin/http@0.1.0`).
+    imports: Vec<String>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -387,6 +417,12 @@ impl LoadedPlugin {
     /// The description validated at load time.
     pub fn info(&self) -> &PluginInfo {
         self.inner.info.as_ref().expect("described at load")
+    }
+
+    /// The interfaces the component imports (`duplex:plugin/http@0.1.0`,
+    /// `wasi:cli/environment@0.2.6`), in the component's order.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
     }
 
     /// Asks the plugin to describe itself again (validated). `describe` must
