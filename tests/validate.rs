@@ -304,7 +304,12 @@ fn a_closed_maintenance_window_is_a_warning_in_validate_and_plan() {
 
     let out = duplex_run(&["validate", file]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, format!("{file}: valid\n"));
+    assert!(
+        out.stdout
+            .starts_with(&format!("{file}: valid\n  sim-duplex:\n")),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stderr.starts_with(&warning) && out.stderr.ends_with(said),
         "{}",
@@ -518,9 +523,11 @@ fn a_policy_is_read_from_a_file_or_a_pipe_but_not_from_a_device_or_a_directory()
         }
     };
     let out = piped(text.clone(), &["validate", "/dev/stdin"]);
-    assert_eq!(
-        (out.code, out.stdout.as_str(), out.stderr.as_str()),
-        (0, "/dev/stdin: valid\n", "")
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert!(
+        out.stdout.starts_with("/dev/stdin: valid\n"),
+        "{}",
+        out.stdout
     );
     let out = piped(text, &["plan", "/dev/stdin"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

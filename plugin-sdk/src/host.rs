@@ -53,6 +53,8 @@ pub trait Host {
     fn files_free_space(&mut self, root: &str) -> Result<u64, String>;
     fn artifact_read(&mut self, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String>;
     fn artifact_copy_to(&mut self, name: &str, root: &str, path: &str) -> Result<u64, String>;
+    /// The `http` capability: one request, redirects followed within the grant.
+    fn http_send(&mut self, req: &crate::http::Request) -> Result<crate::http::Response, String>;
 }
 
 /// `exec.run` on `host`: the import itself when running in the runner.
@@ -203,6 +205,18 @@ pub(crate) fn artifact_copy_to(host: &mut dyn Host, name: &str, root: &str, path
     host.artifact_copy_to(name, root, path)
 }
 
+/// `http.send` on `host`: the import itself when running in the runner.
+pub(crate) fn http_send(
+    host: &mut dyn Host,
+    req: &crate::http::Request,
+) -> Result<crate::http::Response, String> {
+    #[cfg(target_arch = "wasm32")]
+    if host.is_runner() {
+        return crate::bindings::duplex::plugin::http::send(req);
+    }
+    host.http_send(req)
+}
+
 /// Optional capabilities are reached through [`exec_run`] and friends in
 /// the runner, never through [`WasmHost`]'s vtable.
 #[cfg(target_arch = "wasm32")]
@@ -282,7 +296,10 @@ impl Host for WasmHost {
     }
     fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
         Err(THROUGH_CX.into())
+
     }
+    fn http_send(&mut self, _: &crate::http::Request) -> Result<crate::http::Response, String> {
+        Err(THROUGH_CX.into())    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -347,6 +364,9 @@ impl Host for WasmHost {
         Err(NATIVE.into())
     }
     fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
+        Err(NATIVE.into())
+    }
+    fn http_send(&mut self, _: &crate::http::Request) -> Result<crate::http::Response, String> {
         Err(NATIVE.into())
     }
 }
@@ -418,6 +438,13 @@ impl<'a> Cx<'a> {
     /// Kills the command this request started under `key` (its process group).
     pub fn exec_kill(&mut self, key: &str) -> Result<(), Error> {
         exec_kill(self.host, key).map_err(Error)
+
+    }
+
+    /// HTTP requests to the origins the policy grants (`capabilities.http`):
+    /// `cx.http().get(url).send()?`.
+    pub fn http(&mut self) -> crate::http::Http<'_> {
+        crate::http::Http { host: self.host }
     }
 
     /// The persistent key-value store (errors unless the policy grants `storage`).

@@ -11,7 +11,7 @@
 //!   `duplex validate` checks policies against), [`Cx::params`] parses them;
 //! - helpers build results: [`CheckResult::pass`], [`Progress::pending`], …;
 //! - host access goes through [`Cx`] (log lines, progress, the `storage`
-//!   capability), so the same logic runs natively under `cargo test` with
+//!   capability, HTTP requests with [`Cx::http`]), so the same logic runs natively under `cargo test` with
 //!   [`testing::TestHost`] — no wasm needed to test a plugin.
 //!
 //! # Example
@@ -126,6 +126,7 @@ pub use bindings::duplex::plugin::types::{
 pub mod exec;
 mod fs;
 mod host;
+pub mod http;
 mod manifest;
 pub mod testing;
 

@@ -2,6 +2,7 @@
 //! log lines and progress and keeps storage in a map.
 
 use crate::host::{Cx, Host};
+use crate::http::{Method, Request, Response};
 use crate::{
     Artifact, CallContext, CheckResult, Error, HardwareOp, LogLevel, PartnerState, Plugin,
     Progress, Side, UpgradeState,
@@ -31,6 +32,8 @@ pub struct TestHost {
     pub exec_calls: Vec<ExecCall>,
     /// Every key `exec.kill` was asked for, in order.
     pub exec_killed: Vec<String>,
+    /// The `http` capability's fake (not granted unless [`TestHost::with_http`]).
+    pub http: HttpFake,
 }
 
 /// A scripted outcome of one `exec.run` of a program.
@@ -94,6 +97,19 @@ pub struct ExecCall {
     pub cwd: Option<String>,
     pub timeout_ms: Option<u32>,
     pub wait_ms: u32,
+}
+
+/// The `http` fake: the granted origins, the answers tests program, the
+/// requests the plugin sent. Like the runner, it refuses a URL whose origin
+/// is not granted (and records nothing then).
+#[derive(Debug, Clone, Default)]
+pub struct HttpFake {
+    /// Normalised origins (`http://127.0.0.1:8080`); `None`: not granted.
+    pub origins: Option<Vec<String>>,
+    /// `(method, url) → answer`, the last programmed first.
+    pub routes: Vec<(Method, String, Result<Response, String>)>,
+    /// Every request that reached the (fake) network, in order.
+    pub requests: Vec<Request>,
 }
 
 impl TestHost {
@@ -167,6 +183,48 @@ impl TestHost {
 
     fn root(&self, name: &str) -> Result<&FakeRoot, String> {
         fake_fs::find(&self.files, name, &self.plugin_name)
+
+    }
+
+    /// Grants the `http` capability for `origins` (`scheme://host[:port]`).
+    pub fn with_http<S: AsRef<str>>(mut self, origins: impl IntoIterator<Item = S>) -> TestHost {
+        let origins = origins
+            .into_iter()
+            .map(|o| {
+                let o = o.as_ref();
+                let normal = crate::http::origin(o).unwrap_or_else(|e| panic!("{e}"));
+                let rest = o.split_once("://").map_or("", |(_, r)| r);
+                assert!(
+                    !rest.trim_end_matches('/').contains('/'),
+                    "`{o}`: a grant is an origin (`scheme://host:port`), without a path"
+                );
+                normal
+            })
+            .collect();
+        self.http.origins = Some(origins);
+        self
+    }
+
+    /// Answers `method url` with `response` (its `url` defaults to `url`).
+    pub fn on_http(&mut self, method: Method, url: &str, mut response: Response) {
+        if response.url.is_empty() {
+            response.url = url.into();
+        }
+        if response.body.len() > crate::http::MAX_BODY_BYTES {
+            response.body.truncate(crate::http::MAX_BODY_BYTES);
+            response.truncated = true;
+        }
+        self.http
+            .routes
+            .insert(0, (method, url.into(), Ok(response)));
+    }
+
+    /// Answers `method url` with no answer: `reason` (a refused connection,
+    /// a timeout).
+    pub fn on_http_error(&mut self, method: Method, url: &str, reason: &str) {
+        self.http
+            .routes
+            .insert(0, (method, url.into(), Err(reason.into())));
     }
 
     /// Seeds storage with a JSON value.
@@ -221,8 +279,12 @@ impl TestHost {
     }
 
     fn denied(&self) -> String {
+        self.denied_capability("storage")
+    }
+
+    fn denied_capability(&self, capability: &str) -> String {
         format!(
-            "capability `storage` not granted to plugin `{}` by the policy",
+            "capability `{capability}` not granted to plugin `{}` by the policy",
             self.plugin_name
         )
     }
@@ -355,6 +417,50 @@ impl Host for TestHost {
         let bytes = fake_fs::artifact(&self.artifacts, name, &self.plugin_name)?.to_vec();
         self.root(root)?.write(root, path, &bytes)?;
         Ok(bytes.len() as u64)
+
+    }
+    fn http_send(&mut self, req: &Request) -> Result<Response, String> {
+        self.http_answer(req)
+    }
+}
+
+impl TestHost {
+    fn http_answer(&mut self, req: &Request) -> Result<Response, String> {
+        let Some(origins) = &self.http.origins else {
+            return Err(self.denied_capability("http"));
+        };
+        let origin = crate::http::origin(&req.url)?;
+        if !origins.contains(&origin) {
+            return Err(format!(
+                "`{}` is outside the origins granted to plugin `{}` ({}): its origin is {origin}",
+                req.url,
+                self.plugin_name,
+                origins.join(", ")
+            ));
+        }
+        self.http.requests.push(req.clone());
+        let found = self
+            .http
+            .routes
+            .iter()
+            .find(|(m, url, _)| *m == req.method && *url == req.url);
+        match found {
+            Some((_, _, answer)) => {
+                let mut answer = answer.clone();
+                if let Ok(r) = &mut answer
+                    && req.method == Method::Head
+                {
+                    r.body.clear();
+                }
+                answer
+            }
+            None => Err(format!(
+                "no answer from {} (TestHost: no route for {} {}; program one with `on_http`)",
+                req.url,
+                req.method.as_str(),
+                req.url
+            )),
+        }
     }
 }
 

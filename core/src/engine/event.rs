@@ -43,6 +43,8 @@ pub enum Event {
         format: u32,
         /// What an abort needs, pinned at the start: it never depends on
         /// the policy loading again (absent in format 1).
+        /// Boxed: a plugin entry with its grants is far larger than any
+        /// other event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hardware: Option<Box<HardwarePin>>,
     },

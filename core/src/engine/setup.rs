@@ -94,6 +94,9 @@ pub fn plugin_spec(
                 _ => Vec::new(),
             },
         },
+        http: plugins::HttpGrant {
+            origins: caps.http.clone(),
+        },
     };
     PluginSpec {
         name: p.name.clone(),

@@ -99,6 +99,11 @@ impl Guard {
         }
     }
 
+    /// Time left before the call's deadline (zero when past it).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
     /// Traps if the call is cancelled or past its deadline. Every host
     /// function starts with this (epoch interruption only fires in wasm
     /// code, so a plugin looping over host calls is stopped here).

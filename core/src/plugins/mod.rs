@@ -39,9 +39,13 @@ mod types;
 
 pub use cache::CacheStatus;
 pub use capabilities::exec::{MAX_COMMAND_TIMEOUT, MAX_OUTPUT_BYTES, MAX_RUNNING_COMMANDS};
+pub use capabilities::http::{
+    MAX_BODY_BYTES as MAX_HTTP_BODY_BYTES, MAX_REDIRECTS as MAX_HTTP_REDIRECTS,
+};
 pub use capabilities::{
     ArtifactsGrant, Capabilities, DirGrant, ExecGrant, FileRoot, FilesGrant, GrantProblem,
-    KilledCommand, ProgramGrant, ProtectedPath, StagedArtifact, StorageGrant, WasiGrant,
+    HttpGrant, HttpOrigin, KilledCommand, ProgramGrant, ProtectedPath, StagedArtifact,
+    StorageGrant, WasiGrant,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::{CallError, PluginError};
@@ -145,15 +149,7 @@ impl PluginHost {
     /// Verifies, compiles (or loads from cache), links, sets up the grants of
     /// and describes a plugin.
     pub fn load(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, &[], Mode::SetUp)
-    }
-
-    /// Verifies, compiles, links and describes a plugin without any grant
-    /// and without checking grants against its imports (a plugin that
-    /// imports `exec` loads): for `duplex plugin inspect`, which shows what
-    /// a plugin provides and imports, not what a policy gives it.
-    pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, &[], Mode::Inspect)
+        self.open(spec, &[], Open::Load)
     }
 
     /// [`PluginHost::load`], refusing grants that reach `protected` paths
@@ -164,7 +160,7 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, Mode::SetUp)
+        self.open(spec, protected, Open::Load)
     }
 
     /// Everything [`PluginHost::load_guarded`] checks, without setting up
@@ -174,7 +170,15 @@ impl PluginHost {
         spec: &PluginSpec,
         protected: &[ProtectedPath],
     ) -> Result<LoadedPlugin, PluginError> {
-        self.open(spec, protected, Mode::Check)
+        self.open(spec, protected, Open::Validate)
+    }
+
+    /// The component on its own, for `duplex plugin inspect`: verified,
+    /// compiled, linked and described, with no grant checked or set up (no
+    /// policy says what it is granted; [`LoadedPlugin::imports`] shows what
+    /// it would need).
+    pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        self.open(spec, &[], Open::Inspect)
     }
 
     /// The largest memory limit this host's plugins may have (each memory
@@ -187,7 +191,7 @@ impl PluginHost {
         &self,
         spec: &PluginSpec,
         extra_protected: &[ProtectedPath],
-        mode: Mode,
+        mode: Open,
     ) -> Result<LoadedPlugin, PluginError> {
         let name = spec.name.clone();
         let bytes = read_plugin_file(&spec.path).map_err(|source| PluginError::Unreadable {
@@ -259,10 +263,14 @@ impl PluginHost {
                 name: name.clone(),
                 message: format!("{e:#}"),
             })?;
-        let imports: BTreeSet<String> = component
+        let imported: Vec<String> = component
             .component_type()
             .imports(&s.engine)
-            .map(|(import, _)| unversioned(import).to_string())
+            .map(|(import, _)| import.to_string())
+            .collect();
+        let imports: BTreeSet<String> = imported
+            .iter()
+            .map(|import| unversioned(import).to_string())
             .collect();
         let protected: Vec<ProtectedPath> =
             s.protected.iter().chain(extra_protected).cloned().collect();
@@ -272,13 +280,13 @@ impl PluginHost {
             protected: &protected,
         };
         let problems = match mode {
-            Mode::Inspect => Vec::new(),
-            Mode::Check | Mode::SetUp => capabilities::check(&spec.capabilities, &facts),
+            Open::Inspect => Vec::new(),
+            Open::Load | Open::Validate => capabilities::check(&spec.capabilities, &facts),
         };
         if !problems.is_empty() {
             return Err(PluginError::Grant { name, problems });
         }
-        let granted = if mode == Mode::SetUp {
+        let granted = if mode == Open::Load {
             Some(capabilities::load(&spec.capabilities, &facts).map_err(|f| {
                 PluginError::Capability {
                     name: name.clone(),
@@ -299,7 +307,7 @@ impl PluginHost {
                 granted,
                 cache_status,
                 info: None,
-                imports,
+                imports: imported,
             }),
         };
         let info = plugin
@@ -343,6 +351,17 @@ impl PluginHost {
 }
 
 /// `wasi:cli/environment@0.2.0` → `wasi:cli/environment`.
+/// How far [`PluginHost::open`] goes with the grants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// Checked and set up.
+    Load,
+    /// Checked only.
+    Validate,
+    /// Neither.
+    Inspect,
+}
+
 fn unversioned(import: &str) -> &str {
     import.split_once('@').map_or(import, |(name, _)| name)
 }
@@ -364,19 +383,9 @@ struct Inner {
     granted: Option<LoadedCapabilities>,
     cache_status: CacheStatus,
     info: Option<PluginInfo>,
-    /// Interfaces the component imports, without their version.
-    imports: BTreeSet<String>,
-}
-
-/// How far [`PluginHost::open`] goes with a plugin's grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Checked and set up (a run).
-    SetUp,
-    /// Checked only (`validate`).
-    Check,
-    /// Neither (`plugin inspect`).
-    Inspect,
+    /// The interfaces the component imports, as it names them
+    /// (`duplex:plugin/http@0.1.0`).
+    imports: Vec<String>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -402,12 +411,6 @@ impl LoadedPlugin {
         &self.inner.spec
     }
 
-    /// The interfaces the component imports, without their version
-    /// (`duplex:plugin/exec`, `wasi:cli/environment`).
-    pub fn imports(&self) -> &BTreeSet<String> {
-        &self.inner.imports
-    }
-
     /// Whether the compiled code came from the cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.inner.cache_status
@@ -416,6 +419,12 @@ impl LoadedPlugin {
     /// The description validated at load time.
     pub fn info(&self) -> &PluginInfo {
         self.inner.info.as_ref().expect("described at load")
+    }
+
+    /// The interfaces the component imports (`duplex:plugin/http@0.1.0`,
+    /// `wasi:cli/environment@0.2.6`), in the component's order.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
     }
 
     /// Asks the plugin to describe itself again (validated). `describe` must

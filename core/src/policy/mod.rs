@@ -3,6 +3,7 @@
 
 pub mod aliases;
 mod diagnostic;
+mod grants;
 mod load;
 pub mod reference;
 pub mod schema_check;
@@ -12,6 +13,7 @@ mod types;
 pub mod values;
 
 pub use diagnostic::{Diagnostic, Finding, Warning, field_path};
+pub use grants::{Grant, IMPORT_GRANTS, grant_for_import};
 pub use load::{LoadError, LoadedPolicy, MAX_POLICY_BYTES, load_file, load_text, parse};
 pub use types::*;
 pub use values::{ByteSize, HumanDuration, Sha256, Timestamp};

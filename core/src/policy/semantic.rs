@@ -193,6 +193,11 @@ fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
                 "a storage namespace needs `storage: true`",
             ));
         }
+        for (j, origin) in p.capabilities.http.iter().enumerate() {
+            if let Err(why) = crate::plugins::HttpOrigin::parse_grant(origin) {
+                out.push(Finding::value(format!("{base}/capabilities/http/{j}"), why));
+            }
+        }
         for (j, d) in p.capabilities.dirs.iter().enumerate() {
             if !d.guest.starts_with('/') {
                 out.push(Finding::value(

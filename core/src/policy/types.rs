@@ -448,6 +448,11 @@ pub struct Capabilities {
     /// copy the runner staged after verifying its sha256.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub artifacts: bool,
+    /// Origins it may send HTTP requests to, each `scheme://host[:port]`
+    /// (`http` or `https`; the port defaults to the scheme's): no path,
+    /// no user info, no wildcard. Redirects are followed only within these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
 }
 
 /// A program a plugin may run.

@@ -113,6 +113,7 @@ pub enum Verb {
 
 mod dirs;
 mod errors;
+mod grants;
 mod operator;
 mod output;
 mod plan;

@@ -21,11 +21,13 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
     let plan = Plan::of(&loaded);
     let warnings = now().map(|now| loaded.warnings(now)).unwrap_or_default();
     let in_flight = in_flight(state_dir, &loaded);
+    let grants = super::grants::of(&loaded);
     match output_format {
         Output::Json => {
             let mut value = serde_json::to_value(&plan).expect("a plan serializes");
             value["inFlight"] = serde_json::to_value(&in_flight).expect("serializes");
             value["warnings"] = serde_json::to_value(&warnings).expect("serializes");
+            value["plugins"] = serde_json::to_value(&grants).expect("serializes");
             output::json_pretty(&value)
         }
         Output::Human => {
@@ -33,6 +35,11 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
                 output::eline(&w.to_string());
             }
             output::lines(&render(&plan));
+            output::line("");
+            output::line("Plugins and what the policy grants them:");
+            for l in super::grants::lines(&grants, "  ") {
+                output::line(&l);
+            }
             if let Some(f) = &in_flight {
                 output::line("");
                 output::line(&format!("In flight: session {} is in {}.", f.session, f.at));

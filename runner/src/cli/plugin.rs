@@ -66,6 +66,17 @@ struct Inspection<'a> {
     size: u64,
     contract: &'static str,
     plugin: InspectedPlugin<'a>,
+    /// The interfaces the component imports.
+    imports: Vec<Import<'a>>,
+}
+
+/// An imported interface and the `capabilities` key a policy must grant
+/// for it to do anything (`null`: linked for every plugin).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Import<'a> {
+    name: &'a str,
+    granted_by: Option<&'static str>,
 }
 
 /// What a plugin describes, in the JSON shape of every other `--output json`
@@ -189,6 +200,14 @@ fn inspect(file: &Path, output: Output) -> u8 {
         Err(e) => return fail(file, Some(sha256), e.to_string(), exit::INVALID, output),
     };
     let info = plugin.info();
+    let imports: Vec<Import<'_>> = plugin
+        .imports()
+        .iter()
+        .map(|name| Import {
+            name,
+            granted_by: duplex_core::policy::grant_for_import(name),
+        })
+        .collect();
     match output {
         Output::Json => print_json(&Inspection {
             file: file.display().to_string(),
@@ -196,6 +215,7 @@ fn inspect(file: &Path, output: Output) -> u8 {
             size: bytes.len() as u64,
             contract: plugins::CONTRACT,
             plugin: info.into(),
+            imports,
         }),
         Output::Human => {
             output::line(&format!("{} {}", info.name, info.version));
@@ -217,6 +237,16 @@ fn inspect(file: &Path, output: Output) -> u8 {
                     "does not report the partner side's state"
                 }
             ));
+            output::line("imports:");
+            for i in &imports {
+                match i.granted_by {
+                    Some(key) => output::line(&format!(
+                        "  {}  (needs `capabilities.{key}` in the policy)",
+                        i.name
+                    )),
+                    None => output::line(&format!("  {}", i.name)),
+                }
+            }
             let section = |title: &str, items: Vec<(String, &str, &serde_json::Value)>| {
                 if items.is_empty() {
                     output::line(&format!("{title}: none"));

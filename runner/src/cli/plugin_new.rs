@@ -64,6 +64,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugin-sdk/src/host.rs"),
     ),
     (
+        "src/http.rs",
+        include_str!("../../../plugin-sdk/src/http.rs"),
+    ),
+    (
         "src/manifest.rs",
         include_str!("../../../plugin-sdk/src/manifest.rs"),
     ),

@@ -23,6 +23,9 @@ struct FileReport {
     /// What does not make the file invalid but deserves attention.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<Warning>,
+    /// What each plugin is granted (when the file parsed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    plugins: Vec<super::grants::PluginGrants>,
     /// Set when the file could not be read at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     unreadable: Option<String>,
@@ -51,6 +54,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     policy: Some(loaded.policy.metadata.name.clone()),
                     errors,
                     warnings: now.map(|now| loaded.warnings(now)).unwrap_or_default(),
+                    plugins: super::grants::of(&loaded),
                     unreadable: None,
                 }
             }
@@ -62,6 +66,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     policy: None,
                     errors,
                     warnings: Vec::new(),
+                    plugins: Vec::new(),
                     unreadable: None,
                 }
             }
@@ -73,6 +78,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     policy: None,
                     errors: Vec::new(),
                     warnings: Vec::new(),
+                    plugins: Vec::new(),
                     unreadable: Some(err.to_string()),
                 }
             }
@@ -90,6 +96,9 @@ pub fn run(args: &Args, output: Output) -> u8 {
                     super::output::eline(&format!("error: {why}"));
                 } else if r.valid {
                     super::output::line(&format!("{}: valid", r.file));
+                    for l in super::grants::lines(&r.plugins, "  ") {
+                        super::output::line(&l);
+                    }
                 } else {
                     for e in &r.errors {
                         super::output::eline(&format!("{e}"));

@@ -29,6 +29,7 @@ pub(crate) mod exec;
 pub(crate) mod artifacts;
 pub(crate) mod files;
 pub(crate) mod host;
+pub(crate) mod http;
 pub(crate) mod storage;
 pub(crate) mod wasi;
 
@@ -41,6 +42,7 @@ use wasmtime::component::Linker;
 pub use exec::{ExecGrant, KilledCommand, ProgramGrant};
 pub use artifacts::{ArtifactsGrant, StagedArtifact};
 pub use files::{FileRoot, FilesGrant};
+pub use http::{HttpGrant, Origin as HttpOrigin};
 pub use storage::StorageGrant;
 pub use wasi::{DirGrant, WasiGrant};
 
@@ -138,7 +140,8 @@ macro_rules! registry {
     ($($(#[$doc:meta])* $field:ident: $cap:ty => $grant:ty),* $(,)?) => {
         /// Authority granted to a plugin, one field per capability. Nothing
         /// by default: no storage, no environment, no files, frozen clocks,
-        /// no network (never granted).
+        /// no network (WASI sockets are never granted; `http` reaches only
+        /// the origins granted).
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct Capabilities {
             $( $(#[$doc])* #[serde(default)] pub $field: $grant, )*
@@ -212,6 +215,8 @@ registry! {
     storage: storage::Storage => StorageGrant,
     /// WASI preview 2: environment variables, directories and clocks.
     wasi: wasi::Wasi => WasiGrant,
+    /// `http`: requests to the granted origins.
+    http: http::Http => HttpGrant,
     /// `files`: named host directories, read-only or read-write.
     files: files::Files => FilesGrant,
     /// `artifacts`: the policy's software, as the runner staged it.
