@@ -131,7 +131,7 @@ pub(super) fn create(
         policy_digest: policy.digest.to_string(),
         target: spec.target.name.clone(),
         format: JOURNAL_FORMAT,
-        hardware: hardware.map(Box::new),
+        hardware,
     };
     let mut files = vec![(PathBuf::from(POLICY_COPY), policy.text.clone().into_bytes())];
     for (name, plugin) in plugins {

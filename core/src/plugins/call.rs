@@ -125,11 +125,6 @@ impl Guard {
         })
     }
 
-    /// Time left before the call's deadline.
-    pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-
     /// Runs a host operation that may block (I/O, a WASI poll) until it
     /// completes, the call's deadline passes or the call is cancelled,
     /// whichever comes first; in the last two cases the call traps.
