@@ -94,6 +94,18 @@ fn main() {
         let st = Command::new("/bin/true").status().unwrap();
         assert!(st.success());
     };
+    // What a `pre_exec` hook (exec's PR_SET_PDEATHSIG) costs by itself:
+    // std forks instead of using posix_spawn, copying the page tables of a
+    // runner whose plugin host has reserved a lot of address space.
+    let forked = || {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new("/bin/true");
+        // SAFETY: the hook does nothing.
+        unsafe {
+            c.pre_exec(|| Ok(()));
+        }
+        assert!(c.status().unwrap().success());
+    };
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -104,6 +116,7 @@ fn main() {
         g.bench_function("exec-bin-true", |b| b.iter(exec_gate));
         g.bench_function("in-plugin-check", |b| b.iter(plugin_gate));
         g.bench_function("std-process-bin-true", |b| b.iter(floor));
+        g.bench_function("std-process-bin-true-forked", |b| b.iter(forked));
         g.finish();
     }
     c.final_summary();
@@ -112,6 +125,7 @@ fn main() {
     let exec = median(500, exec_gate);
     let plugin = median(2000, plugin_gate);
     let raw = median(500, floor);
+    let fork = median(500, forked);
     println!("\nsummary (medians, this run)");
     println!(
         "  gate through exec (/bin/true): {:8.1} µs   in-plugin check: {:8.1} µs   ({:.0}× the in-plugin check)",
@@ -123,5 +137,10 @@ fn main() {
         "  /bin/true by std::process alone: {:8.1} µs   (exec's overhead over it: {:.1} µs)",
         us(raw),
         us(exec.saturating_sub(raw))
+    );
+    println!(
+        "  /bin/true by std::process with a pre_exec hook (fork): {:8.1} µs   (exec's overhead over it: {:.1} µs)",
+        us(fork),
+        us(exec.saturating_sub(fork))
     );
 }
