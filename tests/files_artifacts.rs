@@ -773,3 +773,37 @@ fn validate_refuses_a_plugin_importing_files_and_artifacts_without_grants() {
     let out = site.duplex(&["validate", policy.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn apply_downloads_a_url_artifact_once_and_installs_the_staged_copy() {
+    let site = Site::new();
+    let policy = site.policy("", "");
+    let app = repo_root().join("policies/artifacts/acme-app-2.4.1.pkg");
+    let bytes = std::fs::read(&app).unwrap();
+    let server = serve(bytes.clone(), Mode::Ranges);
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        &format!("source: {}", app.display()),
+        &format!("source: {}", server.url),
+    );
+    assert!(text.contains(&server.url));
+    std::fs::write(&policy, text).unwrap();
+
+    // validate accepts the URL without fetching it.
+    let out = site.duplex(&["validate", policy.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(server.ranges.lock().unwrap().is_empty());
+
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let staged = site
+        .state_dir()
+        .join("artifacts/sha256/5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5");
+    assert_eq!(std::fs::read(&staged).unwrap(), bytes);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&staged).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    // Downloaded once at the start; the install re-verified the staged copy.
+    assert_eq!(*server.ranges.lock().unwrap(), [None]);
+}

@@ -510,6 +510,101 @@ pub(crate) fn stays_beneath(link: &str, target: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn roots() -> (tempfile::TempDir, Root, Root) {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::create_dir(tmp.path().join("outside")).unwrap();
+        std::fs::write(tmp.path().join("outside/secret"), "outside").unwrap();
+        let rw = Root::open("data", &data, false).unwrap();
+        let ro = Root::open("ro", &data, true).unwrap();
+        (tmp, rw, ro)
+    }
+
+    #[test]
+    fn list_stat_mode_and_space() {
+        let (tmp, r, ro) = roots();
+        r.create_dir("a/b").unwrap();
+        r.create_dir("a/b").unwrap(); // fine if it exists
+        r.write("a/f", b"12345").unwrap();
+        r.symlink("f", "a/link").unwrap();
+        let names: Vec<_> = r.list("a").unwrap();
+        assert_eq!(
+            names,
+            [
+                ("b".to_string(), Kind::Directory),
+                ("f".to_string(), Kind::File),
+                ("link".to_string(), Kind::Symlink)
+            ]
+        );
+        let m = r.stat("a/f").unwrap().unwrap();
+        assert_eq!((m.kind, m.size, m.mode), (Kind::File, 5, 0o644));
+        assert!(m.modified_ms > 0);
+        assert_eq!(r.stat("a/link").unwrap().unwrap().kind, Kind::Symlink);
+        assert_eq!(r.stat("a/missing").unwrap(), None);
+        assert_eq!(r.stat("missing/deeper").unwrap(), None);
+        assert_eq!(r.stat("").unwrap().unwrap().kind, Kind::Directory);
+        r.set_mode("a/f", 0o755).unwrap();
+        assert_eq!(r.stat("a/f").unwrap().unwrap().mode, 0o755);
+        // A rewrite keeps the mode.
+        r.write("a/f", b"x").unwrap();
+        assert_eq!(r.stat("a/f").unwrap().unwrap().mode, 0o755);
+        let e = r.set_mode("a/f", 0o4755).unwrap_err();
+        assert!(e.contains("setuid, setgid and sticky are refused"), "{e}");
+        let e = r.set_mode("a/link", 0o600).unwrap_err();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        let e = ro.set_mode("a/f", 0o600).unwrap_err();
+        assert!(e.contains("is read-only"), "{e}");
+        assert!(r.free_space().unwrap() > 0);
+        assert_eq!(ro.list("a").unwrap().len(), 3);
+        // Reads are cut at the cap and at the end.
+        r.write("big", &vec![7u8; 5 << 20]).unwrap();
+        assert_eq!(
+            r.read("big", 0, u32::MAX).unwrap().len(),
+            MAX_READ_BYTES as usize
+        );
+        assert_eq!(r.read("big", (5 << 20) - 3, 10).unwrap().len(), 3);
+        assert!(r.read("big", 6 << 20, 10).unwrap().is_empty());
+        drop(tmp);
+    }
+
+    #[test]
+    fn removing_a_tree_never_follows_a_link_out() {
+        let (tmp, r, _) = roots();
+        r.create_dir("tree/sub").unwrap();
+        r.write("tree/sub/f", b"x").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), tmp.path().join("data/tree/out"))
+            .unwrap();
+        r.remove("tree").unwrap();
+        assert!(r.stat("tree").unwrap().is_none());
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("outside/secret")).unwrap(),
+            "outside"
+        );
+        // The root itself cannot be removed.
+        assert!(
+            r.remove("")
+                .unwrap_err()
+                .contains("names no entry of its own")
+        );
+        assert!(
+            r.remove(".")
+                .unwrap_err()
+                .contains("names no entry of its own")
+        );
+    }
+
+    #[test]
+    fn a_list_is_capped() {
+        let (_tmp, r, _) = roots();
+        r.create_dir("many").unwrap();
+        for i in 0..=MAX_LIST_ENTRIES {
+            std::fs::File::create(_tmp.path().join(format!("data/many/{i}"))).unwrap();
+        }
+        let e = r.list("many").unwrap_err();
+        assert!(e.contains("more than 10000 entries"), "{e}");
+    }
+
     #[test]
     fn links_stay_beneath_lexically() {
         assert!(stays_beneath("current", "releases/v2").is_ok());
