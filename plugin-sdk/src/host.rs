@@ -19,6 +19,14 @@ pub trait Host {
 }
 
 /// The real imports (only callable inside a component).
+///
+/// `Cx` holds it as `&mut dyn Host`, so its vtable — every method, used or
+/// not — is in every plugin, with every import those methods call. For the
+/// capabilities the runner refuses by import (`http`: importing it without
+/// a grant fails `duplex validate`), the method here is not the way in: the
+/// SDK calls the import directly from the capability's own API
+/// ([`crate::http::RequestBuilder::send`]), which only a plugin that uses it
+/// links.
 pub(crate) struct WasmHost;
 
 #[cfg(target_arch = "wasm32")]
@@ -42,7 +50,8 @@ impl Host for WasmHost {
         crate::bindings::duplex::plugin::storage::list_keys()
     }
     fn http_send(&mut self, req: &crate::http::Request) -> Result<crate::http::Response, String> {
-        crate::bindings::duplex::plugin::http::send(req)
+        let _ = req;
+        Err("the SDK sends HTTP requests through its import directly".into())
     }
 }
 
@@ -74,11 +83,29 @@ const NATIVE: &str = "no runner here: use duplex_plugin_sdk::testing::TestHost";
 pub struct Cx<'a> {
     ctx: &'a CallContext,
     host: &'a mut dyn Host,
+    /// Inside a component, with the real imports: a capability whose use the
+    /// runner checks against its grant by import calls its import directly
+    /// (not through `host`), so a plugin imports exactly what it uses (see
+    /// [`WasmHost`]).
+    pub(crate) wasm: bool,
 }
 
 impl<'a> Cx<'a> {
     pub fn new(ctx: &'a CallContext, host: &'a mut dyn Host) -> Cx<'a> {
-        Cx { ctx, host }
+        Cx {
+            ctx,
+            host,
+            wasm: false,
+        }
+    }
+
+    /// The context of a call inside a component (`export_plugin!`).
+    pub(crate) fn wasm(ctx: &'a CallContext, host: &'a mut WasmHost) -> Cx<'a> {
+        Cx {
+            ctx,
+            host,
+            wasm: true,
+        }
     }
 
     /// Session id, state, request, attempt, side and raw parameters.
@@ -129,7 +156,10 @@ impl<'a> Cx<'a> {
     /// HTTP requests to the origins the policy grants (`capabilities.http`):
     /// `cx.http().get(url).send()?`.
     pub fn http(&mut self) -> crate::http::Http<'_> {
-        crate::http::Http { host: self.host }
+        crate::http::Http {
+            host: self.host,
+            wasm: self.wasm,
+        }
     }
 
     /// The persistent key-value store (errors unless the policy grants `storage`).

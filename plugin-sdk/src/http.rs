@@ -45,6 +45,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// `cx.http()`: builds requests.
 pub struct Http<'a> {
     pub(crate) host: &'a mut dyn Host,
+    /// Inside a component: send through the import (see `Cx`).
+    pub(crate) wasm: bool,
 }
 
 impl<'a> Http<'a> {
@@ -52,6 +54,7 @@ impl<'a> Http<'a> {
     pub fn request(self, method: Method, url: impl Into<String>) -> RequestBuilder<'a> {
         RequestBuilder {
             host: self.host,
+            wasm: self.wasm,
             req: Request {
                 method,
                 url: url.into(),
@@ -90,6 +93,7 @@ impl<'a> Http<'a> {
 /// One request being built; [`RequestBuilder::send`] sends it.
 pub struct RequestBuilder<'a> {
     host: &'a mut dyn Host,
+    wasm: bool,
     req: Request,
 }
 
@@ -126,6 +130,11 @@ impl RequestBuilder<'_> {
     /// Sends it; `Err` when there was no answer (with the reason). Any
     /// status is an answer: check [`Response::is_success`].
     pub fn send(self) -> Result<Response, Error> {
+        if self.wasm {
+            // The import itself, linked only into plugins that send (the
+            // runner refuses a plugin importing `http` without a grant).
+            return crate::bindings::duplex::plugin::http::send(&self.req).map_err(Error);
+        }
         self.host.http_send(&self.req).map_err(Error)
     }
 }

@@ -349,24 +349,24 @@ pub mod __private {
     pub fn check<P: Plugin>(ctx: CallContext, name: String) -> Result<CheckResult, String> {
         enter();
         let mut h = host::WasmHost;
-        P::check(&mut Cx::new(&ctx, &mut h), &name).map_err(|e| e.0)
+        P::check(&mut Cx::wasm(&ctx, &mut h), &name).map_err(|e| e.0)
     }
 
     pub fn operate<P: Plugin>(ctx: CallContext, op: HardwareOp) -> Progress {
         enter();
         let mut h = host::WasmHost;
-        P::operate(&mut Cx::new(&ctx, &mut h), op)
+        P::operate(&mut Cx::wasm(&ctx, &mut h), op)
     }
 
     pub fn install<P: Plugin>(ctx: CallContext, artifact: Artifact) -> Progress {
         enter();
         let mut h = host::WasmHost;
-        P::install(&mut Cx::new(&ctx, &mut h), &artifact)
+        P::install(&mut Cx::wasm(&ctx, &mut h), &artifact)
     }
 
     pub fn partner<P: Plugin>(ctx: CallContext) -> Result<PartnerState, String> {
         enter();
         let mut h = host::WasmHost;
-        P::partner(&mut Cx::new(&ctx, &mut h)).map_err(|e| e.0)
+        P::partner(&mut Cx::wasm(&ctx, &mut h)).map_err(|e| e.0)
     }
 }
