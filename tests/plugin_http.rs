@@ -567,3 +567,61 @@ fn plan_and_validate_show_what_each_plugin_is_granted() {
         ]})
     );
 }
+
+/// A session whose PrepareSplit gate asks `url` through the prober plugin,
+/// granted `origin`; runs `duplex apply --until Split`.
+fn apply_with_health_gate(site: &Site, origin: &str, url: &str) -> Run {
+    let (path, digest) = wat::write(Some("http-get"), site.dir.path());
+    site.policy(
+        "",
+        &format!(
+            "    - name: prober
+      source: {}
+      sha256: {digest}
+      capabilities: {{http: [\"{origin}\"]}}
+  retries: {{default: {{limit: 0}}}}
+  gates:
+    prepareSplit:
+      - {{name: health, plugin: prober, check: gate, failureLimit: 1, interval: 10ms, with: {{url: \"{url}\"}}}}
+",
+            path.display()
+        ),
+    );
+    site.apply(&["--until", "Split"])
+}
+
+#[test]
+fn a_session_gate_asks_a_health_endpoint_and_logs_the_request() {
+    let server = serve(|_, _, conn| {
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nup");
+        true
+    });
+    let site = Site::new();
+    let url = format!("{}/health", server.origin);
+    let out = apply_with_health_gate(&site, &server.origin, &url);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(log.contains(&format!("http GET {url}: 200 in ")), "{log}");
+    assert!(log.contains(&format!("200 0 0000002 {url} up")), "{log}");
+}
+
+#[test]
+fn a_session_gate_asking_outside_its_grant_fails_with_the_reason_and_holds() {
+    let granted = Untouched::new();
+    let other = Untouched::new();
+    let site = Site::new();
+    let origin = format!("http://127.0.0.1:{}", granted.port());
+    let url = format!("http://127.0.0.1:{}/health", other.port());
+    let out = apply_with_health_gate(&site, &origin, &url);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains(&format!(
+            "`{url}` is outside the origins granted to plugin `prober` ({origin})"
+        )),
+        "{log}"
+    );
+    other.assert_untouched();
+    granted.assert_untouched();
+}

@@ -223,6 +223,14 @@ pub(crate) fn http_send(
 const THROUGH_CX: &str = "internal: optional capabilities are called through Cx";
 
 /// The real imports (only callable inside a component).
+///
+/// `Cx` holds it as `&mut dyn Host`, so its vtable — every method, used or
+/// not — is in every plugin, with every import those methods call. For the
+/// capabilities the runner refuses by import (`http`: importing it without
+/// a grant fails `duplex validate`), the method here is not the way in: the
+/// SDK calls the import directly from the capability's own API
+/// ([`crate::http::RequestBuilder::send`]), which only a plugin that uses it
+/// links.
 pub(crate) struct WasmHost;
 
 #[cfg(target_arch = "wasm32")]

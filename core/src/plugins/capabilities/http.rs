@@ -648,6 +648,36 @@ mod tests {
     }
 
     #[test]
+    fn a_default_port_is_the_same_origin_as_the_explicit_one_and_no_other() {
+        let client = HttpClient {
+            origins: vec![
+                Origin::parse_grant("http://h.example").unwrap(),
+                Origin::parse_grant("https://h.example:8443").unwrap(),
+            ],
+            agent: agent(),
+        };
+        for ok in [
+            "http://h.example:80/x",
+            "HTTP://H.EXAMPLE/x?y=1",
+            "https://h.example:8443/",
+        ] {
+            assert!(permitted(&client, ok, "p").is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://h.example/x",
+            "http://h.example:8080/",
+            "http://h.example.evil/",
+            "http://evil/?h.example",
+        ] {
+            let e = permitted(&client, refused, "p").unwrap_err();
+            assert!(
+                e.contains("is outside the origins granted to plugin `p` (http://h.example:80, https://h.example:8443)"),
+                "{refused}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn locations_resolve_against_the_request() {
         let base = "http://127.0.0.1:8080/a/b?q=1";
         assert_eq!(join(base, "/c").unwrap(), "http://127.0.0.1:8080/c");
