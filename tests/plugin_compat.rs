@@ -33,11 +33,19 @@ fn the_components_of_the_first_edition_still_load_and_commit_a_session() {
             )
             .replace(&support::plugin_digest(name), &old_digest(name));
         let bytes = std::fs::read(old.join(format!("{name}.wasm"))).unwrap();
-        assert_eq!(support::sha256_hex(&bytes), old_digest(name), "{name} was rebuilt");
+        assert_eq!(
+            support::sha256_hex(&bytes),
+            old_digest(name),
+            "{name} was rebuilt"
+        );
     }
     std::fs::write(&path, text).unwrap();
 
-    let inspect = site.duplex(&["plugin", "inspect", old.join("sim-duplex.wasm").to_str().unwrap()]);
+    let inspect = site.duplex(&[
+        "plugin",
+        "inspect",
+        old.join("sim-duplex.wasm").to_str().unwrap(),
+    ]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
 
     let out = site.apply(&[]);

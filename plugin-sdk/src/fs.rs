@@ -67,8 +67,7 @@ pub struct Fs<'a> {
 impl Fs<'_> {
     /// Up to `max` bytes of `path` from `offset`; empty at the end.
     pub fn read(&mut self, path: &str, offset: u64, max: u32) -> Result<Vec<u8>, Error> {
-        crate::host::files_read(&mut *self.host, &self.root, path, offset, max)
-            .map_err(Error)
+        crate::host::files_read(&mut *self.host, &self.root, path, offset, max).map_err(Error)
     }
 
     /// The whole file, read in chunks.
@@ -110,8 +109,7 @@ impl Fs<'_> {
 
     /// Replaces the file atomically.
     pub fn write(&mut self, path: &str, data: impl AsRef<[u8]>) -> Result<(), Error> {
-        crate::host::files_write(&mut *self.host, &self.root, path, data.as_ref())
-            .map_err(Error)
+        crate::host::files_write(&mut *self.host, &self.root, path, data.as_ref()).map_err(Error)
     }
 
     pub fn write_json<T: Serialize + ?Sized>(
@@ -130,14 +128,12 @@ impl Fs<'_> {
 
     /// Appends, creating the file.
     pub fn append(&mut self, path: &str, data: impl AsRef<[u8]>) -> Result<(), Error> {
-        crate::host::files_append(&mut *self.host, &self.root, path, data.as_ref())
-            .map_err(Error)
+        crate::host::files_append(&mut *self.host, &self.root, path, data.as_ref()).map_err(Error)
     }
 
     /// Permission bits (0o777 at most).
     pub fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), Error> {
-        crate::host::files_set_mode(&mut *self.host, &self.root, path, mode)
-            .map_err(Error)
+        crate::host::files_set_mode(&mut *self.host, &self.root, path, mode).map_err(Error)
     }
 
     /// Creates the directory and its parents; fine if it exists.
@@ -170,8 +166,7 @@ impl Fs<'_> {
 
     /// A link at `path` to `target` (relative, staying beneath the root).
     pub fn symlink(&mut self, target: &str, path: &str) -> Result<(), Error> {
-        crate::host::files_symlink(&mut *self.host, &self.root, target, path)
-            .map_err(Error)
+        crate::host::files_symlink(&mut *self.host, &self.root, target, path).map_err(Error)
     }
 
     /// A file, a link or a whole tree; fine if nothing is there.
@@ -194,8 +189,7 @@ pub struct ArtifactFile<'a> {
 impl ArtifactFile<'_> {
     /// Up to `max` bytes from `offset`; empty at the end.
     pub fn read(&mut self, offset: u64, max: u32) -> Result<Vec<u8>, Error> {
-        crate::host::artifact_read(&mut *self.host, &self.name, offset, max)
-            .map_err(Error)
+        crate::host::artifact_read(&mut *self.host, &self.name, offset, max).map_err(Error)
     }
 
     /// The whole artifact (mind the plugin's memory limit; prefer
@@ -225,8 +219,7 @@ impl ArtifactFile<'_> {
     /// Copies the artifact into a read-write files grant, atomically;
     /// returns its size.
     pub fn copy_to(&mut self, root: &str, path: &str) -> Result<u64, Error> {
-        crate::host::artifact_copy_to(&mut *self.host, &self.name, root, path)
-            .map_err(Error)
+        crate::host::artifact_copy_to(&mut *self.host, &self.name, root, path).map_err(Error)
     }
 }
 

@@ -80,7 +80,13 @@ pub(crate) fn exec_kill(host: &mut dyn Host, key: &str) -> Result<(), String> {
 }
 
 /// `files.read` on `host`: the import itself when running in the runner.
-pub(crate) fn files_read(host: &mut dyn Host, root: &str, path: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+pub(crate) fn files_read(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+    offset: u64,
+    max: u32,
+) -> Result<Vec<u8>, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::read(root, path, offset, max);
@@ -89,7 +95,12 @@ pub(crate) fn files_read(host: &mut dyn Host, root: &str, path: &str, offset: u6
 }
 
 /// `files.write` on `host`: the import itself when running in the runner.
-pub(crate) fn files_write(host: &mut dyn Host, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+pub(crate) fn files_write(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+    data: &[u8],
+) -> Result<(), String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::write(root, path, data);
@@ -98,7 +109,12 @@ pub(crate) fn files_write(host: &mut dyn Host, root: &str, path: &str, data: &[u
 }
 
 /// `files.append` on `host`: the import itself when running in the runner.
-pub(crate) fn files_append(host: &mut dyn Host, root: &str, path: &str, data: &[u8]) -> Result<(), String> {
+pub(crate) fn files_append(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+    data: &[u8],
+) -> Result<(), String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::append(root, path, data);
@@ -107,7 +123,12 @@ pub(crate) fn files_append(host: &mut dyn Host, root: &str, path: &str, data: &[
 }
 
 /// `files.set_mode` on `host`: the import itself when running in the runner.
-pub(crate) fn files_set_mode(host: &mut dyn Host, root: &str, path: &str, mode: u32) -> Result<(), String> {
+pub(crate) fn files_set_mode(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+    mode: u32,
+) -> Result<(), String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::set_mode(root, path, mode);
@@ -125,7 +146,11 @@ pub(crate) fn files_create_dir(host: &mut dyn Host, root: &str, path: &str) -> R
 }
 
 /// `files.list` on `host`: the import itself when running in the runner.
-pub(crate) fn files_list(host: &mut dyn Host, root: &str, path: &str) -> Result<Vec<DirEntry>, String> {
+pub(crate) fn files_list(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+) -> Result<Vec<DirEntry>, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::list(root, path);
@@ -134,7 +159,11 @@ pub(crate) fn files_list(host: &mut dyn Host, root: &str, path: &str) -> Result<
 }
 
 /// `files.stat` on `host`: the import itself when running in the runner.
-pub(crate) fn files_stat(host: &mut dyn Host, root: &str, path: &str) -> Result<Option<Metadata>, String> {
+pub(crate) fn files_stat(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+) -> Result<Option<Metadata>, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::stat(root, path);
@@ -143,7 +172,11 @@ pub(crate) fn files_stat(host: &mut dyn Host, root: &str, path: &str) -> Result<
 }
 
 /// `files.read_link` on `host`: the import itself when running in the runner.
-pub(crate) fn files_read_link(host: &mut dyn Host, root: &str, path: &str) -> Result<String, String> {
+pub(crate) fn files_read_link(
+    host: &mut dyn Host,
+    root: &str,
+    path: &str,
+) -> Result<String, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::read_link(root, path);
@@ -152,7 +185,12 @@ pub(crate) fn files_read_link(host: &mut dyn Host, root: &str, path: &str) -> Re
 }
 
 /// `files.rename` on `host`: the import itself when running in the runner.
-pub(crate) fn files_rename(host: &mut dyn Host, root: &str, from: &str, to: &str) -> Result<(), String> {
+pub(crate) fn files_rename(
+    host: &mut dyn Host,
+    root: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::rename(root, from, to);
@@ -161,7 +199,12 @@ pub(crate) fn files_rename(host: &mut dyn Host, root: &str, from: &str, to: &str
 }
 
 /// `files.symlink` on `host`: the import itself when running in the runner.
-pub(crate) fn files_symlink(host: &mut dyn Host, root: &str, target: &str, path: &str) -> Result<(), String> {
+pub(crate) fn files_symlink(
+    host: &mut dyn Host,
+    root: &str,
+    target: &str,
+    path: &str,
+) -> Result<(), String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::files::symlink(root, target, path);
@@ -188,7 +231,12 @@ pub(crate) fn files_free_space(host: &mut dyn Host, root: &str) -> Result<u64, S
 }
 
 /// `artifacts.read` on `host`: the import itself when running in the runner.
-pub(crate) fn artifact_read(host: &mut dyn Host, name: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
+pub(crate) fn artifact_read(
+    host: &mut dyn Host,
+    name: &str,
+    offset: u64,
+    max: u32,
+) -> Result<Vec<u8>, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::artifacts::read(name, offset, max);
@@ -197,7 +245,12 @@ pub(crate) fn artifact_read(host: &mut dyn Host, name: &str, offset: u64, max: u
 }
 
 /// `artifacts.copy_to` on `host`: the import itself when running in the runner.
-pub(crate) fn artifact_copy_to(host: &mut dyn Host, name: &str, root: &str, path: &str) -> Result<u64, String> {
+pub(crate) fn artifact_copy_to(
+    host: &mut dyn Host,
+    name: &str,
+    root: &str,
+    path: &str,
+) -> Result<u64, String> {
     #[cfg(target_arch = "wasm32")]
     if host.is_runner() {
         return crate::bindings::duplex::plugin::artifacts::copy_to(name, root, path);
@@ -261,7 +314,6 @@ impl Host for WasmHost {
     }
     fn is_runner(&self) -> bool {
         true
-
     }
     fn files_read(&mut self, _: &str, _: &str, _: u64, _: u32) -> Result<Vec<u8>, String> {
         Err(THROUGH_CX.into())
@@ -304,10 +356,10 @@ impl Host for WasmHost {
     }
     fn artifact_copy_to(&mut self, _: &str, _: &str, _: &str) -> Result<u64, String> {
         Err(THROUGH_CX.into())
-
     }
     fn http_send(&mut self, _: &crate::http::Request) -> Result<crate::http::Response, String> {
-        Err(THROUGH_CX.into())    }
+        Err(THROUGH_CX.into())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -446,7 +498,6 @@ impl<'a> Cx<'a> {
     /// Kills the command this request started under `key` (its process group).
     pub fn exec_kill(&mut self, key: &str) -> Result<(), Error> {
         exec_kill(self.host, key).map_err(Error)
-
     }
 
     /// HTTP requests to the origins the policy grants (`capabilities.http`):

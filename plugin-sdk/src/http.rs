@@ -198,6 +198,7 @@ impl Method {
 
 /// `scheme://host:port` of an absolute `http(s)` URL, normalised (lower
 /// case, the port explicit), as the runner compares them.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))] // used by the native TestHost
 pub(crate) fn origin(url: &str) -> Result<String, String> {
     let (scheme, rest) = url
         .split_once("://")

@@ -128,6 +128,8 @@ mod fs;
 mod host;
 pub mod http;
 mod manifest;
+// Native only: the fake runner works on the host's file system (unix permissions, symlinks).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use bindings::duplex::plugin::exec::{

@@ -158,7 +158,6 @@ impl TestHost {
             .filter(|c| c.program == program)
             .map(|c| c.args.clone())
             .collect()
-
     }
 
     /// Grants the directory `path` (a temporary one, say) as files root
@@ -183,7 +182,6 @@ impl TestHost {
 
     fn root(&self, name: &str) -> Result<&FakeRoot, String> {
         fake_fs::find(&self.files, name, &self.plugin_name)
-
     }
 
     /// Grants the `http` capability for `origins` (`scheme://host[:port]`).
@@ -417,7 +415,6 @@ impl Host for TestHost {
         let bytes = fake_fs::artifact(&self.artifacts, name, &self.plugin_name)?.to_vec();
         self.root(root)?.write(root, path, &bytes)?;
         Ok(bytes.len() as u64)
-
     }
     fn http_send(&mut self, req: &Request) -> Result<Response, String> {
         self.http_answer(req)

@@ -49,7 +49,36 @@ impl Capabilities {
                 .map_or_else(|_| origin.clone(), |o| o.to_string());
             add("http", shown);
         }
-        // exec, files, artifacts: one block each here, with their fields.
+        for e in &self.exec {
+            let mut detail = e.program.clone();
+            for a in &e.args {
+                detail.push(' ');
+                detail.push_str(a);
+            }
+            if !e.args.is_empty() {
+                detail.push_str(" …");
+            }
+            if !e.env.is_empty() {
+                // Names only: a value may be a secret.
+                let names: Vec<&str> = e.env.keys().map(String::as_str).collect();
+                detail.push_str(&format!(" (environment: {})", names.join(", ")));
+            }
+            add("exec", detail);
+        }
+        for f in &self.files {
+            let mode = if f.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            };
+            add("files", format!("`{}`: {} ({mode})", f.name, f.path));
+        }
+        if self.artifacts {
+            add(
+                "artifacts",
+                "the policy's software, as staged after its sha256 was verified".into(),
+            );
+        }
         out
     }
 }

@@ -25,8 +25,8 @@
 //! [`Capability`] and one line there: the grant field, the per-plugin and
 //! per-call state and the linker wiring all follow from it.
 
-pub(crate) mod exec;
 pub(crate) mod artifacts;
+pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod host;
 pub(crate) mod http;
@@ -39,8 +39,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use wasmtime::component::Linker;
 
-pub use exec::{ExecGrant, KilledCommand, ProgramGrant};
 pub use artifacts::{ArtifactsGrant, StagedArtifact};
+pub use exec::{ExecGrant, KilledCommand, ProgramGrant};
 pub use files::{FileRoot, FilesGrant};
 pub use http::{HttpGrant, Origin as HttpOrigin};
 pub use storage::StorageGrant;
