@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all --check
+scripts/install-test-deps.sh
 scripts/build-plugins.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -566,3 +566,142 @@ fn remove_temporaries(cx: &mut Cx<'_>, p: &Service) -> Result<(), Error> {
 fn failed_ctl(p: &Service, what: &str, output: String) -> Progress {
     Progress::failed(format!("`{} {what}` failed: {output}", p.ctl), true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duplex_plugin_sdk::testing::{FakeExec, TestHost, context};
+    use std::path::Path;
+
+    const CTL: &str = "/usr/local/bin/acme-ctl";
+
+    fn service() -> serde_json::Value {
+        serde_json::json!({
+            "root": "acme", "ctl": CTL,
+            "production-url": "http://127.0.0.1:8080", "test-url": "http://127.0.0.1:8081",
+            "keep-releases": 2,
+        })
+    }
+
+    /// A home with releases/1.0.0 in production, granted read-write.
+    fn host(home: &Path) -> TestHost {
+        std::fs::create_dir_all(home.join("releases/1.0.0")).unwrap();
+        std::fs::write(home.join("releases/1.0.0/VERSION"), "1.0.0\n").unwrap();
+        std::os::unix::fs::symlink("releases/1.0.0", home.join("current")).unwrap();
+        let mut host = TestHost::new();
+        host.grant_dir("acme", home, false);
+        host.on_exec(CTL, FakeExec::exit(0, "ok"));
+        host
+    }
+
+    fn release_tar_gz(version: &str) -> Vec<u8> {
+        let mut tar = Vec::new();
+        for (name, data) in [
+            ("VERSION", format!("{version}\n")),
+            ("server.py", "print()\n".into()),
+        ] {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[100..107].copy_from_slice(b"0000644");
+            h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+            h[156] = b'0';
+            tar.extend_from_slice(&h);
+            tar.extend_from_slice(data.as_bytes());
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.extend_from_slice(&[0u8; 1024]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn artifact(version: &str) -> Artifact {
+        Artifact {
+            name: "acme-service".into(),
+            version: version.into(),
+            sha256: "ab".repeat(32),
+            size: 0,
+            source: "acme.tar.gz".into(),
+        }
+    }
+
+    #[test]
+    fn split_then_install_unpacks_beside_production_and_starts_the_test_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("acme");
+        let mut host = host(&home);
+        host.grant_artifact("acme-service", release_tar_gz("2.0.0"));
+        let ctx = context(UpgradeState::Split, service());
+        assert!(host.operate::<AbService>(&ctx, HardwareOp::Split).is_done());
+        let done = host.install::<AbService>(&ctx, &artifact("2.0.0"));
+        assert!(done.is_done(), "{done:?}");
+        assert_eq!(
+            std::fs::read_to_string(home.join("releases/2.0.0/VERSION")).unwrap(),
+            "2.0.0\n"
+        );
+        assert_eq!(
+            std::fs::read_link(home.join("upgrade")).unwrap(),
+            Path::new("releases/2.0.0")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join("current")).unwrap(),
+            Path::new("releases/1.0.0")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join("known-good")).unwrap(),
+            Path::new("releases/1.0.0")
+        );
+        assert!(
+            host.exec_args(CTL)
+                .contains(&vec!["start".to_string(), "test".to_string()])
+        );
+        // Run again (after a kill, say): the same release, nothing unpacked twice.
+        assert!(
+            host.install::<AbService>(&ctx, &artifact("2.0.0"))
+                .is_done()
+        );
+        assert!(!home.join("releases/.incoming-2.0.0").exists());
+    }
+
+    #[test]
+    fn installing_what_production_runs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(&dir.path().join("acme"));
+        host.grant_artifact("acme-service", release_tar_gz("1.0.0"));
+        let ctx = context(UpgradeState::Split, service());
+        match host.install::<AbService>(&ctx, &artifact("1.0.0")) {
+            Progress::Failed(f) => {
+                assert!(f.message.contains("already what production runs"), "{f:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commit_moves_known_good_and_prunes_beyond_keep_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("acme");
+        let mut host = host(&home);
+        for v in ["0.8.0", "0.9.0", "2.0.0"] {
+            std::fs::create_dir_all(home.join("releases").join(v)).unwrap();
+        }
+        std::fs::remove_file(home.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/2.0.0", home.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/2.0.0", home.join("upgrade")).unwrap();
+        let ctx = context(UpgradeState::Commit, service());
+        let done = host.operate::<AbService>(&ctx, HardwareOp::Commit);
+        assert!(done.is_done(), "{done:?}");
+        assert_eq!(
+            std::fs::read_link(home.join("known-good")).unwrap(),
+            Path::new("releases/2.0.0")
+        );
+        assert!(!home.join("upgrade").exists());
+        let mut left: Vec<String> = std::fs::read_dir(home.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&"2.0.0".to_string()), "{left:?}");
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust and the wasm toolchain: the real
+# service of tests/real_host.rs (examples/acme-service) and its prober run on
+# Debian's /usr/bin/python3 (standard library only); acme-ctl uses flock and
+# setsid (util-linux). Nothing is installed when everything is there.
+set -euo pipefail
+missing=()
+[[ -x /usr/bin/python3 ]] || missing+=(python3)
+command -v flock >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
+((${#missing[@]})) || exit 0
+echo "install-test-deps: installing ${missing[*]}" >&2
+sudo=()
+((EUID == 0)) || sudo=(sudo)
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
