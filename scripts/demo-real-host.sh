@@ -22,11 +22,22 @@ python=/usr/bin/python3
 
 work=$(mktemp -d /tmp/duplex-real-host.XXXXXX)
 home=$work/acme
+# Two free ports below the ephemeral range, which the prober's connections use.
 read -r port test_port < <("$python" -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
+import random, socket
+ports = []
+while len(ports) < 2:
+    p = random.randrange(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        if p not in ports:
+            ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(*ports)')
 export ACME_HOME=$home ACME_PORT=$port ACME_TEST_PORT=$test_port
 
 prober_pid=

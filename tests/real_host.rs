@@ -22,12 +22,16 @@ struct Host {
 const V1: &str = "1.0.0";
 const V2: &str = "2.0.0";
 
+/// A free port below the kernel's ephemeral range (32768–60999 here): the
+/// prober's thousands of connections take their local ports from that range,
+/// and one of them could take a port picked there before the service binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn ctl_path() -> PathBuf {
