@@ -91,15 +91,17 @@ pub fn euid_is_root() -> bool {
 mod tests {
     use super::*;
 
+    /// An environment holding exactly `vars`.
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
     #[test]
     fn the_state_dir_is_the_flag_then_the_variable_then_root_or_xdg_then_home() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
         let all: &[(&str, &str)] = &[
             ("DUPLEX_STATE_DIR", "/env/dir"),
             ("XDG_STATE_HOME", "/xdg"),
@@ -131,13 +133,6 @@ mod tests {
 
     #[test]
     fn the_cache_is_the_variable_then_per_user() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
         let all: &[(&str, &str)] = &[
             ("DUPLEX_CACHE_DIR", "/c"),
             ("XDG_CACHE_HOME", "/xdg"),
