@@ -234,6 +234,72 @@ fn the_first_run_says_it_compiles_plugins_and_times_say_utc() {
 }
 
 #[test]
+fn validate_compiles_each_plugin_once_into_the_per_user_cache() {
+    // Without `$DUPLEX_CACHE_DIR`, `validate` uses the same per-user cache
+    // as `apply`: the first run compiles, later runs only load. (Root's
+    // cache is the system one, shared with whatever else runs as root: only
+    // this policy's entries are removed, which costs the others a compile.)
+    let site = Site::new();
+    site.policy("", GATES);
+    let home = site.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let cache = if unsafe { libc::geteuid() } == 0 {
+        std::path::PathBuf::from("/var/cache/duplex/plugins")
+    } else {
+        home.join(".cache/duplex/plugins")
+    };
+    let digests = [plugin_digest("sim-duplex"), plugin_digest("sim-checks")];
+    for entry in std::fs::read_dir(&cache).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if digests.iter().any(|d| name.starts_with(d.as_str())) {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let validate = || {
+        let mut cmd = duplex();
+        cmd.env_remove("DUPLEX_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", &home)
+            .arg("validate")
+            .arg(site.policy_path());
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains(": valid"), "{}", out.stdout);
+    };
+    let entries = || -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.unwrap()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".cwasm") && digests.iter().any(|d| name.starts_with(d.as_str()))
+            })
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    validate();
+    let first = entries();
+    for digest in &digests {
+        assert!(
+            first
+                .iter()
+                .any(|(name, _)| name.starts_with(digest.as_str())),
+            "no cache entry for {digest} in {first:?}"
+        );
+    }
+    validate();
+    assert_eq!(entries(), first, "the second validate rewrote the cache");
+}
+
+#[test]
 fn history_has_a_header_and_says_where_each_session_ended() {
     let site = Site::new();
     site.policy("", GATES);
