@@ -145,10 +145,11 @@
 //! costs the same and leaves no doubt about metadata); the directory after
 //! every create or rename (state dir, `lock`, `sessions/`, the session dir,
 //! the marker). So a session costs one fsync per record plus a fixed set:
-//! creating it (the journal with its first record, the policy copy, the
+//! creating it beyond its journal and first record (the policy copy, the
 //! new `plugins/` folder, each plugin copy, the new session directory and
-//! `sessions/`: 6 with one plugin), finishing it (the marker and its
-//! directory: 2), and on a state dir's first use its folders and `lock`. The `newest` hint and
+//! `sessions/`: 5 with one plugin), finishing it (the marker and its
+//! directory: 2), and on a state dir's first use the state dir, its
+//! `sessions/` and `lock` (3). `benches/session.rs` counts them. The `newest` hint and
 //! the snapshots are never fsynced: readers check them against what is
 //! (see above), so losing one costs a reader time, never truth.
 //! A failed write or fsync poisons the [`SessionWriter`]: that append
