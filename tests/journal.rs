@@ -1,7 +1,8 @@
 //! Black-box tests of `duplex_core::journal` on real files: round trips folded
 //! through the state model, torn tails and corruption on disk, the lock
 //! between processes, `force_unlock`, following a live journal, and a
-//! SIGKILL at every record boundary followed by a resume.
+//! SIGKILL at every record boundary followed by a resume, and one between a
+//! record and the snapshot the engine takes after it.
 //!
 //! Child processes are this test binary re-run on the `helper_process`
 //! test with `DUPLEX_JOURNAL_TEST_HELPER` naming their role. That test is
@@ -937,6 +938,89 @@ fn helper_process() {
             std::thread::sleep(Duration::from_secs(60));
         }
         "crash-writer" => crash_writer(&dir),
+        "snapshot-recorder" => snapshot_recorder(&dir),
         other => panic!("unknown helper role {other}"),
     }
+}
+
+/// The records the snapshot helper writes: past two snapshots.
+const SNAPSHOT_RECORDS: u64 = 2 * duplex_core::engine::SNAPSHOT_EVERY_RECORDS + 10;
+
+/// The helper that records through the engine's `Recorder` (which takes
+/// the snapshots), with the real events.
+fn snapshot_recorder(dir: &Path) {
+    use duplex_core::engine::{Event as Real, Recorder, RequestId, Session};
+    let state = StateDir::lock(dir).unwrap();
+    let first = Real::SessionStarted {
+        policy: "p".into(),
+        policy_file: dir.join("p.yaml").display().to_string(),
+        policy_digest: "0".repeat(64),
+        target: "t".into(),
+        format: duplex_core::engine::JOURNAL_FORMAT,
+        hardware: None,
+    };
+    let writer = state.create_session_with(1, &first, &[]).unwrap();
+    let session = Session::start(&first, 1).unwrap();
+    let clock = duplex_core::clock::SystemClock::shared();
+    let mut rec = Recorder::new(
+        writer,
+        session,
+        Box::new(duplex_core::engine::sink::NoSink),
+        clock,
+    );
+    for n in 2..=SNAPSHOT_RECORDS {
+        rec.record(Real::PluginCall {
+            request: RequestId::Partner,
+            plugin: "p".into(),
+            ok: true,
+            outcome: format!("call {n}"),
+            duration_ms: 0,
+            logs: Vec::new(),
+            repeats: 0,
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_kill_between_a_record_and_its_snapshot_reads_as_a_full_replay() {
+    use duplex_core::app::{App, AppConfig};
+    let every = duplex_core::engine::SNAPSHOT_EVERY_RECORDS;
+    let tmp = tempfile::tempdir().unwrap();
+    // Killed right after the record that takes the second snapshot is
+    // durable, before the snapshot is written: the first one is stale.
+    let at = 2 * every + 1;
+    let status = helper("snapshot-recorder", tmp.path())
+        .env(CRASH_ENV, format!("{at}:after-sync"))
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    let session = StateDir::read_only(tmp.path())
+        .unwrap()
+        .current_session()
+        .unwrap()
+        .unwrap();
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&fs::read(session.dir.join("snapshot")).unwrap()).unwrap();
+    assert_eq!(
+        snapshot["at"]["seq"],
+        every + 1,
+        "the first snapshot, stale"
+    );
+    let app = App::new(AppConfig {
+        state_dir: tmp.path().to_path_buf(),
+        cache_dir: None,
+        clock: duplex_core::clock::SystemClock::shared(),
+        pacing: duplex_core::engine::Pacing::default(),
+    });
+    let from_snapshot = (app.status().unwrap(), app.history().unwrap());
+    fs::remove_file(session.dir.join("snapshot")).unwrap();
+    let replayed = (app.status().unwrap(), app.history().unwrap());
+    assert_eq!(from_snapshot, replayed);
+    let records = StateDir::read_only(tmp.path())
+        .unwrap()
+        .read_session::<duplex_core::engine::Event>(&session.id)
+        .unwrap()
+        .records;
+    assert_eq!(records.len() as u64, at);
 }

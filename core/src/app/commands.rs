@@ -117,7 +117,7 @@ impl App {
             if current.session.ended.is_some() {
                 // Over, but a crash came before it was marked finished: mark
                 // it now, and start the new session this apply asks for.
-                current.writer.finish()?;
+                crate::engine::finish_session(current.writer, &current.session)?;
             } else {
                 return self
                     .carry_on(current, Some(policy), Action::Resume, options, sink, cancel)
@@ -338,7 +338,10 @@ impl App {
                 file_target: file.policy.spec.target.name.clone(),
             });
         }
-        let policy = match (open::policy_copy(&info, &session), &action) {
+        let policy = match (
+            open::policy_copy(&info, &session.policy_file, &session.policy_digest),
+            &action,
+        ) {
             (Ok(p), _) => p,
             (Err(e), Action::Abort(_)) => open::abort_only_policy(&session).ok_or(e)?,
             (Err(e), _) => return Err(e),

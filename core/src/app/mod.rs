@@ -21,6 +21,8 @@ pub mod drift;
 mod error;
 mod open;
 mod query;
+#[cfg(test)]
+mod query_tests;
 
 pub use commands::{Operator, PolicySummary, RunOptions, RunReport};
 pub use error::AppError;

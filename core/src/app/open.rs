@@ -48,9 +48,13 @@ pub(super) fn current(dir: &LockedStateDir) -> Result<Option<Current>, AppError>
     }))
 }
 
-/// The policy a session runs: its own copy, checked against the digest it
-/// started with.
-pub(super) fn policy_copy(info: &SessionInfo, session: &Session) -> Result<LoadedPolicy, AppError> {
+/// The policy a session runs: its own copy (loaded as if from
+/// `policy_file`), checked against the digest it started with.
+pub(super) fn policy_copy(
+    info: &SessionInfo,
+    policy_file: &str,
+    policy_digest: &str,
+) -> Result<LoadedPolicy, AppError> {
     let path = info.dir.join(POLICY_COPY);
     let bad = |why: String| AppError::PolicyCopy {
         path: path.clone(),
@@ -59,22 +63,48 @@ pub(super) fn policy_copy(info: &SessionInfo, session: &Session) -> Result<Loade
     let bytes = crate::files::read_regular(&path, "a policy copy", policy::MAX_POLICY_BYTES)
         .map_err(|e| bad(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
-    let loaded =
-        policy::load_text(&text, Path::new(&session.policy_file)).map_err(|e| match e {
-            policy::LoadError::Invalid(d) => bad(d
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")),
-            other => bad(other.to_string()),
-        })?;
-    if loaded.digest.as_str() != session.policy_digest {
+    let loaded = policy::load_text(&text, Path::new(policy_file)).map_err(|e| match e {
+        policy::LoadError::Invalid(d) => bad(d
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")),
+        other => bad(other.to_string()),
+    })?;
+    if loaded.digest.as_str() != policy_digest {
         return Err(bad(format!(
-            "it has sha256 {}, but the session started with {}",
-            loaded.digest, session.policy_digest
+            "it has sha256 {}, but the session started with {policy_digest}",
+            loaded.digest
         )));
     }
     Ok(loaded)
+}
+
+/// The text of the session's policy copy while it is still the one the
+/// session started with (its digest): the text that passed every check
+/// when the session started. `None` when it is missing, unreadable or
+/// changed.
+pub(super) fn unchanged_copy(info: &SessionInfo, policy_digest: &str) -> Option<String> {
+    let path = info.dir.join(POLICY_COPY);
+    let bytes =
+        crate::files::read_regular(&path, "a policy copy", policy::MAX_POLICY_BYTES).ok()?;
+    (policy::Sha256::of(&bytes).as_str() == policy_digest)
+        .then(|| String::from_utf8(bytes).ok())
+        .flatten()
+}
+
+/// The session's policy copy for a query (`status`): an unchanged copy is
+/// only parsed, not validated again (a command that runs the session,
+/// such as `resume`, loads it with [`policy_copy`]); a changed or unusable
+/// one goes through [`policy_copy`], which says what is wrong with it.
+pub(super) fn policy_copy_for_query(
+    info: &SessionInfo,
+    policy_file: &str,
+    policy_digest: &str,
+) -> Result<LoadedPolicy, AppError> {
+    unchanged_copy(info, policy_digest)
+        .and_then(|text| policy::load_checked_text(&text, Path::new(policy_file)))
+        .map_or_else(|| policy_copy(info, policy_file, policy_digest), Ok)
 }
 
 /// The policy an abort runs when the session's copy cannot be used: the

@@ -6,11 +6,11 @@ use super::drift::{self, Drift};
 use super::open::abort_only_policy;
 use super::{App, AppError};
 use crate::engine::decide::pending_approval;
-use crate::engine::{Event, Outcome, RequestId, Session};
-use crate::journal::{LockHolder, Record, SessionId, SessionInfo, StateDir, TornTail};
+use crate::engine::{Event, Outcome, RequestId, Session, SessionSummary};
+use crate::journal::{LockHolder, RecordStream, SessionId, SessionInfo, StateDir, TornTail};
 use crate::model::{self, CommandKind, Configuration, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// What an operator may do next, as the model and the session allow it.
@@ -75,18 +75,14 @@ pub struct StatusReport {
 pub struct SessionStatus {
     pub id: SessionId,
     pub finished: bool,
-    pub policy: String,
-    pub policy_file: String,
-    pub policy_digest: String,
-    pub target: String,
-    pub config: Configuration,
+    /// Where the session stands: its policy and target, configuration,
+    /// hold, times and outcome (`ended`).
+    pub session: SessionSummary,
     /// The piece of work in hand while Busy or Broken.
     pub request: Option<RequestId>,
     pub waiting_for: Option<WaitingFor>,
-    pub held: Option<String>,
     pub drift: Option<Drift>,
     pub next: Vec<OperatorCommand>,
-    pub outcome: Option<Outcome>,
     /// Why the session's copy of its policy cannot be used (then only an
     /// abort, from what the session pinned, is possible).
     pub policy_copy_problem: Option<String>,
@@ -115,11 +111,11 @@ pub struct HistoryEntry {
     pub problem: Option<String>,
 }
 
-/// A session's records.
-#[derive(Debug, Clone, PartialEq)]
+/// A session's records, streamed: checked whole when the log was opened,
+/// then read a chunk at a time as they are iterated.
 pub struct SessionLog {
     pub info: SessionInfo,
-    pub records: Vec<Record<Event>>,
+    pub records: RecordStream<Event>,
     pub torn_tail: Option<TornTail>,
 }
 
@@ -156,21 +152,32 @@ impl App {
             }
             Err(e) => return Err(e.into()),
         };
-        let sessions = dir.sessions()?;
-        let Some(info) = sessions
-            .iter()
-            .rev()
-            .find(|s| !s.is_finished())
-            .or(sessions.last())
-        else {
+        // The session in flight is the newest; with none in flight, the
+        // newest is the last one.
+        let Some(info) = dir.newest_session()? else {
             return Ok(StatusReport {
                 state_dir: self.state_dir().to_path_buf(),
                 runner,
                 session: None,
             });
         };
-        let report = dir.read_session::<Event>(&info.id)?;
-        if report.records.is_empty() {
+        // A finished session, from its marker (its journal's end checked).
+        if let Some(summary) = marked_summary(&dir, &info, true) {
+            let policy_copy_problem = finished_copy_problem(&info, &summary);
+            return Ok(StatusReport {
+                state_dir: self.state_dir().to_path_buf(),
+                runner,
+                session: Some(session_status(
+                    &info,
+                    summary,
+                    SessionExtras {
+                        policy_copy_problem,
+                        ..SessionExtras::default()
+                    },
+                )),
+            });
+        }
+        let Some((session, torn_tail)) = load(&dir, &info)? else {
             // Created by an older release that crashed before its first
             // record: nothing ran; the next apply clears it away.
             return Ok(StatusReport {
@@ -178,9 +185,9 @@ impl App {
                 runner,
                 session: None,
             });
-        }
-        let session = fold(info, &report.records)?;
-        let copy = super::open::policy_copy(info, &session);
+        };
+        let copy =
+            super::open::policy_copy_for_query(&info, &session.policy_file, &session.policy_digest);
         let policy_copy_problem = copy.as_ref().err().map(|e| e.to_string());
         let waiting_for = copy.as_ref().ok().and_then(|p| waiting_for(&session, p));
         let next = if info.is_finished() || session.ended.is_some() || runner.is_some() {
@@ -193,30 +200,20 @@ impl App {
         } else {
             drift::of_file(&session)
         };
-        let request = match session.config.phase() {
-            Phase::Running | Phase::Failed => session.request.clone(),
-            _ => None,
-        };
         Ok(StatusReport {
             state_dir: self.state_dir().to_path_buf(),
             runner,
-            session: Some(SessionStatus {
-                id: info.id.clone(),
-                finished: info.is_finished(),
-                policy: session.policy.clone(),
-                policy_file: session.policy_file.clone(),
-                policy_digest: session.policy_digest.clone(),
-                target: session.target.clone(),
-                config: session.config.clone(),
-                request,
-                waiting_for,
-                held: session.held.clone(),
-                drift,
-                next,
-                outcome: session.ended,
-                policy_copy_problem,
-                torn_tail: report.torn_tail,
-            }),
+            session: Some(session_status(
+                &info,
+                SessionSummary::from(&session),
+                SessionExtras {
+                    waiting_for,
+                    drift,
+                    next,
+                    policy_copy_problem,
+                    torn_tail,
+                },
+            )),
         })
     }
 
@@ -229,21 +226,19 @@ impl App {
         };
         let mut entries = Vec::new();
         for info in dir.sessions()? {
-            let read = dir
-                .read_session::<Event>(&info.id)
-                .map_err(AppError::from)
-                .and_then(|report| {
-                    if report.records.is_empty() {
-                        return Ok(None);
-                    }
-                    fold(&info, &report.records).map(Some)
-                });
+            // A finished session from its marker (its journal's length
+            // checked); one in flight, or with an older marker, replayed.
+            let read = match marked_summary(&dir, &info, false) {
+                Some(summary) => Ok(Some(summary)),
+                None => load(&dir, &info)
+                    .map(|loaded| loaded.map(|(session, _)| SessionSummary::from(&session))),
+            };
             let entry = match read {
                 Ok(Some(s)) => HistoryEntry {
                     session: info.id.clone(),
                     finished: info.is_finished(),
-                    policy: Some(s.policy.clone()),
-                    target: Some(s.target.clone()),
+                    policy: Some(s.policy),
+                    target: Some(s.target),
                     started_ms: Some(s.started_ms),
                     duration_ms: Some(s.last_ms.saturating_sub(s.started_ms)),
                     state: (s.ended.is_none()).then_some(s.config.state),
@@ -266,20 +261,22 @@ impl App {
         Ok(entries)
     }
 
-    /// A session's records: `id`, or the latest session.
+    /// A session's records: `id`, or the latest session. The journal is
+    /// checked whole before this returns; the records are then read as
+    /// they are iterated, so memory does not grow with the journal.
     pub fn log(&self, id: Option<&SessionId>) -> Result<SessionLog, AppError> {
         let dir = self.read_dir()?;
         let info = match id {
             Some(id) => dir.session(id)?,
-            None => dir.sessions()?.pop().ok_or_else(|| AppError::NoSession {
+            None => dir.newest_session()?.ok_or_else(|| AppError::NoSession {
                 state_dir: self.state_dir().to_path_buf(),
             })?,
         };
-        let report = dir.read_session::<Event>(&info.id)?;
+        let records = dir.stream_session::<Event>(&info)?;
         Ok(SessionLog {
             info,
-            records: report.records,
-            torn_tail: report.torn_tail,
+            torn_tail: records.torn_tail().cloned(),
+            records,
         })
     }
 
@@ -306,11 +303,9 @@ impl App {
         let Some(info) = dir.current_session()? else {
             return Ok(None);
         };
-        let report = dir.read_session::<Event>(&info.id)?;
-        if report.records.is_empty() {
+        let Some((session, _)) = load(&dir, &info)? else {
             return Ok(None);
-        }
-        let session = fold(&info, &report.records)?;
+        };
         Ok(Some(InFlight {
             session: info.id.clone(),
             policy: session.policy.clone(),
@@ -337,13 +332,97 @@ fn empty_entry(info: &SessionInfo) -> HistoryEntry {
     }
 }
 
-fn fold(info: &SessionInfo, records: &[Record<Event>]) -> Result<Session, AppError> {
-    Session::fold(records.iter().map(|r| (r.seq, r.ts_ms, &r.event))).map_err(|source| {
-        AppError::Fold {
-            session: info.id.clone(),
-            source,
+/// A finished session's summary from its marker, when the marker has one
+/// and the journal ends where the marker says (its length; with
+/// `check_record`, its last record too). `None` sends the caller to the
+/// journal itself.
+fn marked_summary(
+    dir: &StateDir,
+    info: &SessionInfo,
+    check_record: bool,
+) -> Option<SessionSummary> {
+    let value = info.finished.as_ref()?.summary.as_ref()?;
+    let summary = SessionSummary::deserialize(value).ok()?;
+    // The engine finishes only a session that ended.
+    (summary.ended.is_some() && dir.ends_as_marked(info, check_record)).then_some(summary)
+}
+
+/// What a finished session's status says of its policy copy. The copy is
+/// the text that was validated when the session started: while it still
+/// has that digest it is not validated again. Otherwise it is loaded, to
+/// say what is wrong with it.
+fn finished_copy_problem(info: &SessionInfo, summary: &SessionSummary) -> Option<String> {
+    if super::open::unchanged_copy(info, &summary.policy_digest).is_some() {
+        return None;
+    }
+    super::open::policy_copy(info, &summary.policy_file, &summary.policy_digest)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// A session's fold: from its writer's snapshot when it checks out against
+/// the journal, else from the first record; `None` for a session with no
+/// record. Also any torn tail.
+fn load(
+    dir: &StateDir,
+    info: &SessionInfo,
+) -> Result<Option<(Session, Option<TornTail>)>, AppError> {
+    let read = dir.read_session_after_snapshot::<Session, Event>(info)?;
+    let records = read.records.iter().map(|r| (r.seq, r.ts_ms, &r.event));
+    let fold_error = |source| AppError::Fold {
+        session: info.id.clone(),
+        source,
+    };
+    let session = match read.snapshot {
+        // The snapshot's state folds in the record it names: its last event
+        // was written at that record's time.
+        Some(snapshot) if snapshot.state.last_ms == snapshot.ts_ms => {
+            let mut session = snapshot.state;
+            for (seq, ts, event) in records {
+                session.apply_at(seq, ts, event).map_err(fold_error)?;
+            }
+            session
         }
-    })
+        Some(_) => {
+            // Not the fold it claims to be: read the whole journal.
+            let report = dir.read_session::<Event>(&info.id)?;
+            let all = report.records.iter().map(|r| (r.seq, r.ts_ms, &r.event));
+            return Session::fold(all)
+                .map(|session| Some((session, report.torn_tail)))
+                .map_err(fold_error);
+        }
+        None if read.records.is_empty() => return Ok(None),
+        None => Session::fold(records).map_err(fold_error)?,
+    };
+    Ok(Some((session, read.torn_tail)))
+}
+
+/// What a status shows beyond the session's own summary.
+#[derive(Default)]
+struct SessionExtras {
+    waiting_for: Option<WaitingFor>,
+    drift: Option<Drift>,
+    next: Vec<OperatorCommand>,
+    policy_copy_problem: Option<String>,
+    torn_tail: Option<TornTail>,
+}
+
+fn session_status(info: &SessionInfo, s: SessionSummary, extras: SessionExtras) -> SessionStatus {
+    let request = match s.config.phase() {
+        Phase::Running | Phase::Failed => s.request.clone(),
+        _ => None,
+    };
+    SessionStatus {
+        id: info.id.clone(),
+        finished: info.is_finished(),
+        session: s,
+        request,
+        waiting_for: extras.waiting_for,
+        drift: extras.drift,
+        next: extras.next,
+        policy_copy_problem: extras.policy_copy_problem,
+        torn_tail: extras.torn_tail,
+    }
 }
 
 fn waiting_for(session: &Session, policy: &LoadedPolicy) -> Option<WaitingFor> {

@@ -234,15 +234,16 @@ impl Outcome {
 }
 
 /// Who approved what.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRecord {
     pub before: ApprovalPoint,
     pub by: String,
 }
 
-/// Where a session is: the fold of its events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where a session is: the fold of its events. It serializes whole (the
+/// writer's snapshot of the fold, read back by `status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub policy: String,
@@ -275,8 +276,46 @@ pub struct Session {
     pub last_ms: u64,
     pub ended: Option<Outcome>,
     /// Format 1: a `notRetryable` record marks the failure that follows.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     next_failure_final: bool,
+}
+
+/// What a finished session's marker says of it: everything `status` and
+/// `history` show of a finished session, so they need not replay its
+/// journal. Written by the engine when it finishes the session; a marker
+/// without one (older releases, or too long) is replayed instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub policy: String,
+    pub policy_file: String,
+    pub policy_digest: String,
+    pub target: String,
+    pub config: Configuration,
+    pub request: Option<RequestId>,
+    pub held: Option<String>,
+    pub started_ms: u64,
+    pub last_ms: u64,
+    pub ended: Option<Outcome>,
+    pub aborted_from: Option<UpgradeState>,
+}
+
+impl From<&Session> for SessionSummary {
+    fn from(s: &Session) -> Self {
+        SessionSummary {
+            policy: s.policy.clone(),
+            policy_file: s.policy_file.clone(),
+            policy_digest: s.policy_digest.clone(),
+            target: s.target.clone(),
+            config: s.config.clone(),
+            request: s.request.clone(),
+            held: s.held.clone(),
+            started_ms: s.started_ms,
+            last_ms: s.last_ms,
+            ended: s.ended,
+            aborted_from: s.aborted_from,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -20,8 +20,8 @@ pub mod sink;
 
 pub use decide::{Decision, Fired, Now, decide};
 pub use driver::{Engine, Pacing, RunParts, Stop};
-pub use event::{Event, FoldError, JOURNAL_FORMAT, Outcome, RequestId, Session};
-pub use recorder::Recorder;
+pub use event::{Event, FoldError, JOURNAL_FORMAT, Outcome, RequestId, Session, SessionSummary};
+pub use recorder::{Recorder, SNAPSHOT_EVERY_BYTES, SNAPSHOT_EVERY_RECORDS, finish_session};
 
 use crate::journal::JournalError;
 use crate::model::TransitionError;

@@ -4,16 +4,35 @@
 //! is not durable, and the engine's view is the fold a later resume makes.
 
 use super::EngineError;
-use super::event::{Event, Session};
+use super::event::{Event, Session, SessionSummary};
 use super::sink::{EventSink, Notice, ProgressUpdate, Recorded};
 use crate::clock::SharedClock;
-use crate::journal::{Finished, SessionWriter};
+use crate::journal::{Finished, JournalError, SessionWriter};
+
+/// The fold is saved as the session's snapshot (see
+/// [`SessionWriter::save_snapshot`]) once this many records, or this many
+/// journal bytes, have been appended since the last one, so that `status`
+/// replays at most about that much of a journal however long it grows. A
+/// snapshot is not fsynced (a reader checks it against the journal), so it
+/// adds nothing to a session's fsyncs; a whole ordinary session (about 40
+/// records) writes none.
+pub const SNAPSHOT_EVERY_RECORDS: u64 = 128;
+pub const SNAPSHOT_EVERY_BYTES: u64 = 64 * 1024;
 
 pub struct Recorder {
     writer: SessionWriter,
     session: Session,
     sink: Box<dyn EventSink>,
     clock: SharedClock,
+    /// Where the last snapshot was taken: (next seq, journal bytes).
+    snapshot_at: (u64, u64),
+}
+
+/// Mark `writer`'s session finished, its marker carrying the summary of
+/// `session` (the fold of its journal) that `status` and `history` show.
+pub fn finish_session(writer: SessionWriter, session: &Session) -> Result<Finished, JournalError> {
+    let summary = serde_json::to_value(SessionSummary::from(session)).ok();
+    writer.finish_with(summary)
 }
 
 impl Recorder {
@@ -24,6 +43,7 @@ impl Recorder {
         clock: SharedClock,
     ) -> Recorder {
         Recorder {
+            snapshot_at: (writer.next_seq(), writer.len_bytes()),
             writer,
             session,
             sink,
@@ -65,6 +85,15 @@ impl Recorder {
         self.session
             .apply_at(seq, ts, &event)
             .map_err(|e| EngineError::Internal(format!("record {seq} does not fold: {e}")))?;
+        let (since_seq, since_bytes) = self.snapshot_at;
+        if seq + 1 - since_seq >= SNAPSHOT_EVERY_RECORDS
+            || self.writer.len_bytes() - since_bytes >= SNAPSHOT_EVERY_BYTES
+        {
+            // A snapshot only saves readers time: one that cannot be written
+            // (the journal's own appends report a full disk) is skipped.
+            let _ = self.writer.save_snapshot(&self.session);
+            self.snapshot_at = (seq + 1, self.writer.len_bytes());
+        }
         self.sink.record(&Recorded {
             seq,
             ts_ms: ts,
@@ -99,6 +128,6 @@ impl Recorder {
 
     /// Mark the session finished (after its last record).
     pub fn finish(self) -> Result<Finished, EngineError> {
-        self.writer.finish().map_err(EngineError::Journal)
+        finish_session(self.writer, &self.session).map_err(EngineError::Journal)
     }
 }

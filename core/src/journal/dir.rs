@@ -1,7 +1,7 @@
 //! The state dir: where it is, its lock, and its sessions.
 
 use super::JournalError;
-use super::session::{Follower, ReadReport, SessionId, SessionWriter};
+use super::session::{AfterSnapshot, Follower, ReadReport, RecordStream, SessionId, SessionWriter};
 use super::sys;
 use crate::files;
 use serde::de::DeserializeOwned;
@@ -19,6 +19,19 @@ const SESSIONS: &str = "sessions";
 const JOURNAL: &str = "journal";
 const FINISHED: &str = "finished";
 const TMP_PREFIX: &str = ".tmp-";
+/// `<state dir>/newest`: which session is the newest, a hint for readers.
+const NEWEST: &str = "newest";
+const NEWEST_TMP: &str = ".newest.tmp";
+
+/// The contents of `<state dir>/newest`: the newest session's id and what
+/// `sessions/` looked like right after it was created.
+#[derive(Serialize, Deserialize)]
+struct NewestHint {
+    id: String,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+}
 
 pub(crate) fn finished_path(session_dir: &Path) -> PathBuf {
     session_dir.join(FINISHED)
@@ -45,13 +58,41 @@ impl SessionInfo {
 }
 
 /// The contents of a session's `finished` marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Markers written before `last` and `summary` existed hold only
+/// `last_seq` and `ts_ms`; they are still read (a reader then replays the
+/// journal), and older releases read the new ones (unknown fields are
+/// ignored, and a marker stays under [`MAX_MARKER_BYTES`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
     /// The last record of the session: the journal must hold exactly this
     /// many records, which every read checks.
     pub last_seq: u64,
     /// When the session was finished (ms since the epoch).
     pub ts_ms: u64,
+    /// Where the last record is, so a reader can check the journal's end
+    /// with one read instead of reading it all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<RecordPos>,
+    /// What the journal's owner says of the finished session (the engine:
+    /// its outcome, final state and times), so that `history` and
+    /// `status` need not replay the journal. Opaque to the journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
+}
+
+/// Where one record is in a journal, and what it is: verified with one
+/// read (the bytes at `offset..end` are exactly one record, number `seq`,
+/// whose line hashes to `crc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPos {
+    pub seq: u64,
+    /// Byte offset of the record's first byte.
+    pub offset: u64,
+    /// Byte offset just past its newline.
+    pub end: u64,
+    /// CRC-32 of the whole line, header and newline included.
+    pub crc: u32,
 }
 
 // ─── The lock ───────────────────────────────────────────────────────────────
@@ -125,8 +166,10 @@ pub enum UnlockOutcome {
 
 /// Holder details are a line of JSON; anything longer is not ours.
 const MAX_HOLDER_BYTES: u64 = 4096;
-/// A `finished` marker is a line of JSON.
-const MAX_MARKER_BYTES: u64 = 4096;
+/// A `finished` marker is a line of JSON. (Releases before the marker's
+/// summary read at most this much too: a marker whose summary would make it
+/// longer is written without one.)
+pub(crate) const MAX_MARKER_BYTES: u64 = 4096;
 
 fn read_holder(lock_path: &Path) -> Option<LockHolder> {
     // Only a regular file, and only a little of it: a lock file replaced by
@@ -329,6 +372,15 @@ impl StateDir {
 
     /// Every session, oldest first (ids sort in creation order).
     pub fn sessions(&self) -> Result<Vec<SessionInfo>, JournalError> {
+        self.session_ids()?
+            .into_iter()
+            .map(|id| self.info(id))
+            .collect()
+    }
+
+    /// Every session's id, oldest first: the directory listing alone, no
+    /// marker read.
+    pub fn session_ids(&self) -> Result<Vec<SessionId>, JournalError> {
         let root = self.sessions_dir();
         let entries = match fs::read_dir(&root) {
             Ok(entries) => entries,
@@ -363,7 +415,58 @@ impl StateDir {
             }
         }
         ids.sort();
-        ids.into_iter().map(|id| self.info(id)).collect()
+        Ok(ids)
+    }
+
+    /// The newest session (the highest id), finished or not, for readers:
+    /// named by the state dir's `newest` hint when the hint checks out (no
+    /// listing, one marker read, whatever the number of sessions), else
+    /// found by listing `sessions/`.
+    pub fn newest_session(&self) -> Result<Option<SessionInfo>, JournalError> {
+        match self.newest_hint() {
+            Some(id) => self.info(id).map(Some),
+            None => self.listed_newest(),
+        }
+    }
+
+    /// The newest session by listing `sessions/`.
+    fn listed_newest(&self) -> Result<Option<SessionInfo>, JournalError> {
+        self.session_ids()?
+            .pop()
+            .map(|id| self.info(id))
+            .transpose()
+    }
+
+    /// The id in `<state dir>/newest`, if `sessions/` has not changed since
+    /// it was written: its modification time is the one the hint recorded
+    /// right after creating the session it names (any session created,
+    /// renamed or removed since changes it), and that session is there.
+    /// The hint is not fsynced: one lost, torn or stale is simply not used.
+    fn newest_hint(&self) -> Option<SessionId> {
+        let bytes =
+            files::read_regular(&self.path.join(NEWEST), "a regular file", MAX_MARKER_BYTES)
+                .ok()?;
+        let hint: NewestHint = serde_json::from_slice(&bytes).ok()?;
+        let sessions = fs::metadata(self.sessions_dir()).ok()?;
+        let id = SessionId::parse(&hint.id).ok()?;
+        let unchanged = (sessions.mtime(), sessions.mtime_nsec(), sessions.ino())
+            == (hint.mtime, hint.mtime_nsec, hint.ino);
+        (unchanged && self.sessions_dir().join(id.as_str()).is_dir()).then_some(id)
+    }
+
+    /// Record `id` as the newest session (see [`StateDir::newest_hint`]):
+    /// written under a temporary name and renamed, not fsynced.
+    fn write_newest_hint(&self, id: &SessionId) -> io::Result<()> {
+        let sessions = fs::metadata(self.sessions_dir())?;
+        let hint = NewestHint {
+            id: id.to_string(),
+            mtime: sessions.mtime(),
+            mtime_nsec: sessions.mtime_nsec(),
+            ino: sessions.ino(),
+        };
+        let tmp = self.path.join(NEWEST_TMP);
+        fs::write(&tmp, serde_json::to_vec(&hint).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, self.path.join(NEWEST))
     }
 
     fn info(&self, id: SessionId) -> Result<SessionInfo, JournalError> {
@@ -401,14 +504,12 @@ impl StateDir {
         self.info(id.clone())
     }
 
-    /// The session in progress: the latest one not finished. A state dir
-    /// has at most one (creating another is refused while one is open).
+    /// The session in progress, if any. A state dir has at most one, and it
+    /// is the newest: a session is created only when the newest one is
+    /// finished, and ids grow. So only the newest session's marker is read
+    /// (found by listing `sessions/`: writers do not go by the hint).
     pub fn current_session(&self) -> Result<Option<SessionInfo>, JournalError> {
-        Ok(self
-            .sessions()?
-            .into_iter()
-            .rev()
-            .find(|s| !s.is_finished()))
+        Ok(self.listed_newest()?.filter(|s| !s.is_finished()))
     }
 
     /// Read a session's records without changing anything: a torn tail is
@@ -418,6 +519,35 @@ impl StateDir {
         id: &SessionId,
     ) -> Result<ReadReport<T>, JournalError> {
         super::session::read_session(&self.session(id)?)
+    }
+
+    /// Read an unfinished session from its writer's last snapshot on: the
+    /// saved state once checked against the journal (see
+    /// [`SessionWriter::save_snapshot`]), and the records after it. Without
+    /// a usable snapshot, or for a finished session, every record, as
+    /// [`read_session`](StateDir::read_session) reads them.
+    pub fn read_session_after_snapshot<S: DeserializeOwned, T: DeserializeOwned>(
+        &self,
+        info: &SessionInfo,
+    ) -> Result<AfterSnapshot<S, T>, JournalError> {
+        super::session::read_after_snapshot(info)
+    }
+
+    /// A session's records as a stream read a chunk at a time, checked
+    /// whole before the first one is returned.
+    pub fn stream_session<T: DeserializeOwned>(
+        &self,
+        info: &SessionInfo,
+    ) -> Result<RecordStream<T>, JournalError> {
+        RecordStream::open(info)
+    }
+
+    /// Whether a finished session's journal ends as its marker says: its
+    /// length (one `stat`) and, with `check_record`, its last record (one
+    /// read). `false` for a marker written before markers said where the
+    /// last record is.
+    pub fn ends_as_marked(&self, info: &SessionInfo, check_record: bool) -> bool {
+        super::session::ends_as_marked(info, check_record)
     }
 
     /// Follow a session's records as they are appended.
@@ -491,8 +621,8 @@ impl LockedStateDir {
         first: Option<Vec<u8>>,
         files: &[(PathBuf, Vec<u8>)],
     ) -> Result<SessionWriter, JournalError> {
-        let sessions = self.sessions()?;
-        if let Some(open) = sessions.iter().rev().find(|s| !s.is_finished()) {
+        let newest = self.listed_newest()?;
+        if let Some(open) = newest.as_ref().filter(|s| !s.is_finished()) {
             return Err(JournalError::SessionInProgress {
                 path: self.path().to_path_buf(),
                 id: open.id.clone(),
@@ -500,7 +630,7 @@ impl LockedStateDir {
         }
         let root = self.sessions_dir();
         self.remove_leftovers(&root)?;
-        let id = SessionId::next(sessions.last().map(|s| &s.id), sys::now_ms() / 1000).ok_or_else(
+        let id = SessionId::next(newest.as_ref().map(|s| &s.id), sys::now_ms() / 1000).ok_or_else(
             || JournalError::SessionNumbersUsedUp {
                 path: self.path().to_path_buf(),
             },
@@ -564,6 +694,8 @@ impl LockedStateDir {
         let dir = root.join(id.as_str());
         fs::rename(&tmp, &dir).map_err(io("rename into place", &dir))?;
         sys::fsync_dir(&root)?;
+        // Only saves readers a listing: one that cannot be written is not.
+        let _ = self.write_newest_hint(&id);
         if crash == Some(sys::CrashPoint::AfterSync) {
             sys::crash_now();
         }
@@ -573,7 +705,13 @@ impl LockedStateDir {
             id,
             finished: None,
         };
-        SessionWriter::new(&info, file, next_seq, end, self.guard.clone())
+        let last = first.as_ref().map(|frame| RecordPos {
+            seq: 1,
+            offset: 0,
+            end,
+            crc: crc32fast::hash(frame),
+        });
+        SessionWriter::new(&info, file, next_seq, last, self.guard.clone())
     }
 
     /// Reopen an unfinished session to append to it (`duplex resume`): its

@@ -10,10 +10,13 @@
 //! ```text
 //! <state dir>/                  --state-dir, $DUPLEX_STATE_DIR, /var/lib/duplex (root),
 //!   lock                        $XDG_STATE_HOME/duplex, ~/.local/state/duplex
+//!   newest                      hint for readers: the newest session's id (not fsynced)
 //!   sessions/
 //!     000042-20261125T013000Z-3f9a/   one directory per session, kept as history
 //!       journal                 the records
-//!       finished                marker: {"last_seq":N,"ts_ms":…}, once finished
+//!       snapshot                the writer's fold so far, for readers (not fsynced)
+//!       finished                marker: {"last_seq":N,"ts_ms":…,"last":{…},"summary":{…}},
+//!                               once finished
 //! ```
 //!
 //! * **One writer.** [`StateDir::lock`] takes an exclusive `flock` on
@@ -41,13 +44,33 @@
 //!   in `sessions/` that holds a journal but is not named by an id is an
 //!   error ([`JournalError::UnnamedSession`]) for every reader and writer,
 //!   never skipped: a session nobody sees could be a second one in flight.
+//! * **Readers do not read what they need not.** The newest session is
+//!   named by `newest`, written (not fsynced) after each session is
+//!   created with the modification time `sessions/` had then; a reader uses
+//!   it only while `sessions/` still has that time and the session is
+//!   there, and lists `sessions/` otherwise (writers always list). An
+//!   unfinished session's reader starts from its `snapshot` when it checks
+//!   out ([`SessionWriter::save_snapshot`]: the record it names is in the
+//!   journal at its offset with its checksum), replaying only the records
+//!   after it; a finished session's reader takes what it needs from the
+//!   marker's `summary` when the journal ends where the marker's `last`
+//!   says (its length; for `status` also that record's bytes). Whatever
+//!   does not check out — a hint, snapshot or marker of an older release,
+//!   lost, torn or stale — sends the reader to the listing or the whole
+//!   journal, which read to the same answer. `log` streams: it checks the
+//!   whole journal a chunk at a time, then reads it again as it prints.
 //! * **Finished** is a marker file written atomically by
 //!   [`SessionWriter::finish`] after the engine's last record. A crash
 //!   between the two leaves the session current; the engine folds it, sees
-//!   it is over, and finishes it again. The marker records the last seq:
-//!   every read of a finished session checks that the journal still holds
-//!   exactly that many records, so history that lost its tail is an error,
-//!   not a silently shorter story.
+//!   it is over, and finishes it again. The marker records the last seq
+//!   (and, since markers carry it, where that record is): every whole read
+//!   of a finished session checks that the journal still holds exactly that
+//!   many records, and the marker's shortcut is taken only when the journal
+//!   ends at that record, so history that lost its tail is an error, not a
+//!   silently shorter story. The marker also carries the owner's summary
+//!   of the session ([`SessionWriter::finish_with`]), unless that would
+//!   make it longer than the 4 KiB a marker may be (older releases read
+//!   new markers, ignoring what they do not know).
 //!
 //! # Record format
 //!
@@ -121,7 +144,14 @@
 //! `fsync`, not `fdatasync`: every append changes the size anyway, so it
 //! costs the same and leaves no doubt about metadata); the directory after
 //! every create or rename (state dir, `lock`, `sessions/`, the session dir,
-//! the marker).
+//! the marker). So a session costs one fsync per record plus a fixed set:
+//! creating it beyond its journal and first record (the policy copy, the
+//! new `plugins/` folder, each plugin copy, the new session directory and
+//! `sessions/`: 5 with one plugin), finishing it (the marker and its
+//! directory: 2), and on a state dir's first use the state dir, its
+//! `sessions/` and `lock` (3). `benches/session.rs` counts them. The `newest` hint and
+//! the snapshots are never fsynced: readers check them against what is
+//! (see above), so losing one costs a reader time, never truth.
 //! A failed write or fsync poisons the [`SessionWriter`]: that append
 //! returns [`JournalError::Fsync`] (or `Io`) and every later one
 //! [`JournalError::Poisoned`]. It is never retried: after a failed fsync
@@ -143,9 +173,13 @@ mod session;
 mod sys;
 
 pub use dir::{
-    Finished, LockHolder, LockedStateDir, SessionInfo, StateDir, UnlockOutcome, force_unlock,
+    Finished, LockHolder, LockedStateDir, RecordPos, SessionInfo, StateDir, UnlockOutcome,
+    force_unlock,
 };
-pub use session::{Follower, ReadReport, Record, SessionId, SessionWriter, TornTail};
+pub use session::{
+    AfterSnapshot, Follower, ReadReport, Record, RecordStream, SessionId, SessionWriter, Snapshot,
+    TornTail,
+};
 pub use sys::{CRASH_ENV, format_utc, fsync_count, write_atomic};
 
 use crate::files::FileKind;

@@ -1,17 +1,18 @@
 //! One session's journal: its id, the records read back, the writer that
 //! appends them durably, and the follower that streams them.
 
-use super::JournalError;
-use super::dir::{Finished, LockGuard, SessionInfo};
+use super::dir::{Finished, LockGuard, MAX_MARKER_BYTES, RecordPos, SessionInfo};
 use super::frame::{self, EncodeError, RawRecord, TailRule};
 use super::sys::{self, CrashPoint};
+use super::{JournalError, MAX_RECORD_BYTES};
 use crate::files::{self, FileKind};
 use serde::de::DeserializeOwned;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -59,8 +60,16 @@ impl SessionId {
                     .ok()
                     .filter(|n| (1..NUMBER_LIMIT).contains(n))
                     .ok_or_else(bad)?;
-                // One spelling per number: `42` and `0042` are not ids of 42.
-                if format!("{number:0width$}", width = NUMBER_WIDTH) != digits {
+                // One spelling per number: `42` and `0042` are not ids of 42
+                // (zero-padded to exactly the width, or wider with no
+                // leading zero). Checked without formatting: a state dir's
+                // listing parses every id.
+                let spelled = if number < 10u64.pow(NUMBER_WIDTH as u32) {
+                    digits.len() == NUMBER_WIDTH
+                } else {
+                    !digits.starts_with('0')
+                };
+                if !spelled {
                     return Err(bad());
                 }
                 (number, rest)
@@ -72,7 +81,7 @@ impl SessionId {
             && suffix
                 .bytes()
                 .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-        if !hex || sys::parse_compact(stamp).is_none() {
+        if !hex || !sys::is_compact(stamp) {
             return Err(bad());
         }
         Ok(SessionId {
@@ -215,32 +224,47 @@ pub(crate) fn read_all<T: DeserializeOwned>(
 ) -> Result<(Vec<Record<T>>, frame::Scan), JournalError> {
     let scan = frame::scan(bytes, 0, 1, TailRule::Check)
         .map_err(|err| JournalError::corrupt(path, err))?;
-    if let Some(done) = finished {
-        let count = scan.records.len() as u64;
-        let what = if scan.tail > 0 {
-            Some(format!(
-                "the session is finished, yet the journal ends with {} bytes of an incomplete record",
-                scan.tail
-            ))
-        } else if count != done.last_seq {
-            Some(format!(
-                "the session was finished after record {} but the journal holds {count} records",
-                done.last_seq
-            ))
-        } else {
-            None
-        };
-        if let Some(what) = what {
-            return Err(JournalError::Corrupt {
-                path: path.to_path_buf(),
-                record: count + 1,
-                offset: scan.end,
-                what,
-            });
-        }
-    }
+    check_finished(
+        path,
+        finished,
+        scan.records.len() as u64,
+        scan.end,
+        scan.tail,
+    )?;
     let records = decode(path, &scan.records)?;
     Ok((records, scan))
+}
+
+/// A finished session's journal must end with its last record: no torn
+/// tail, exactly as many records as the marker says.
+fn check_finished(
+    path: &Path,
+    finished: Option<&Finished>,
+    count: u64,
+    end: u64,
+    tail: u64,
+) -> Result<(), JournalError> {
+    let Some(done) = finished else {
+        return Ok(());
+    };
+    let what = if tail > 0 {
+        format!(
+            "the session is finished, yet the journal ends with {tail} bytes of an incomplete record"
+        )
+    } else if count != done.last_seq {
+        format!(
+            "the session was finished after record {} but the journal holds {count} records",
+            done.last_seq
+        )
+    } else {
+        return Ok(());
+    };
+    Err(JournalError::Corrupt {
+        path: path.to_path_buf(),
+        record: count + 1,
+        offset: end,
+        what,
+    })
 }
 
 fn decode<T: DeserializeOwned>(
@@ -268,8 +292,7 @@ fn decode<T: DeserializeOwned>(
 /// A journal's bytes, read only from a regular file (a journal replaced by
 /// a link to `/dev/zero` is refused, not read without end).
 fn read_journal(path: &Path) -> Result<Vec<u8>, JournalError> {
-    let file =
-        files::open_regular(path, "a regular file").map_err(|e| JournalError::reading(path, e))?;
+    let file = open_journal(path)?;
     let mut bytes = Vec::new();
     (&file)
         .read_to_end(&mut bytes)
@@ -282,13 +305,296 @@ pub(crate) fn read_session<T: DeserializeOwned>(
 ) -> Result<ReadReport<T>, JournalError> {
     let bytes = read_journal(&info.journal)?;
     let (records, scan) = read_all(&info.journal, &bytes, info.finished.as_ref())?;
-    let torn_tail = (scan.tail > 0).then(|| TornTail {
+    Ok(ReadReport {
+        records,
+        torn_tail: torn(info, &scan),
+    })
+}
+
+fn open_journal(path: &Path) -> Result<File, JournalError> {
+    files::open_regular(path, "a regular file").map_err(|e| JournalError::reading(path, e))
+}
+
+// ─── Snapshots, and a journal's end checked in one read ─────────────────────
+
+const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_TMP: &str = ".snapshot.tmp";
+/// The snapshot file's layout; a snapshot of another version is not used.
+const SNAPSHOT_VERSION: u32 = 1;
+/// A snapshot is a fold's state, far smaller than this; a larger file is
+/// not read.
+const MAX_SNAPSHOT_BYTES: u64 = 4 * 1024 * 1024;
+
+pub(crate) fn snapshot_path(session_dir: &Path) -> PathBuf {
+    session_dir.join(SNAPSHOT)
+}
+
+/// `<session>/snapshot`: `{"version":1,"at":{"seq","offset","end","crc"},"state":…}`.
+#[derive(Serialize)]
+struct SnapshotFile<'a, S> {
+    version: u32,
+    /// The last record the state folds in.
+    at: RecordPos,
+    state: &'a S,
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn<S> {
+    version: u32,
+    at: RecordPos,
+    state: S,
+}
+
+/// The session's snapshot, if there is one this release reads.
+fn load_snapshot<S: DeserializeOwned>(session_dir: &Path) -> Option<(RecordPos, S)> {
+    let bytes = files::read_regular(
+        &snapshot_path(session_dir),
+        "a regular file",
+        MAX_SNAPSHOT_BYTES,
+    )
+    .ok()?;
+    let snapshot: SnapshotIn<S> = serde_json::from_slice(&bytes).ok()?;
+    (snapshot.version == SNAPSHOT_VERSION).then_some((snapshot.at, snapshot.state))
+}
+
+/// Whether `file` holds, at `pos`, exactly one intact record numbered
+/// `pos.seq` whose line hashes to `pos.crc`: one read, however long the
+/// journal.
+/// Returns the record's timestamp when it is.
+fn holds_record(file: &File, pos: &RecordPos) -> Option<u64> {
+    let len = pos
+        .end
+        .checked_sub(pos.offset)
+        .filter(|len| (1..=MAX_RECORD_BYTES + 64).contains(len))?;
+    let mut line = vec![0; len as usize];
+    if file.read_exact_at(&mut line, pos.offset).is_err() || crc32fast::hash(&line) != pos.crc {
+        return None;
+    }
+    let scan = frame::scan(&line, pos.offset, pos.seq, TailRule::Check).ok()?;
+    match scan.records.as_slice() {
+        [record] if scan.tail == 0 => Some(record.ts_ms),
+        _ => None,
+    }
+}
+
+/// Whether a finished session's journal ends where its marker says: the
+/// journal's length is the end of the marked last record and, with
+/// `check_record`, that record is there intact (one read). `false` for a
+/// marker of an older release (no position) and for any mismatch: the
+/// caller then reads the whole journal, which says what is wrong.
+pub(crate) fn ends_as_marked(info: &SessionInfo, check_record: bool) -> bool {
+    let Some(last) = info
+        .finished
+        .as_ref()
+        .and_then(|f| f.last.filter(|l| l.seq == f.last_seq))
+    else {
+        return false;
+    };
+    if !check_record {
+        return std::fs::symlink_metadata(&info.journal)
+            .is_ok_and(|m| m.is_file() && m.len() == last.end);
+    }
+    let Ok(file) = open_journal(&info.journal) else {
+        return false;
+    };
+    file.metadata().is_ok_and(|m| m.len() == last.end) && holds_record(&file, &last).is_some()
+}
+
+/// A writer's snapshot, checked against the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot<S> {
+    /// The last record the state folds in: it is in the journal, intact,
+    /// where the snapshot says.
+    pub seq: u64,
+    /// That record's timestamp, for the owner's own cross-check.
+    pub ts_ms: u64,
+    pub state: S,
+}
+
+/// A session read from its snapshot on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfterSnapshot<S, T> {
+    /// The state the writer saved, once checked against the journal;
+    /// `None` when there is none, or it did not check out (then `records`
+    /// are all the records).
+    pub snapshot: Option<Snapshot<S>>,
+    /// The records after the snapshot (all of them without one).
+    pub records: Vec<Record<T>>,
+    pub torn_tail: Option<TornTail>,
+}
+
+pub(crate) fn read_after_snapshot<S: DeserializeOwned, T: DeserializeOwned>(
+    info: &SessionInfo,
+) -> Result<AfterSnapshot<S, T>, JournalError> {
+    // A finished session is read whole: its marker's count is checked.
+    if info.finished.is_none()
+        && let Some((at, state)) = load_snapshot::<S>(&info.dir)
+    {
+        let mut file = open_journal(&info.journal)?;
+        if let Some(ts_ms) = holds_record(&file, &at) {
+            let mut bytes = Vec::new();
+            file.seek(SeekFrom::Start(at.end))
+                .and_then(|_| file.read_to_end(&mut bytes))
+                .map_err(|e| JournalError::reading(&info.journal, e))?;
+            let scan = frame::scan(&bytes, at.end, at.seq + 1, TailRule::Check)
+                .map_err(|err| JournalError::corrupt(&info.journal, err))?;
+            return Ok(AfterSnapshot {
+                snapshot: Some(Snapshot {
+                    seq: at.seq,
+                    ts_ms,
+                    state,
+                }),
+                records: decode(&info.journal, &scan.records)?,
+                torn_tail: torn(info, &scan),
+            });
+        }
+    }
+    let report = read_session(info)?;
+    Ok(AfterSnapshot {
+        snapshot: None,
+        records: report.records,
+        torn_tail: report.torn_tail,
+    })
+}
+
+fn torn(info: &SessionInfo, scan: &frame::Scan) -> Option<TornTail> {
+    (scan.tail > 0).then(|| TornTail {
         path: info.journal.clone(),
         offset: scan.end,
         bytes: scan.tail,
         cut: false,
-    });
-    Ok(ReadReport { records, torn_tail })
+    })
+}
+
+// ─── Streaming ──────────────────────────────────────────────────────────────
+
+/// How much of a journal a stream reads at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// A journal read a chunk at a time up to `limit`: the records of each
+/// chunk, checked as [`frame::scan`] checks them, and what is left after
+/// the last complete one.
+struct Chunks {
+    path: PathBuf,
+    file: File,
+    /// The file offset of `carry[0]`: the end of the records returned.
+    pos: u64,
+    limit: u64,
+    next_seq: u64,
+    /// Bytes read past the last complete record.
+    carry: Vec<u8>,
+}
+
+impl Chunks {
+    fn new(path: &Path, limit: u64) -> Result<Chunks, JournalError> {
+        Ok(Chunks {
+            path: path.to_path_buf(),
+            file: open_journal(path)?,
+            pos: 0,
+            limit,
+            next_seq: 1,
+            carry: Vec::new(),
+        })
+    }
+
+    /// The next records; empty once `limit` is reached.
+    fn next_raw(&mut self) -> Result<Vec<RawRecord>, JournalError> {
+        loop {
+            let at = self.pos + self.carry.len() as u64;
+            let want = self.limit.saturating_sub(at).min(CHUNK_BYTES as u64) as usize;
+            if want == 0 {
+                return Ok(Vec::new());
+            }
+            let old = self.carry.len();
+            self.carry.resize(old + want, 0);
+            let got = self
+                .file
+                .read_at(&mut self.carry[old..], at)
+                .map_err(|e| JournalError::reading(&self.path, e))?;
+            self.carry.truncate(old + got);
+            if got == 0 {
+                // The file ends before `limit`.
+                self.limit = at;
+                return Ok(Vec::new());
+            }
+            let scan = frame::scan(&self.carry, self.pos, self.next_seq, TailRule::Pending)
+                .map_err(|err| JournalError::corrupt(&self.path, err))?;
+            self.carry.drain(..(scan.end - self.pos) as usize);
+            self.pos = scan.end;
+            self.next_seq += scan.records.len() as u64;
+            if !scan.records.is_empty() {
+                return Ok(scan.records);
+            }
+        }
+    }
+}
+
+/// A session's records, read a chunk at a time so that memory does not
+/// grow with the journal (`duplex log`). Opening it reads the journal
+/// through once and checks all of it, exactly as
+/// [`read_session`](super::StateDir::read_session) does (corruption, a torn
+/// tail, a finished session's count, every event decoded), so an error
+/// comes before the first record; iterating reads it again, up to where
+/// that check ended, yielding records.
+pub struct RecordStream<T> {
+    chunks: Chunks,
+    ready: std::vec::IntoIter<Record<T>>,
+    torn_tail: Option<TornTail>,
+}
+
+impl<T: DeserializeOwned> RecordStream<T> {
+    pub(crate) fn open(info: &SessionInfo) -> Result<RecordStream<T>, JournalError> {
+        let path = &info.journal;
+        let mut check = Chunks::new(path, u64::MAX)?;
+        let mut count = 0;
+        loop {
+            let raw = check.next_raw()?;
+            if raw.is_empty() {
+                break;
+            }
+            count += raw.len() as u64;
+            decode::<T>(path, &raw)?;
+        }
+        // What is left is after the last newline: a torn tail, or corruption.
+        let scan = frame::scan(&check.carry, check.pos, check.next_seq, TailRule::Check)
+            .map_err(|err| JournalError::corrupt(path, err))?;
+        check_finished(path, info.finished.as_ref(), count, scan.end, scan.tail)?;
+        Ok(RecordStream {
+            chunks: Chunks::new(path, check.pos)?,
+            ready: Vec::new().into_iter(),
+            torn_tail: torn(info, &scan),
+        })
+    }
+
+    /// An incomplete last record, as [`ReadReport::torn_tail`].
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn_tail.as_ref()
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for RecordStream<T> {
+    type Item = Result<Record<T>, JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(record) = self.ready.next() {
+            return Some(Ok(record));
+        }
+        let batch = self
+            .chunks
+            .next_raw()
+            .and_then(|raw| decode(&self.chunks.path, &raw));
+        match batch {
+            Ok(records) => {
+                self.ready = records.into_iter();
+                self.ready.next().map(Ok)
+            }
+            Err(err) => {
+                // Once: a failed stream ends.
+                self.chunks.limit = 0;
+                Some(Err(err))
+            }
+        }
+    }
 }
 
 // ─── The writer ─────────────────────────────────────────────────────────────
@@ -333,6 +639,8 @@ pub struct SessionWriter {
     file: File,
     next_seq: u64,
     end: u64,
+    /// The last record acknowledged (`None` while the journal is empty).
+    last: Option<RecordPos>,
     failed: Option<&'static str>,
     sync: SyncFn,
     crash: Option<(u64, CrashPoint)>,
@@ -344,7 +652,7 @@ impl SessionWriter {
         info: &SessionInfo,
         file: File,
         next_seq: u64,
-        end: u64,
+        last: Option<RecordPos>,
         lock: Arc<LockGuard>,
     ) -> Result<Self, JournalError> {
         Ok(SessionWriter {
@@ -353,7 +661,8 @@ impl SessionWriter {
             path: info.journal.clone(),
             file,
             next_seq,
-            end,
+            end: last.map_or(0, |l| l.end),
+            last,
             failed: None,
             sync: default_sync(),
             crash: sys::crash_point_from_env()?,
@@ -393,7 +702,13 @@ impl SessionWriter {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
         let (records, scan) = read_all::<T>(path, &bytes, None)?;
-        let writer = SessionWriter::new(info, file, records.len() as u64 + 1, scan.end, lock)?;
+        let last = records.last().map(|r| RecordPos {
+            seq: r.seq,
+            offset: r.offset,
+            end: scan.end,
+            crc: crc32fast::hash(&bytes[r.offset as usize..scan.end as usize]),
+        });
+        let writer = SessionWriter::new(info, file, records.len() as u64 + 1, last, lock)?;
         let mut torn_tail = None;
         if scan.tail > 0 {
             writer
@@ -490,9 +805,48 @@ impl SessionWriter {
         if crash == Some(CrashPoint::AfterSync) {
             sys::crash_now();
         }
+        self.last = Some(RecordPos {
+            seq,
+            offset: self.end,
+            end: self.end + frame.len() as u64,
+            crc: crc32fast::hash(&frame),
+        });
         self.next_seq += 1;
         self.end += frame.len() as u64;
         Ok(seq)
+    }
+
+    /// Save `state` — what its owner folded from every record appended so
+    /// far — beside the journal as the session's snapshot, so a reader
+    /// replays only the records after it
+    /// ([`StateDir::read_session_after_snapshot`](super::StateDir::read_session_after_snapshot)).
+    ///
+    /// Written whole under a temporary name and renamed over the last one,
+    /// but **not fsynced**: a reader believes a snapshot only after
+    /// checking it against the journal (the record it names is there, at
+    /// its offset, with its checksum), and reads the whole journal
+    /// otherwise. So a snapshot a crash lost, tore or left behind a later
+    /// record costs a reader time, never truth, and a session's fsyncs stay
+    /// one per record.
+    pub fn save_snapshot<S: Serialize>(&self, state: &S) -> Result<(), JournalError> {
+        self.check_usable()?;
+        let Some(at) = self.last else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(&SnapshotFile {
+            version: SNAPSHOT_VERSION,
+            at,
+            state,
+        })
+        .map_err(|err| JournalError::Encode(err.to_string()))?;
+        let path = snapshot_path(&self.dir);
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Io { op, path, source }
+        };
+        std::fs::write(&tmp, &json).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename into place", &path))
     }
 
     /// Mark the session finished: it becomes history, and the state dir's
@@ -502,14 +856,33 @@ impl SessionWriter {
     /// after a crash between the two it finds the session unfinished and
     /// calls this again.
     pub fn finish(self) -> Result<Finished, JournalError> {
+        self.finish_with(None)
+    }
+
+    /// [`finish`](SessionWriter::finish), the marker carrying `summary`
+    /// (what the owner says of the finished session) and where the last
+    /// record is. A summary that would make the marker longer than a marker
+    /// may be is left out: readers then replay the journal.
+    pub fn finish_with(self, summary: Option<serde_json::Value>) -> Result<Finished, JournalError> {
         self.check_usable()?;
-        let done = Finished {
+        let mut done = Finished {
             last_seq: self.next_seq - 1,
             ts_ms: sys::now_ms(),
+            last: self.last,
+            summary,
         };
-        let json =
-            serde_json::to_vec(&done).map_err(|err| JournalError::Encode(err.to_string()))?;
+        let encode = |done: &Finished| {
+            serde_json::to_vec(done).map_err(|err| JournalError::Encode(err.to_string()))
+        };
+        let mut json = encode(&done)?;
+        if json.len() as u64 > MAX_MARKER_BYTES {
+            done.summary = None;
+            json = encode(&done)?;
+        }
         sys::write_atomic(&super::dir::finished_path(&self.dir), &json)?;
+        // History reads the marker now; the snapshot is of no more use. (A
+        // crash before this leaves it, unread.)
+        let _ = std::fs::remove_file(snapshot_path(&self.dir));
         Ok(done)
     }
 

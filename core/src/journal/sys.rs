@@ -114,6 +114,22 @@ pub(crate) fn format_compact(secs: u64) -> String {
 /// Inverse of [`format_compact`]; `None` unless `text` is exactly that form
 /// of a real date and time (years 1970 to 9999).
 pub(crate) fn parse_compact(text: &str) -> Option<u64> {
+    let (date, time) = compact_parts(text)?;
+    let days = date.since(jiff::civil::date(1970, 1, 1)).ok()?.get_days();
+    let secs = i64::from(days) * 86_400
+        + i64::from(time.hour()) * 3600
+        + i64::from(time.minute()) * 60
+        + i64::from(time.second());
+    u64::try_from(secs).ok()
+}
+
+/// Whether [`parse_compact`] reads `text`, without the date arithmetic
+/// (every session id in a listing is checked).
+pub(crate) fn is_compact(text: &str) -> bool {
+    compact_parts(text).is_some()
+}
+
+fn compact_parts(text: &str) -> Option<(jiff::civil::Date, jiff::civil::Time)> {
     let b = text.as_bytes();
     if b.len() != 16
         || b[8] != b'T'
@@ -138,12 +154,7 @@ pub(crate) fn parse_compact(text: &str) -> Option<u64> {
         0,
     )
     .ok()?;
-    let days = date.since(jiff::civil::date(1970, 1, 1)).ok()?.get_days();
-    let secs = i64::from(days) * 86_400
-        + i64::from(time.hour()) * 3600
-        + i64::from(time.minute()) * 60
-        + i64::from(time.second());
-    u64::try_from(secs).ok()
+    Some((date, time))
 }
 
 /// A time in seconds since the epoch, as a UTC date and time (clamped at

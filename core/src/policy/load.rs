@@ -150,18 +150,34 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
 /// session keeps): paths in it resolve against `path`'s folder.
 pub fn load_text(text: &str, path: &Path) -> Result<LoadedPolicy, LoadError> {
     let policy = parse(text, &path.display().to_string()).map_err(LoadError::Invalid)?;
+    Ok(loaded(policy, text, path))
+}
+
+/// Load a policy text that passed every check before and is known to be
+/// unchanged since (a session's copy of its policy, whose digest the
+/// session recorded when it was validated): parsed to its types, not
+/// checked again (the JSON Schema validator is the costly part of a load).
+/// `None` when it does not parse; [`load_text`] then says why.
+pub fn load_checked_text(text: &str, path: &Path) -> Option<LoadedPolicy> {
+    // The alias budget still holds before anything is expanded.
+    super::aliases::check(text).ok()?;
+    let policy: UpgradePolicy = yaml_serde::from_str(text).ok()?;
+    Some(loaded(policy, text, path))
+}
+
+fn loaded(policy: UpgradePolicy, text: &str, path: &Path) -> LoadedPolicy {
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    Ok(LoadedPolicy {
+    LoadedPolicy {
         policy,
         file: path.to_path_buf(),
         base_dir,
         digest: Sha256::of(text.as_bytes()),
         text: text.to_string(),
-    })
+    }
 }
 
 /// Parse and check a policy's text; `file` labels the diagnostics.

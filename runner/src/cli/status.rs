@@ -60,13 +60,13 @@ fn drift_text(d: &Drift) -> String {
 }
 
 fn status_json(s: &SessionStatus, report: &StatusReport) -> StatusJson {
-    let c = &s.config;
+    let c = &s.session.config;
     StatusJson {
         session: s.id.to_string(),
-        policy: s.policy.clone(),
-        policy_file: s.policy_file.clone(),
-        policy_digest: s.policy_digest.clone(),
-        target: s.target.clone(),
+        policy: s.session.policy.clone(),
+        policy_file: s.session.policy_file.clone(),
+        policy_digest: s.session.policy_digest.clone(),
+        target: s.session.target.clone(),
         state: c.state,
         status: c.status().to_string(),
         reason: c.failure().map(|f| f.reason.clone()),
@@ -77,11 +77,11 @@ fn status_json(s: &SessionStatus, report: &StatusReport) -> StatusJson {
             .waiting_for
             .as_ref()
             .map(|w| format!("approval before {:?}", w.point)),
-        held: s.held.clone(),
+        held: s.session.held.clone(),
         drift: s.drift.as_ref().map(drift_text),
         next: s.next.iter().map(|c| c.name().to_string()).collect(),
         finished: s.finished,
-        outcome: s.outcome.map(|o| o.name().to_string()),
+        outcome: s.session.ended.map(|o| o.name().to_string()),
         policy_copy_problem: s.policy_copy_problem.clone(),
         runner_pid: report.runner.as_ref().map(|r| r.pid),
     }
@@ -220,8 +220,13 @@ pub fn log(args: &LogArgs, output_format: Output, state_dir: Option<PathBuf>) ->
         if let Some(torn) = &log.torn_tail {
             output::eline(&format!("warning: {torn}"));
         }
-        for r in &log.records {
-            printer.print(r);
+        // Streamed: the journal was checked whole when the log was opened,
+        // and records are read as they are printed.
+        for r in log.records {
+            match r {
+                Ok(r) => printer.print(&r),
+                Err(e) => return errors::report(output_format, &e.into()),
+            }
             if output::stdout_closed() {
                 break;
             }
