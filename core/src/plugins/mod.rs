@@ -4,7 +4,9 @@
 //! - [`PluginHost::load`] verifies the file against the sha256 the policy pins,
 //!   compiles it once (or takes it from the on-disk cache of precompiled
 //!   artifacts), links it, checks and sets up its grants, and asks it to
-//!   `describe` itself (validated; `describe` gets no capability).
+//!   `describe` itself (validated; `describe` gets no capability, so what
+//!   it returned is recorded in the cache by digest and limits, and a warm
+//!   load takes it from there).
 //! - Every call on a [`LoadedPlugin`] gets a fresh instance from an
 //!   `InstancePre`, its own store, a memory cap, a deadline (epoch
 //!   interruption in wasm code; every host call, WASI included, bounded by
