@@ -128,6 +128,52 @@ fn every_call_gets_a_fresh_instance() {
     }
 }
 
+/// The pooling allocator keeps the pages a call dirtied resident and zeroes
+/// them in place (up to `KEEP_RESIDENT_BYTES`), returning the rest to the
+/// kernel: either way the next call in the same slot (a pool of one) must
+/// start from a fresh instance. `leak` fails when it finds anything an
+/// earlier call left: its markers in memory below and above the resident
+/// part, memory still grown, a data segment overwritten, a global set, a
+/// table slot filled.
+#[test]
+fn nothing_a_call_leaves_in_its_pooled_slot_reaches_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let tunings = [
+        PoolTuning::default(),
+        PoolTuning {
+            keep_resident: Some(0),
+            decommit_batch_size: 4,
+            pagemap_scan: false,
+        },
+        PoolTuning {
+            keep_resident: Some(Limits::DEFAULT_MEMORY_BYTES),
+            decommit_batch_size: 1,
+            pagemap_scan: false,
+        },
+        PoolTuning {
+            keep_resident: Some(Limits::DEFAULT_MEMORY_BYTES),
+            ..PoolTuning::default()
+        },
+    ];
+    for tuning in tunings {
+        let host = PluginHost::new(HostConfig {
+            pool_size: 1,
+            pool_tuning: tuning,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let p = host.load(&spec(Some("leak"), dir.path())).unwrap();
+        for call in 0..4 {
+            let out = p.check(&ctx(), "gate").unwrap().value;
+            assert_eq!(
+                (out.verdict, out.message.as_str()),
+                (Verdict::Pass, "aa"),
+                "{tuning:?}, call {call}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_digest_mismatch_names_both_digests_and_loads_nothing() {
     let wrong = "ab".repeat(32);
@@ -422,8 +468,9 @@ fn misbehaving_plugins_do_not_disturb_others() {
     );
 }
 
-#[test]
-fn precompiled_artifacts_are_cached_and_corrupt_entries_rebuilt() {
+/// A host with a cache of its own, and the well-behaved plugin (the temporary
+/// dirs live as long as the caller keeps them).
+fn fresh_cache() -> (PluginHost, tempfile::TempDir, tempfile::TempDir, PluginSpec) {
     let cache = tempfile::tempdir().unwrap();
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -432,6 +479,12 @@ fn precompiled_artifacts_are_cached_and_corrupt_entries_rebuilt() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = spec(None, dir.path());
+    (host, cache, dir, s)
+}
+
+#[test]
+fn precompiled_artifacts_are_cached_and_corrupt_entries_rebuilt() {
+    let (host, _cache, _dir, s) = fresh_cache();
     assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Miss);
     assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Hit);
 
@@ -450,6 +503,42 @@ fn precompiled_artifacts_are_cached_and_corrupt_entries_rebuilt() {
 
     std::fs::remove_file(entry.with_extension("sum")).unwrap();
     assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Rebuilt);
+}
+
+/// What `describe` returned is recorded next to the compiled code, with a
+/// checksum, for the limits it ran under: a later load takes it from there
+/// (so a record is believed exactly as much as the compiled code beside
+/// it); a damaged record, or one made under other limits, is described
+/// again and replaced.
+#[test]
+fn describe_is_recorded_in_the_cache_and_a_bad_record_described_again() {
+    let (host, _cache, _dir, s) = fresh_cache();
+    assert_eq!(host.load(&s).unwrap().info().name, "hostile");
+    let record = host
+        .cache_entry(&s.sha256)
+        .unwrap()
+        .with_extension("describe");
+    let text = std::fs::read_to_string(&record).unwrap();
+    let (_, json) = text.split_once('\n').unwrap();
+    assert!(json.contains(r#""name":"hostile""#), "{json}");
+
+    // The record is what a load believes: one saying another name (with a
+    // matching checksum) is taken as it is.
+    let renamed = json.replace(r#""name":"hostile""#, r#""name":"recorded""#);
+    let write = |json: &str, sum: u32| {
+        std::fs::write(&record, format!("crc32:{sum:08x}\n{json}")).unwrap();
+    };
+    write(&renamed, crc32fast::hash(renamed.as_bytes()));
+    assert_eq!(host.load(&s).unwrap().info().name, "recorded");
+    // A damaged one is not: described again, and the record replaced.
+    write(&renamed, crc32fast::hash(json.as_bytes()));
+    assert_eq!(host.load(&s).unwrap().info().name, "hostile");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), text);
+    // Nor one made under other limits.
+    write(&renamed, crc32fast::hash(renamed.as_bytes()));
+    let mut other = s.clone();
+    other.limits.max_log_bytes += 1;
+    assert_eq!(host.load(&other).unwrap().info().name, "hostile");
 }
 
 #[test]

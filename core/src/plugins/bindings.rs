@@ -11,9 +11,69 @@ wasmtime::component::bindgen!({
     world: "duplex:plugin/plugin",
     // Every import may trap: that is how a host call past the deadline ends.
     imports: { default: trappable },
+    // A plugin's description is cached next to its compiled code (cache.rs).
+    additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
 pub(crate) use self::duplex::plugin::types as w;
+
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower,
+};
+use wasmtime::{AsContextMut, Result};
+
+/// A linked plugin and the index of each function the world exports.
+///
+/// The generated `PluginPre::instantiate` type-checks all five exports on
+/// every instantiation; a call needs one. The component is checked against
+/// the whole world once, at load (the generated `PluginIndices::new`, so a
+/// component that does not fit says so in the generated words), and each
+/// call looks up and type-checks only the function it calls.
+#[derive(Clone)]
+pub(crate) struct Linked<T: 'static> {
+    pub pre: InstancePre<T>,
+    pub describe: ComponentExportIndex,
+    pub check: ComponentExportIndex,
+    pub operate: ComponentExportIndex,
+    pub install: ComponentExportIndex,
+    pub partner: ComponentExportIndex,
+}
+
+impl<T: 'static> Linked<T> {
+    pub fn new(pre: InstancePre<T>) -> Result<Linked<T>> {
+        PluginIndices::new(&pre)?;
+        let index = |name: &str| {
+            pre.component()
+                .get_export_index(None, name)
+                .ok_or_else(|| wasmtime::format_err!("no export `{name}` found"))
+        };
+        Ok(Linked {
+            describe: index("describe")?,
+            check: index("check")?,
+            operate: index("operate")?,
+            install: index("install")?,
+            partner: index("partner")?,
+            pre,
+        })
+    }
+}
+
+/// Calls the export `func` of `instance` with `params`, type-checking that
+/// one function against the signature the world gives it.
+pub(crate) fn call<P, R>(
+    instance: &Instance,
+    mut store: impl AsContextMut,
+    func: &ComponentExportIndex,
+    params: P,
+) -> Result<R>
+where
+    P: ComponentNamedList + Lower,
+    (R,): ComponentNamedList + Lift,
+{
+    let f = instance.get_typed_func::<P, (R,)>(&mut store, func)?;
+    let (r,) = f.call(&mut store, params)?;
+    Ok(r)
+}
 
 pub(crate) fn context(c: &t::CallContext) -> w::CallContext {
     w::CallContext {

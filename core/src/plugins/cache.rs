@@ -1,11 +1,14 @@
 //! On-disk cache of precompiled components.
 //!
-//! An entry is `<component sha256>-<engine hash>.cwasm` plus a `.sum` file with the
-//! sha256 of the `.cwasm`. The engine hash is derived from
-//! [`wasmtime::Engine::precompile_compatibility_hash`], so a different wasmtime or
-//! engine configuration never sees another's entries. An entry is used only when
-//! its bytes match its recorded checksum; anything else (missing sum, torn write,
-//! bit rot, a deserialize error) is rebuilt and overwritten, never trusted.
+//! An entry is `<component sha256>-<engine hash>.cwasm` plus a `.sum` file with
+//! the CRC-32 of the `.cwasm` (`crc32:<8 hex digits>`), and a `.describe`
+//! file with what the component's `describe` returned under given limits
+//! (its first line the CRC-32 of the rest). The engine hash is derived from
+//! [`wasmtime::Engine::precompile_compatibility_hash`], so a different
+//! wasmtime or engine configuration never sees another's entries. An entry
+//! is used only when its bytes match its recorded checksum; anything else
+//! (missing sum, torn write, bit rot, a deserialize error) is rebuilt and
+//! overwritten, never trusted.
 //!
 //! A cache entry is native code the runner executes: whoever can write the
 //! cache can run code as the runner. The checksum guards against corruption,
@@ -18,11 +21,19 @@
 //! or writable by others is not read (it is rebuilt and replaced). Files
 //! are opened without following symlinks and checked on the opened file, so
 //! what is checked is what is read.
+//!
+//! Because integrity against tampering comes from these rules, not from the
+//! checksum, the checksum is a fast one (CRC-32, several GB/s) rather than
+//! sha256: it only has to catch torn writes and bit rot. (The component's
+//! own sha256, which the policy pins, is still computed on every load.)
+//! Entries are mapped, not read: the mapping that was checksummed maps the
+//! same inode wasmtime then maps (see [`Cache::load`]).
 
-use super::digest::sha256_hex;
+use super::spec::Limits;
 use std::fs::{self, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
@@ -103,21 +114,11 @@ impl Cache {
         };
         let sum_path = path.with_extension("sum");
         let mut status = CacheStatus::Miss;
-        if let Some(art) = read_trusted(&path) {
+        if let Some(entry) = open_trusted(&path) {
             status = CacheStatus::Rebuilt;
             let sum = read_trusted(&sum_path).unwrap_or_default();
-            if String::from_utf8_lossy(&sum).trim() == sha256_hex(&art) {
-                // SAFETY: `Component::deserialize` runs the bytes as native code
-                // without validating them. These bytes were written by a runner
-                // of this user (or root) into a directory nobody else can write
-                // (both checked on the open files, see the module docs), by
-                // `Engine::precompile_component` of an engine with the same
-                // compatibility hash (part of the file name); their checksum was
-                // verified above on the same in-memory buffer we deserialize (no
-                // re-read, no TOCTOU).
-                if let Ok(c) = unsafe { Component::deserialize(engine, &art) } {
-                    return Ok((c, CacheStatus::Hit));
-                }
+            if let Some(c) = deserialize_checked(engine, &entry, &sum) {
+                return Ok((c, CacheStatus::Hit));
             }
         } else if path.symlink_metadata().is_ok() {
             // There, but not trusted.
@@ -128,8 +129,127 @@ impl Cache {
         let component = unsafe { Component::deserialize(engine, &art)? };
         // A cache we cannot write only costs time: ignore write errors.
         let _ = write_atomic(&path, &art)
-            .and_then(|()| write_atomic(&sum_path, sha256_hex(&art).as_bytes()));
+            .and_then(|()| write_atomic(&sum_path, checksum(&art).as_bytes()));
         Ok((component, status))
+    }
+
+    fn describe_path(&self, digest: &str) -> Option<PathBuf> {
+        self.entry_path(digest)
+            .map(|p| p.with_extension("describe"))
+    }
+
+    /// What `describe` returned for the component with sha256 `digest`
+    /// when called under `limits`, if a trusted, intact record of it exists.
+    pub fn described<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &str,
+        limits: &Limits,
+    ) -> Option<T> {
+        let bytes = read_trusted(&self.describe_path(digest)?)?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let (sum, json) = text.split_once('\n')?;
+        if sum != checksum(json.as_bytes()) {
+            return None;
+        }
+        let record: Described<T> = serde_json::from_str(json).ok()?;
+        (record.limits == *limits).then_some(record.info)
+    }
+
+    /// Records what `describe` returned (see [`Cache::described`]).
+    pub fn record_described<T: serde::Serialize>(&self, digest: &str, limits: &Limits, info: T) {
+        let Some(path) = self.describe_path(digest) else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(&Described {
+            limits: *limits,
+            info,
+        }) else {
+            return;
+        };
+        let text = format!("{}\n{json}", checksum(json.as_bytes()));
+        let _ = write_atomic(&path, text.as_bytes());
+    }
+}
+
+/// A `describe` record: the limits it ran under and what it returned. The
+/// call depends on nothing but the component and the limits (it gets no
+/// capability), so the component's digest and these limits determine it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Described<T> {
+    limits: Limits,
+    info: T,
+}
+
+/// The checksum of a cache file, as its `.sum` records it.
+fn checksum(bytes: &[u8]) -> String {
+    format!("crc32:{:08x}", crc32fast::hash(bytes))
+}
+
+/// The component in the open cache entry `file` if its bytes match `sum`.
+fn deserialize_checked(engine: &Engine, file: &fs::File, sum: &[u8]) -> Option<Component> {
+    let map = Mapped::new(file)?;
+    if String::from_utf8_lossy(sum).trim() != checksum(map.bytes()) {
+        return None;
+    }
+    // SAFETY: `Component::deserialize*` runs the bytes as native code without
+    // validating them. These bytes were written by a runner of this user (or
+    // root) into a directory nobody else can write (both checked on the open
+    // file, see the module docs), by `Engine::precompile_component` of an
+    // engine with the same compatibility hash (part of the file name); their
+    // checksum was verified just above over a mapping of the open file.
+    //
+    // wasmtime maps the entry itself: `/proc/self/fd/N` reopens the inode we
+    // opened (without following symlinks) and checked, not whatever the
+    // entry's name points to now. That inode is the one whose mapped bytes
+    // were checksummed: only this user or root can write it, and runners
+    // never write an entry in place (a new file is renamed over the old
+    // name, `write_atomic`), so its contents do not change once it has a
+    // name. Without `/proc`, the checksummed mapping itself is deserialized
+    // (copied by wasmtime).
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    unsafe {
+        Component::deserialize_file(engine, &fd_path)
+            .or_else(|_| Component::deserialize(engine, map.bytes()))
+            .ok()
+    }
+}
+
+/// A read-only private mapping of a whole file.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(file: &fs::File) -> Option<Mapped> {
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only mapping of an open file; unmapped on drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Mapped::new`, unmapped once.
+        unsafe { libc::munmap(self.ptr, self.len) };
     }
 }
 
@@ -191,10 +311,10 @@ fn trusted_dir(dir: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The file's bytes if it is a regular file (not a symlink) owned by the
+/// The open file if it is a regular file (not a symlink) owned by the
 /// runner's user or root and writable by nobody else.
-fn read_trusted(path: &Path) -> Option<Vec<u8>> {
-    let mut file = OpenOptions::new()
+fn open_trusted(path: &Path) -> Option<fs::File> {
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
@@ -203,7 +323,13 @@ fn read_trusted(path: &Path) -> Option<Vec<u8>> {
     if !meta.file_type().is_file() || owned_and_private(&meta).is_err() {
         return None;
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Some(file)
+}
+
+/// The bytes of [`open_trusted`]'s file.
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    let mut file = open_trusted(path)?;
+    let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).ok()?;
     Some(bytes)
 }

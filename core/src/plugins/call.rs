@@ -3,7 +3,7 @@
 //! host-side faults) and the classification of whatever went wrong into a
 //! [`CallError`].
 
-use super::bindings::{OutputSize, Plugin, PluginPre};
+use super::bindings::OutputSize;
 use super::capabilities::{CallCapabilities, LoadedCapabilities};
 use super::error::{CallError, fmt_bytes};
 use super::output::{LogSink, ProgressSlot};
@@ -17,6 +17,7 @@ use crate::cancel::CancelFlag;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// The data of a call's store.
@@ -166,6 +167,12 @@ impl Failure for PluginInfo {
     }
 }
 
+impl Failure for super::bindings::w::PluginInfo {
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
 impl Failure for CheckResult {
     fn failure(&self) -> Option<String> {
         (self.verdict != super::types::Verdict::Pass).then(|| self.message.clone())
@@ -198,7 +205,7 @@ pub(crate) enum Bad {
 /// What a call needs of the loaded plugin.
 pub(crate) struct Callee<'a> {
     pub engine: &'a Engine,
-    pub pre: &'a PluginPre<HostState>,
+    pub pre: &'a InstancePre<HostState>,
     pub plugin: &'a Arc<str>,
     pub limits: Limits,
     /// `None`: the call gets no capability (`describe`).
@@ -215,7 +222,7 @@ pub(crate) struct Callee<'a> {
 pub(crate) fn run<R: OutputSize, T: Failure>(
     callee: Callee<'_>,
     call: &str,
-    invoke: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    invoke: impl FnOnce(&Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
     convert: impl FnOnce(R) -> Result<T, Bad>,
 ) -> Result<CallOutcome<T>, CallError> {
     let start = Instant::now();

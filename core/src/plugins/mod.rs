@@ -4,7 +4,9 @@
 //! - [`PluginHost::load`] verifies the file against the sha256 the policy pins,
 //!   compiles it once (or takes it from the on-disk cache of precompiled
 //!   artifacts), links it, checks and sets up its grants, and asks it to
-//!   `describe` itself (validated; `describe` gets no capability).
+//!   `describe` itself (validated; `describe` gets no capability, so what
+//!   it returned is recorded in the cache by digest and limits, and a warm
+//!   load takes it from there).
 //! - Every call on a [`LoadedPlugin`] gets a fresh instance from an
 //!   `InstancePre`, its own store, a memory cap, a deadline (epoch
 //!   interruption in wasm code; every host call, WASI included, bounded by
@@ -54,19 +56,19 @@ pub use output::{
     ENTRY_OVERHEAD_BYTES, MAX_LINE_BYTES, MAX_LOG_LINES, MAX_OBSERVATION_BYTES, MAX_OBSERVATIONS,
     MAX_PROGRESS_REPORTS,
 };
-pub use sandbox::{MAX_MEMORIES, MAX_TABLE_ELEMENTS};
+pub use sandbox::{KEEP_RESIDENT_BYTES, MAX_MEMORIES, MAX_TABLE_ELEMENTS};
 pub use source::{MAX_PLUGIN_BYTES, SourceError, read_plugin_file};
-pub use spec::{HostConfig, Limits, ParamSchemas, PluginSpec};
+pub use spec::{HostConfig, Limits, ParamSchemas, PluginSpec, PoolTuning};
 pub use types::*;
 
-use bindings::{Plugin, PluginPre};
+use bindings::{Linked, w};
 use call::{Bad, Callee, Failure, HostState};
 use capabilities::{LoadedCapabilities, PluginFacts};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::{Engine, Store};
 
 /// The WIT package every plugin is written against.
@@ -258,7 +260,7 @@ impl PluginHost {
         let pre = s
             .linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
+            .and_then(Linked::new)
             .map_err(|e| PluginError::Incompatible {
                 name: name.clone(),
                 message: format!("{e:#}"),
@@ -311,12 +313,11 @@ impl PluginHost {
             }),
         };
         let info = plugin
-            .describe()
+            .described(&s.cache)
             .map_err(|source| PluginError::Describe {
                 name: name.clone(),
                 source: Box::new(source),
-            })?
-            .value;
+            })?;
         Arc::get_mut(&mut plugin.inner)
             .expect("not shared yet")
             .info = Some(info);
@@ -375,7 +376,7 @@ pub struct LoadedPlugin {
 
 struct Inner {
     host: Arc<Shared>,
-    pre: PluginPre<HostState>,
+    pre: Linked<HostState>,
     name: Arc<str>,
     sha256: String,
     spec: PluginSpec,
@@ -433,9 +434,40 @@ impl LoadedPlugin {
         self.call(
             "describe",
             None,
-            |p, s| p.call_describe(s),
+            |i, s| bindings::call(i, s, &self.inner.pre.describe, ()),
             |i| bindings::plugin_info(i, self.inner.spec.param_schemas).map_err(Bad::Invalid),
         )
+    }
+
+    /// The validated description: what the plugin's `describe` returned
+    /// under these limits, from the cache when the component's digest has
+    /// a record there (`describe` gets no capability, so the component and
+    /// the limits determine what it returns), else from a call.
+    fn described(&self, cache: &cache::Cache) -> Result<PluginInfo, CallError> {
+        let inner = &*self.inner;
+        let limits = &inner.spec.limits;
+        let raw = match cache.described(&inner.sha256, limits) {
+            Some(raw) => raw,
+            None => {
+                let raw: w::PluginInfo = self
+                    .call(
+                        "describe",
+                        None,
+                        |i, s| bindings::call(i, s, &inner.pre.describe, ()),
+                        Ok,
+                    )?
+                    .value;
+                cache.record_described(&inner.sha256, limits, &raw);
+                raw
+            }
+        };
+        bindings::plugin_info(raw, inner.spec.param_schemas).map_err(|message| {
+            CallError::InvalidOutput {
+                plugin: self.name().into(),
+                call: "describe".into(),
+                message,
+            }
+        })
     }
 
     /// Runs a readiness/verification check the plugin describes.
@@ -457,7 +489,14 @@ impl LoadedPlugin {
         self.call(
             &call,
             Some(ctx),
-            |p, s| p.call_check(s, &wctx, name),
+            |i, s| {
+                bindings::call::<_, Result<w::CheckResult, String>>(
+                    i,
+                    s,
+                    &self.inner.pre.check,
+                    (&wctx, name),
+                )
+            },
             |r| match r {
                 Ok(c) => Ok(bindings::check_result(c)),
                 Err(m) => Err(Bad::Plugin(m)),
@@ -481,7 +520,14 @@ impl LoadedPlugin {
         self.call(
             &call,
             Some(ctx),
-            |p, s| p.call_operate(s, &wctx, bindings::op_to_wit(op)),
+            |i, s| {
+                bindings::call::<_, w::Progress>(
+                    i,
+                    s,
+                    &self.inner.pre.operate,
+                    (&wctx, bindings::op_to_wit(op)),
+                )
+            },
             |r| bindings::progress(r).map_err(Bad::Invalid),
         )
     }
@@ -501,7 +547,7 @@ impl LoadedPlugin {
         self.call(
             &call,
             Some(ctx),
-            |p, s| p.call_install(s, &wctx, &wart),
+            |i, s| bindings::call::<_, w::Progress>(i, s, &self.inner.pre.install, (&wctx, &wart)),
             |r| bindings::progress(r).map_err(Bad::Invalid),
         )
     }
@@ -518,7 +564,14 @@ impl LoadedPlugin {
         self.call(
             call,
             Some(ctx),
-            |p, s| p.call_partner(s, &wctx),
+            |i, s| {
+                bindings::call::<_, Result<w::PartnerState, String>>(
+                    i,
+                    s,
+                    &self.inner.pre.partner,
+                    (&wctx,),
+                )
+            },
             |r| match r {
                 Ok(p) => Ok(bindings::partner(p)),
                 Err(m) => Err(Bad::Plugin(m)),
@@ -551,13 +604,13 @@ impl LoadedPlugin {
         &self,
         call: &str,
         ctx: Option<&CallContext>,
-        invoke: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        invoke: impl FnOnce(&Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
         convert: impl FnOnce(R) -> Result<T, Bad>,
     ) -> Result<CallOutcome<T>, CallError> {
         let inner = &*self.inner;
         let callee = Callee {
             engine: &inner.host.engine,
-            pre: &inner.pre,
+            pre: &inner.pre.pre,
             plugin: &inner.name,
             limits: inner.spec.limits,
             capabilities: ctx.and(inner.granted.as_ref()),

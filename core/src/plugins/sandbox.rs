@@ -37,6 +37,26 @@ pub(crate) fn reserved_per_memory(max_memory_bytes: u64) -> u64 {
     memory_reservation(max_memory_bytes) + 2 * GUARD_BYTES
 }
 
+/// Most bytes of a linear memory the pooling allocator resets in place
+/// between calls (see [`keep_resident`]); measured, benches/RESULTS.md.
+pub const KEEP_RESIDENT_BYTES: u64 = 4 << 20;
+
+/// Bytes of each pooled linear memory zeroed in place when a call ends
+/// instead of being handed back to the kernel: the plugins' memory limit
+/// (no call can dirty more), at most [`KEEP_RESIDENT_BYTES`]. Only pages
+/// the call dirtied are touched (wasmtime finds them with the kernel's
+/// `PAGEMAP_SCAN`, enabled here), so a plugin pays for what it used, up
+/// to that many bytes of them reset by `memset`, the rest by `madvise`.
+/// Either way the next call sees zeroed memory (its data segments
+/// restored): no state survives a call.
+pub(crate) fn keep_resident(max_memory_bytes: u64) -> u64 {
+    max_memory_bytes.min(KEEP_RESIDENT_BYTES)
+}
+
+/// Bytes of a table at its limit: a table is always reset in place
+/// entirely (160 KiB at most; pointers, one per element).
+const TABLE_KEEP_RESIDENT_BYTES: usize = MAX_TABLE_ELEMENTS * std::mem::size_of::<usize>();
+
 pub(crate) fn engine_config(config: &HostConfig, pooling: bool) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
@@ -63,6 +83,21 @@ pub(crate) fn engine_config(config: &HostConfig, pooling: bool) -> Config {
             .max_memories_per_module(MAX_MEMORIES as u32)
             .max_tables_per_module(MAX_TABLES as u32)
             .table_elements(MAX_TABLE_ELEMENTS);
+        let tuning = config.pool_tuning;
+        let resident = tuning
+            .keep_resident
+            .unwrap_or_else(|| keep_resident(config.max_memory_bytes));
+        pool.linear_memory_keep_resident(resident as usize)
+            .table_keep_resident(match tuning.keep_resident {
+                Some(n) => (n as usize).min(TABLE_KEEP_RESIDENT_BYTES),
+                None => TABLE_KEEP_RESIDENT_BYTES,
+            })
+            .decommit_batch_size(tuning.decommit_batch_size.max(1))
+            .pagemap_scan(if tuning.pagemap_scan {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            });
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     c

@@ -102,6 +102,39 @@ pub struct HostConfig {
     /// each memory reserves that much address space (rounded up to a power
     /// of two), not 4 GiB, and a plugin with a larger limit is refused.
     pub max_memory_bytes: u64,
+    /// How the pooling allocator resets a slot between calls (for the
+    /// benchmarks that chose the default; see [`PoolTuning`]).
+    pub pool_tuning: PoolTuning,
+}
+
+/// How the pooling allocator gives a call's memories and tables back.
+/// Every call still gets zeroed memory and fresh tables: this only chooses
+/// between zeroing dirty pages in place (`memset`, the pages stay resident)
+/// and returning them to the kernel (`madvise`, the next call faults them
+/// in again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolTuning {
+    /// Bytes of each linear memory (and table) reset in place; `None`: the
+    /// measured rule, the plugins' memory limit at most
+    /// [`KEEP_RESIDENT_BYTES`](super::KEEP_RESIDENT_BYTES) (tables: whole).
+    pub keep_resident: Option<u64>,
+    /// Decommits batched together (`0` or `1`: none; measured slower with
+    /// keep-resident, see benches/RESULTS.md).
+    pub decommit_batch_size: usize,
+    /// Find the pages a call dirtied with the kernel's `PAGEMAP_SCAN`
+    /// (Linux 6.7; wasmtime falls back when it is missing) and reset only
+    /// those; without it the whole resident part is `memset` every call.
+    pub pagemap_scan: bool,
+}
+
+impl Default for PoolTuning {
+    fn default() -> Self {
+        PoolTuning {
+            keep_resident: None,
+            decommit_batch_size: 1,
+            pagemap_scan: true,
+        }
+    }
 }
 
 impl Default for HostConfig {
@@ -112,6 +145,7 @@ impl Default for HostConfig {
             pooling: true,
             pool_size: 64,
             max_memory_bytes: Limits::DEFAULT_MEMORY_BYTES,
+            pool_tuning: PoolTuning::default(),
         }
     }
 }
