@@ -40,8 +40,21 @@ struct Run {
     /// `App::apply`, the policy's load included: what `duplex apply` does
     /// once its process is up. Not the bench's own setup and teardown.
     took: Duration,
+    /// The process's CPU time (user + system, every thread) over the same
+    /// span: the runner's own work, whatever else the machine runs (wall
+    /// time on a shared machine includes waiting for a core).
+    cpu: Duration,
     fsyncs: u64,
     state: PathBuf,
+}
+
+/// User + system CPU time of this process so far, all threads.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// One whole session in a fresh state dir, through the application layer
@@ -71,6 +84,7 @@ fn session(
         host.clone(),
     );
     let fsyncs = fsync_count();
+    let cpu = process_cpu();
     let start = Instant::now();
     let loaded = duplex_core::policy::load_file(policy).unwrap();
     let report = rt
@@ -82,10 +96,12 @@ fn session(
         ))
         .unwrap();
     let took = start.elapsed();
+    let cpu = process_cpu() - cpu;
     let fsyncs = fsync_count() - fsyncs;
     assert_eq!(report.stop, Stop::Ended(Outcome::Committed));
     Run {
         took,
+        cpu,
         fsyncs,
         state,
     }
@@ -141,13 +157,16 @@ fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
             run
         })
         .collect();
+    let mut cpu: Vec<Duration> = runs.iter().map(|r| r.cpu).collect();
+    cpu.sort();
     runs.sort_by_key(|r| r.took);
     let last = session(base, n + 1, &policy, &host, &rt);
     let records = records(&last.state);
     let _ = std::fs::remove_dir_all(&last.state);
     println!(
-        "{label}: median {:?} a session; {records} records, {} fsyncs (the same in every run: {})",
+        "{label}: median {:?} a session ({:?} of CPU); {records} records, {} fsyncs (the same in every run: {})",
         runs[15].took,
+        cpu[15],
         last.fsyncs,
         runs.iter().all(|r| r.fsyncs == last.fsyncs)
     );
