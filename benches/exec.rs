@@ -10,13 +10,16 @@
 // A benchmark is a front end of its own: it prints its figures.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/timing.rs"]
+mod timing;
 use criterion::Criterion;
 use duplex_core::model::UpgradeState;
 use duplex_core::plugins::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use timing::median_of;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -31,19 +34,6 @@ fn spec(name: &str, capabilities: Capabilities) -> PluginSpec {
         limits: Limits::default(),
         param_schemas: Default::default(),
     }
-}
-
-/// Median of `n` timed runs of `f`.
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v[n / 2]
 }
 
 fn main() {
@@ -122,10 +112,10 @@ fn main() {
     c.final_summary();
 
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let exec = median(500, exec_gate);
-    let plugin = median(2000, plugin_gate);
-    let raw = median(500, floor);
-    let fork = median(500, forked);
+    let exec = median_of(500, exec_gate);
+    let plugin = median_of(2000, plugin_gate);
+    let raw = median_of(500, floor);
+    let fork = median_of(500, forked);
     println!("\nsummary (medians, this run)");
     println!(
         "  gate through exec (/bin/true): {:8.1} µs   in-plugin check: {:8.1} µs   ({:.0}× the in-plugin check)",

@@ -13,13 +13,16 @@
 #[path = "../tests/support/wat.rs"]
 mod wat;
 
+#[path = "support/timing.rs"]
+mod timing;
 use criterion::Criterion;
 use duplex_core::model::UpgradeState;
 use duplex_core::plugins::*;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use timing::median_of;
 
 /// A keep-alive HTTP/1.1 server answering every request with a small body,
 /// one thread per connection.
@@ -79,18 +82,6 @@ fn spec(snippet: Option<&str>, dir: &std::path::Path, origins: Vec<String>) -> P
     }
 }
 
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v[n / 2]
-}
-
 fn main() {
     let port = serve();
     let origin = format!("http://127.0.0.1:{port}");
@@ -144,9 +135,9 @@ fn main() {
     c.final_summary();
 
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let with = median(2000, || call(&probe));
-    let without = median(2000, || call(&bare));
-    let get = median(2000, native);
+    let with = median_of(2000, || call(&probe));
+    let without = median_of(2000, || call(&bare));
+    let get = median_of(2000, native);
     println!("\nsummary (medians, this run)");
     println!(
         "  plugin call with one GET: {:8.1} µs   the call alone: {:8.1} µs   the GET natively: {:8.1} µs",

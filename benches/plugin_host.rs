@@ -14,13 +14,16 @@
 // A benchmark is a front end of its own: it prints its figures.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/timing.rs"]
+mod timing;
 use criterion::Criterion;
 use duplex_core::model::UpgradeState;
 use duplex_core::plugins::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use timing::{median, median_of};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -56,19 +59,6 @@ fn tuned(cache: Option<&Path>, pooling: bool, pool_tuning: PoolTuning) -> Plugin
 fn shell_gate() {
     let st = Command::new("sh").args(["-c", "true"]).status().unwrap();
     assert!(st.success());
-}
-
-/// Median of `n` timed runs of `f`.
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v[n / 2]
 }
 
 fn main() {
@@ -136,12 +126,12 @@ fn main() {
     // The ratios, measured in this run.
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let wasm = median(5000, || call(&gate, "gate"));
-    let od = median(5000, || call(&gate_od, "gate"));
-    let real = median(2000, || call(&checks, "duplexed"));
-    let sh = median(500, shell_gate);
-    let cached = median(200, || drop(h.load(&sim_duplex).unwrap()));
-    let compiled = median(10, || drop(uncached.load(&sim_duplex).unwrap()));
+    let wasm = median_of(5000, || call(&gate, "gate"));
+    let od = median_of(5000, || call(&gate_od, "gate"));
+    let real = median_of(2000, || call(&checks, "duplexed"));
+    let sh = median_of(500, shell_gate);
+    let cached = median_of(200, || drop(h.load(&sim_duplex).unwrap()));
+    let compiled = median_of(10, || drop(uncached.load(&sim_duplex).unwrap()));
     println!("\nsummary (medians, this run)");
     println!(
         "  warm gate call (WAT gate, pooling): {:8.1} µs   sh -c true: {:8.1} µs   {:6.0}× faster (target ≤ 10 µs, ≥ 100×)",
@@ -209,18 +199,16 @@ fn main() {
     let mut rounds = vec![(Vec::new(), Vec::new()); sweep.len()];
     for _ in 0..3 {
         for (i, (g, c)) in loaded.iter().enumerate() {
-            rounds[i].0.push(median(3000, || call(g, "gate")));
-            rounds[i].1.push(median(1000, || call(c, "duplexed")));
+            rounds[i].0.push(median_of(3000, || call(g, "gate")));
+            rounds[i].1.push(median_of(1000, || call(c, "duplexed")));
         }
     }
     println!("\npooling reset sweep (median of 3 rounds' medians)");
-    for ((name, _), (mut g, mut c)) in sweep.iter().zip(rounds) {
-        g.sort();
-        c.sort();
+    for ((name, _), (g, c)) in sweep.iter().zip(rounds) {
         println!(
             "  {name:<34} WAT gate {:7.1} µs   SDK gate {:7.1} µs",
-            us(g[1]),
-            us(c[1])
+            us(median(g)),
+            us(median(c))
         );
     }
 }

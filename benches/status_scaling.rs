@@ -33,6 +33,8 @@
 
 #[path = "support/sim_policy.rs"]
 mod sim_policy;
+#[path = "support/timing.rs"]
+mod timing;
 
 use criterion::Criterion;
 use duplex_core::app::{App, AppConfig, RunOptions};
@@ -45,7 +47,8 @@ use duplex_core::model::UpgradeState;
 use duplex_core::plugins::Verdict;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use timing::{median, run_process};
 
 const SESSION_COUNTS: [usize; 3] = [1, 200, 10_000];
 const RECORD_COUNTS: [u64; 3] = [1_000, 10_000, 40_000];
@@ -193,32 +196,6 @@ fn newest_journal(state: &Path) -> PathBuf {
         .join("journal")
 }
 
-/// Run `cmd` to the end, its output thrown away: (wall time, peak RSS in KiB).
-fn run(cmd: &mut Command) -> (Duration, u64) {
-    let start = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: reaps the child just spawned (std never waits for it: the
-    // `Child` is forgotten below).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    std::mem::forget(child);
-    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    (elapsed, usage.ru_maxrss as u64)
-}
-
-fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 struct Figure {
     command: &'static str,
     label: String,
@@ -299,7 +276,7 @@ fn main() {
                 c.bench_function(&format!("{verb}/{label}"), |b| {
                     b.iter_custom(|iters| {
                         (0..iters)
-                            .map(|_| run(&mut duplex_cmd(&duplex, state, verb)).0)
+                            .map(|_| run_process(&mut duplex_cmd(&duplex, state, verb)).0)
                             .sum()
                     })
                 });
@@ -307,8 +284,8 @@ fn main() {
             // Pairs, A then B, in turn: the ratio is taken pair by pair.
             let mut pairs = Vec::new();
             for _ in 0..runs {
-                let a = run(&mut duplex_cmd(&duplex, state, verb));
-                let b = run(Command::new("cat").arg(&journal));
+                let a = run_process(&mut duplex_cmd(&duplex, state, verb));
+                let b = run_process(Command::new("cat").arg(&journal));
                 pairs.push((a, b));
             }
             figures.push(Figure {

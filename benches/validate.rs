@@ -12,8 +12,12 @@
 
 use criterion::Criterion;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/timing.rs"]
+mod timing;
+
+use std::process::Command;
+use std::time::Duration;
+use timing::{median, run_process};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const DUPLEX: &str = env!("CARGO_BIN_EXE_duplex");
@@ -24,24 +28,13 @@ fn duplex(cache: &Path, state: &Path, args: &[&str]) -> Command {
         .env("DUPLEX_CACHE_DIR", cache)
         .arg("--state-dir")
         .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(args);
     cmd
 }
 
+/// One whole run of `cmd`: its wall time.
 fn once(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let status = cmd.status().expect("duplex runs");
-    let took = t.elapsed();
-    assert!(status.success(), "{cmd:?} failed: {status}");
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    run_process(cmd).0
 }
 
 fn main() {
