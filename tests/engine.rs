@@ -20,7 +20,7 @@ const START_MS: u64 = 1_800_000_000_000;
 fn app(site: &Site, clock: SharedClock, pacing: Pacing) -> App {
     App::new(AppConfig {
         state_dir: site.state_dir(),
-        cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
+        cache_dir: Some(plugin_cache_dir()),
         clock,
         pacing,
     })

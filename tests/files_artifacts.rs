@@ -18,25 +18,14 @@ use duplex_core::policy::{LoadedPolicy, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-
-fn host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        PluginHost::new(HostConfig {
-            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
-            ..HostConfig::default()
-        })
-        .unwrap()
-    })
-}
+use std::sync::{Arc, Mutex};
 
 /// The files plugin, with `f` setting its grants.
 fn load(dir: &Path, f: impl FnOnce(&mut Capabilities)) -> Result<LoadedPlugin, PluginError> {
     let (path, sha256) = wat::write(Some("files"), dir);
     let mut capabilities = Capabilities::default();
     f(&mut capabilities);
-    host().load(&PluginSpec {
+    shared_host().load(&PluginSpec {
         name: "hostile".into(),
         path,
         sha256,
@@ -340,7 +329,7 @@ fn bad_files_grants_are_placed_at_their_field() {
         limits: Limits::default(),
         param_schemas: Default::default(),
     };
-    let Err(PluginError::Grant { problems, .. }) = host().validate(&spec, &protected) else {
+    let Err(PluginError::Grant { problems, .. }) = shared_host().validate(&spec, &protected) else {
         panic!("accepted");
     };
     let at: Vec<_> = problems.iter().map(|p| p.at.as_str()).collect();

@@ -717,10 +717,7 @@ fn a_crash_before_the_first_record_leaves_no_session_anywhere() {
     site.policy("", "");
     let status = Command::new(env!("CARGO_BIN_EXE_duplex"))
         .current_dir(repo_root())
-        .env(
-            "DUPLEX_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-        )
+        .env("DUPLEX_CACHE_DIR", plugin_cache_dir())
         .env("DUPLEX_JOURNAL_CRASH", "1:mid-write")
         .arg("--state-dir")
         .arg(site.state_dir())
@@ -775,10 +772,7 @@ fn a_full_disk_under_plugin_storage_holds_the_session_without_spending_retries()
     let out = run(Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
         .current_dir(repo_root())
-        .env(
-            "DUPLEX_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-        )
+        .env("DUPLEX_CACHE_DIR", plugin_cache_dir())
         .env("DUPLEX_OPERATOR", "tester"));
     assert_eq!(
         out.code, 5,

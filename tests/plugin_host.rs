@@ -12,19 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+mod support;
 #[path = "support/wat.rs"]
 mod wat;
+use support::plugin_cache_dir;
 use wat::assemble;
-
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
-}
 
 fn host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
     HOST.get_or_init(|| {
         PluginHost::new(HostConfig {
-            cache_dir: Some(cache_dir()),
+            cache_dir: Some(plugin_cache_dir()),
             // big-memory is loaded with a limit of 256 MiB.
             max_memory_bytes: 256 << 20,
             ..HostConfig::default()

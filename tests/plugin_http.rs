@@ -15,22 +15,9 @@ use duplex_core::model::UpgradeState;
 use duplex_core::plugins::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-
-fn host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        PluginHost::new(HostConfig {
-            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
-            ..HostConfig::default()
-        })
-        .unwrap()
-    })
-}
 
 /// The http-get plugin (or the skeleton, `None`) granted `origins`.
 fn load(
@@ -40,7 +27,7 @@ fn load(
 ) -> Result<LoadedPlugin, PluginError> {
     let dir = tempfile::tempdir().unwrap();
     let (path, sha256) = wat::write(snippet, dir.path());
-    host().load(&PluginSpec {
+    shared_host().load(&PluginSpec {
         name: "prober".into(),
         path,
         sha256,

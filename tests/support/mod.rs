@@ -24,14 +24,28 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The compiled-plugin cache every test shares: each plugin compiles once
+/// for the whole test run, not once per state dir or test.
+pub fn plugin_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+/// One plugin host for a test binary, over the shared cache.
+pub fn shared_host() -> &'static duplex_core::plugins::PluginHost {
+    static HOST: std::sync::OnceLock<duplex_core::plugins::PluginHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        duplex_core::plugins::PluginHost::new(duplex_core::plugins::HostConfig {
+            cache_dir: Some(plugin_cache_dir()),
+            ..Default::default()
+        })
+        .unwrap()
+    })
+}
+
 pub fn duplex() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_duplex"));
     cmd.current_dir(repo_root());
-    // Compile each plugin once for the whole test run, not once per state dir.
-    cmd.env(
-        "DUPLEX_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-    );
+    cmd.env("DUPLEX_CACHE_DIR", plugin_cache_dir());
     cmd
 }
 
