@@ -4,6 +4,7 @@
 // Every byte of output goes through `cli::output` (closed pipes, escaping).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod agent;
 mod cli;
 
 fn main() -> std::process::ExitCode {
