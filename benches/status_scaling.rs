@@ -72,7 +72,10 @@ fn run_session(work: &Path, state: &Path, until: Option<UpgradeState>) {
         .unwrap();
     rt.block_on(app.apply(
         loaded,
-        RunOptions { until },
+        RunOptions {
+            until,
+            ..Default::default()
+        },
         Box::new(NoSink),
         Cancel::new(),
     ))

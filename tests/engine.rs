@@ -287,6 +287,7 @@ fn a_cancelled_run_records_why_and_stops_at_a_safe_point() {
             loaded,
             RunOptions {
                 until: Some(duplex_core::model::UpgradeState::Split),
+                ..Default::default()
             },
             Box::new(NoSink),
             Cancel::new(),

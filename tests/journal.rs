@@ -958,6 +958,7 @@ fn snapshot_recorder(dir: &Path) {
         target: "t".into(),
         format: duplex_core::engine::JOURNAL_FORMAT,
         hardware: None,
+        origin: None,
     };
     let writer = state.create_session_with(1, &first, &[]).unwrap();
     let session = Session::start(&first, 1).unwrap();

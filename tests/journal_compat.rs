@@ -138,7 +138,7 @@ fn a_journal_of_a_newer_format_is_refused_by_name() {
     assert_eq!(out.code, 1);
     assert!(
         out.stderr
-            .contains("journal format 9, newer than this duplex reads (formats 1 to 2)"),
+            .contains("journal format 9, newer than this duplex reads (formats 1 to 3)"),
         "{}",
         out.stderr
     );

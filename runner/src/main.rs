@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
+mod api;
 mod cli;
 
 fn main() -> std::process::ExitCode {

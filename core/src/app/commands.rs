@@ -6,12 +6,12 @@
 use super::open::{self, Current};
 use super::{App, AppError, drift};
 use crate::cancel::Cancel;
-use crate::engine::decide::pending_approval;
+use crate::engine::operator::{self, OperatorRequest, OperatorVerb, Runner};
 use crate::engine::setup::{self, Plugins};
 use crate::engine::sink::{EventSink, Notice};
 use crate::engine::{Engine, Event, Recorder, RunParts, Session, Stop};
 use crate::journal::{LockedStateDir, SessionId, SessionInfo, StateDir};
-use crate::model::{self, Command, Disposition, Phase, UpgradeState};
+use crate::model::UpgradeState;
 use crate::policy::{ApprovalPoint, LoadedPolicy, PolicyAction};
 use serde::Serialize;
 
@@ -31,6 +31,10 @@ impl std::fmt::Display for Operator {
 pub struct RunOptions {
     /// Stop once this state's work is done, before leaving it.
     pub until: Option<UpgradeState>,
+    /// At an approval point or a hold, wait for an operator's command sent
+    /// through [`App::deliver`] instead of stopping (a long-running front
+    /// end: the agent).
+    pub wait_for_operator: bool,
 }
 
 /// How a run ended, and what a front end needs to say so.
@@ -85,11 +89,15 @@ impl PolicySummary {
 
 /// What to do with a session in flight once it is open, before the engine
 /// runs.
-enum Action<'a> {
+enum Action {
     Resume,
-    Approve(&'a Operator),
-    Retry,
-    Abort(&'a Operator),
+    Operate(OperatorRequest),
+}
+
+impl Action {
+    fn is_abort(&self) -> bool {
+        matches!(self, Action::Operate(r) if r.verb == OperatorVerb::Abort)
+    }
 }
 
 /// A session open for writing with everything its run needs.
@@ -144,18 +152,29 @@ impl App {
         sink: Box<dyn EventSink>,
         cancel: Cancel,
     ) -> Result<RunReport, AppError> {
-        self.command(Action::Approve(by), RunOptions::default(), sink, cancel)
-            .await
+        self.operate(
+            request(OperatorVerb::Approve, by, None),
+            RunOptions::default(),
+            sink,
+            cancel,
+        )
+        .await
     }
 
     /// Re-run the failed request of a Broken session.
     pub async fn retry(
         &self,
+        by: &Operator,
         sink: Box<dyn EventSink>,
         cancel: Cancel,
     ) -> Result<RunReport, AppError> {
-        self.command(Action::Retry, RunOptions::default(), sink, cancel)
-            .await
+        self.operate(
+            request(OperatorVerb::Retry, by, None),
+            RunOptions::default(),
+            sink,
+            cancel,
+        )
+        .await
     }
 
     /// Abort the session in flight (from PrepareSplit, Split, PrepareMerge,
@@ -168,13 +187,33 @@ impl App {
         sink: Box<dyn EventSink>,
         cancel: Cancel,
     ) -> Result<RunReport, AppError> {
-        self.command(Action::Abort(by), RunOptions::default(), sink, cancel)
+        self.operate(
+            request(OperatorVerb::Abort, by, None),
+            RunOptions::default(),
+            sink,
+            cancel,
+        )
+        .await
+    }
+
+    /// Give an operator's command to the session in flight when no run
+    /// holds it: take the lock, check and record the command, then let the
+    /// engine carry the session as far as it goes (a hold stops it at once).
+    /// While a run holds the session, commands go to it: [`App::deliver`].
+    pub async fn operate(
+        &self,
+        request: OperatorRequest,
+        options: RunOptions,
+        sink: Box<dyn EventSink>,
+        cancel: Cancel,
+    ) -> Result<RunReport, AppError> {
+        self.command(Action::Operate(request), options, sink, cancel)
             .await
     }
 
     async fn command(
         &self,
-        action: Action<'_>,
+        action: Action,
         options: RunOptions,
         mut sink: Box<dyn EventSink>,
         cancel: Cancel,
@@ -313,7 +352,7 @@ impl App {
         &self,
         current: Current,
         file: Option<LoadedPolicy>,
-        action: Action<'_>,
+        action: Action,
         options: RunOptions,
         sink: Box<dyn EventSink>,
         cancel: Cancel,
@@ -343,11 +382,24 @@ impl App {
             &action,
         ) {
             (Ok(p), _) => p,
-            (Err(e), Action::Abort(_)) => open::abort_only_policy(&session).ok_or(e)?,
+            (Err(e), a) if a.is_abort() => open::abort_only_policy(&session).ok_or(e)?,
             (Err(e), _) => return Err(e),
         };
         // Everything that can refuse the command is checked before a record.
-        let before = validate_action(&action, &session, &policy)?;
+        let planned = match &action {
+            Action::Resume => None,
+            Action::Operate(request) => {
+                let wall_ms = self.clock().wall_ms();
+                let now = crate::engine::Now {
+                    wall_ms,
+                    session_age_ms: wall_ms.saturating_sub(session.started_ms),
+                };
+                Some(
+                    operator::check(request, &session, &policy.policy.spec, now)
+                        .map_err(AppError::Refused)?,
+                )
+            }
+        };
         let plugins = self
             .load_pinned(&info, &session, &policy, sink, &cancel)
             .await?;
@@ -375,7 +427,11 @@ impl App {
                 })?;
             }
         }
-        apply_action(&action, before, &mut recorder)?;
+        if let (Action::Operate(request), Some(planned)) = (&action, planned) {
+            for event in operator::records(request, planned, Runner::Gone) {
+                recorder.record(event)?;
+            }
+        }
         self.run(
             Prepared {
                 session: info.id.clone(),
@@ -460,6 +516,9 @@ impl App {
             target: policy.policy.spec.target.name.clone(),
             at: session.config.clone(),
         });
+        // Commands reach this run through the App while it goes on.
+        let (sender, inbox) = operator::channel();
+        let _open = self.control.open(sender);
         let engine = Engine::new(RunParts {
             policy,
             plugins,
@@ -468,6 +527,8 @@ impl App {
             until: options.until,
             pacing: self.config.pacing,
             state_dir: self.state_dir().to_path_buf(),
+            inbox: Some(inbox),
+            wait_for_operator: options.wait_for_operator,
         });
         let stop = engine.run().await?;
         Ok(RunReport {
@@ -484,108 +545,10 @@ fn report_torn(current: &Current, sink: &mut dyn EventSink) {
     }
 }
 
-/// What an action will record, decided before anything is written.
-enum Planned {
-    Nothing,
-    Approve(ApprovalPoint),
-    Retry,
-    /// Abort; `interrupted` when a runner died in the middle of a request.
-    Abort {
-        interrupted: bool,
-    },
-}
-
-fn validate_action(
-    action: &Action<'_>,
-    session: &Session,
-    policy: &LoadedPolicy,
-) -> Result<Planned, AppError> {
-    let c = &session.config;
-    Ok(match action {
-        Action::Resume => Planned::Nothing,
-        Action::Approve(by) => {
-            let spec = &policy.policy.spec;
-            let waiting = pending_approval(session, spec)
-                .filter(|_| c.phase() == Phase::Done && session.held.is_none());
-            let Some(point) = waiting else {
-                return Err(AppError::NothingToApprove {
-                    at: c.to_string(),
-                    pending: [ApprovalPoint::Merge, ApprovalPoint::Commit]
-                        .into_iter()
-                        .filter(|p| spec.requires_approval(*p).is_some() && !session.approved(*p))
-                        .collect(),
-                });
-            };
-            let approvers = spec
-                .requires_approval(point)
-                .map(|a| a.approvers.clone())
-                .unwrap_or_default();
-            if !approvers.is_empty() && !approvers.contains(&by.0) {
-                return Err(AppError::NotAnApprover {
-                    operator: by.0.clone(),
-                    point,
-                    approvers,
-                });
-            }
-            Planned::Approve(point)
-        }
-        Action::Retry => {
-            c.apply(&Command::Retry).map_err(AppError::NotAllowed)?;
-            Planned::Retry
-        }
-        Action::Abort(_) => {
-            // Busy with the lock in hand: the runner that ran the request
-            // is gone. Its request is over; it is recorded as failed first.
-            let interrupted = c.phase() == Phase::Running && model::abortable(c.state);
-            let mut after = c.clone();
-            if interrupted {
-                after = after
-                    .apply(&interrupted_failure())
-                    .map_err(AppError::NotAllowed)?;
-            }
-            after.apply(&Command::Abort).map_err(AppError::NotAllowed)?;
-            Planned::Abort { interrupted }
-        }
-    })
-}
-
-fn interrupted_failure() -> Command {
-    Command::Fail {
-        reason: "interrupted: the runner stopped during this request".into(),
-        disposition: Disposition::Retryable,
+fn request(verb: OperatorVerb, by: &Operator, reason: Option<String>) -> OperatorRequest {
+    OperatorRequest {
+        verb,
+        by: by.0.clone(),
+        reason,
     }
-}
-
-fn apply_action(
-    action: &Action<'_>,
-    planned: Planned,
-    recorder: &mut Recorder,
-) -> Result<(), AppError> {
-    match (planned, action) {
-        (Planned::Nothing, _) => {}
-        (Planned::Approve(point), Action::Approve(by)) => {
-            recorder.record(Event::Approved {
-                before: point,
-                by: by.0.clone(),
-            })?;
-        }
-        (Planned::Retry, _) => {
-            recorder.record(Event::Model {
-                command: Command::Retry,
-            })?;
-        }
-        (Planned::Abort { interrupted }, Action::Abort(by)) => {
-            if interrupted {
-                recorder.record(Event::Model {
-                    command: interrupted_failure(),
-                })?;
-            }
-            recorder.record(Event::AbortRequested { by: by.0.clone() })?;
-            recorder.record(Event::Model {
-                command: Command::Abort,
-            })?;
-        }
-        _ => return Err(AppError::Internal("an action and its plan disagree".into())),
-    }
-    Ok(())
 }

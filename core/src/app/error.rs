@@ -2,11 +2,12 @@
 //! end renders it, adding its own vocabulary for what to do next (the CLI
 //! names its verbs, an API its endpoints).
 
+use crate::engine::operator::Refused;
 use crate::engine::{EngineError, FoldError};
 use crate::journal::{JournalError, SessionId};
 use crate::model::TransitionError;
 use crate::plugins::PluginError;
-use crate::policy::{ApprovalPoint, Diagnostic, LoadError, Timestamp};
+use crate::policy::{Diagnostic, LoadError, Timestamp};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,21 +41,13 @@ pub enum AppError {
         file_policy: String,
         file_target: String,
     },
-    #[error("nothing to approve: the session is in {at} and waits for no approval{}", pending_text(.pending))]
-    NothingToApprove {
-        at: String,
-        /// Approval points the policy asks for that are still to come.
-        pending: Vec<ApprovalPoint>,
-    },
-    #[error(
-        "{operator} may not approve before {point:?}: the policy names {} as approver(s) there",
-        .approvers.join(", ")
-    )]
-    NotAnApprover {
-        operator: String,
-        point: ApprovalPoint,
-        approvers: Vec<String>,
-    },
+    /// An operator's command refused here (the model's or the policy's
+    /// reason). Nothing was written.
+    #[error(transparent)]
+    Refused(Refused),
+    /// A command for a run in progress, but none is here.
+    #[error("no run holds the session in {} here", .state_dir.display())]
+    NoRunInProgress { state_dir: PathBuf },
     #[error(
         "{}: the maintenance window opens at {start}; not starting a session before it (nothing was written)",
         .file.display()
@@ -90,14 +83,6 @@ pub enum AppError {
     InterruptedBeforeResume { why: String },
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-fn pending_text(pending: &[ApprovalPoint]) -> String {
-    if pending.is_empty() {
-        return String::new();
-    }
-    let points: Vec<String> = pending.iter().map(|p| format!("before {p:?}")).collect();
-    format!(" yet (the policy asks for one {})", points.join(" and "))
 }
 
 impl From<JournalError> for AppError {

@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod commands;
+mod control;
 pub mod drift;
 mod error;
 mod open;
@@ -24,6 +25,7 @@ mod query;
 #[cfg(test)]
 mod query_tests;
 
+pub use crate::engine::operator::{Accepted, OperatorRequest, OperatorVerb, Refused};
 pub use commands::{Operator, PolicySummary, RunOptions, RunReport};
 pub use error::AppError;
 pub use query::{
@@ -53,6 +55,8 @@ pub struct App {
     /// The shared plugin host, made on first use; replaced by a larger one
     /// only when a policy's plugins need more memory than it reserves.
     host: Mutex<Option<PluginHost>>,
+    /// The inbox of the run in progress, for operators' commands.
+    control: control::Control,
 }
 
 impl App {
@@ -60,6 +64,7 @@ impl App {
         App {
             config,
             host: Mutex::new(None),
+            control: Default::default(),
         }
     }
 
@@ -77,6 +82,7 @@ impl App {
         App {
             config,
             host: Mutex::new(Some(host)),
+            control: Default::default(),
         }
     }
 

@@ -132,6 +132,7 @@ pub(super) fn abort_only_policy(session: &Session) -> Option<LoadedPolicy> {
         file,
         digest: session.policy_digest.parse().ok()?,
         text: String::new(),
+        origin: session.origin.clone(),
     })
 }
 
@@ -162,6 +163,7 @@ pub(super) fn create(
         target: spec.target.name.clone(),
         format: JOURNAL_FORMAT,
         hardware,
+        origin: policy.origin.clone(),
     };
     let mut files = vec![(PathBuf::from(POLICY_COPY), policy.text.clone().into_bytes())];
     for (name, plugin) in plugins {

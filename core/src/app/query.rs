@@ -6,9 +6,10 @@ use super::drift::{self, Drift};
 use super::open::abort_only_policy;
 use super::{App, AppError};
 use crate::engine::decide::pending_approval;
+use crate::engine::operator::{self, OperatorRequest, OperatorVerb, Refused};
 use crate::engine::{Event, Outcome, RequestId, Session, SessionSummary};
 use crate::journal::{LockHolder, RecordStream, SessionId, SessionInfo, StateDir, TornTail};
-use crate::model::{self, CommandKind, Configuration, Phase, UpgradeState};
+use crate::model::{Configuration, Phase, UpgradeState};
 use crate::policy::{ApprovalPoint, LoadedPolicy};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ pub enum OperatorCommand {
     Approve,
     Retry,
     Abort,
+    Hold,
+    Release,
     Resume,
 }
 
@@ -29,7 +32,19 @@ impl OperatorCommand {
             OperatorCommand::Approve => "approve",
             OperatorCommand::Retry => "retry",
             OperatorCommand::Abort => "abort",
+            OperatorCommand::Hold => "hold",
+            OperatorCommand::Release => "release",
             OperatorCommand::Resume => "resume",
+        }
+    }
+
+    fn of(verb: OperatorVerb) -> OperatorCommand {
+        match verb {
+            OperatorVerb::Approve => OperatorCommand::Approve,
+            OperatorVerb::Retry => OperatorCommand::Retry,
+            OperatorVerb::Abort => OperatorCommand::Abort,
+            OperatorVerb::Hold => OperatorCommand::Hold,
+            OperatorVerb::Release => OperatorCommand::Release,
         }
     }
 }
@@ -190,10 +205,15 @@ impl App {
             super::open::policy_copy_for_query(&info, &session.policy_file, &session.policy_digest);
         let policy_copy_problem = copy.as_ref().err().map(|e| e.to_string());
         let waiting_for = copy.as_ref().ok().and_then(|p| waiting_for(&session, p));
-        let next = if info.is_finished() || session.ended.is_some() || runner.is_some() {
+        let next = if info.is_finished() || session.ended.is_some() {
             Vec::new()
         } else {
-            next_commands(&session, copy.as_ref().ok(), waiting_for.is_some())
+            let wall_ms = self.clock().wall_ms();
+            let now = crate::engine::Now {
+                wall_ms,
+                session_age_ms: wall_ms.saturating_sub(session.started_ms),
+            };
+            next_commands(&session, copy.as_ref().ok(), now, runner.is_some())
         };
         let drift = if info.is_finished() {
             None
@@ -439,34 +459,46 @@ fn waiting_for(session: &Session, policy: &LoadedPolicy) -> Option<WaitingFor> {
     })
 }
 
-/// What an operator may do with a session in flight that no runner drives.
-/// `policy` is its usable policy copy (`None`: only an abort from what the
-/// session pinned is possible).
+/// What an operator may do with a session in flight, as the checks every
+/// command goes through answer (`operator::check`). `policy` is its usable
+/// policy copy (`None`: only an abort from what the session pinned is
+/// possible); `running`: a live runner drives it (commands go to it, and
+/// there is nothing to resume).
 pub fn next_commands(
     session: &Session,
     policy: Option<&LoadedPolicy>,
-    waiting: bool,
+    now: crate::engine::Now,
+    running: bool,
 ) -> Vec<OperatorCommand> {
-    let c = &session.config;
-    let mut next = Vec::new();
     if session.ended.is_some() {
-        return next;
+        return Vec::new();
     }
-    if waiting && policy.is_some() {
-        next.push(OperatorCommand::Approve);
-    }
-    if policy.is_some() && c.allows(CommandKind::Retry) {
-        next.push(OperatorCommand::Retry);
-    }
-    // With no runner alive, a Busy request is over: an abort records it
-    // failed first, so Busy is no obstacle.
-    let can_abort_here =
-        model::abortable(c.state) && (c.allows(CommandKind::Abort) || c.phase() == Phase::Running);
-    let can_abort_without_copy = abort_only_policy(session).is_some();
-    if can_abort_here && (policy.is_some() || can_abort_without_copy) {
-        next.push(OperatorCommand::Abort);
-    }
-    if policy.is_some() {
+    let pinned = abort_only_policy(session);
+    let mut next: Vec<OperatorCommand> = OperatorVerb::ALL
+        .into_iter()
+        .filter(|verb| {
+            let spec = match (policy, verb) {
+                (Some(p), _) => &p.policy.spec,
+                (None, OperatorVerb::Abort) => match &pinned {
+                    Some(p) => &p.policy.spec,
+                    None => return false,
+                },
+                (None, _) => return false,
+            };
+            let request = OperatorRequest {
+                verb: *verb,
+                by: String::new(),
+                reason: Some("status".into()),
+            };
+            // Whether anyone may approve here, not who.
+            matches!(
+                operator::check(&request, session, spec, now),
+                Ok(_) | Err(Refused::NotAnApprover { .. })
+            )
+        })
+        .map(OperatorCommand::of)
+        .collect();
+    if policy.is_some() && !running {
         next.push(OperatorCommand::Resume);
     }
     next

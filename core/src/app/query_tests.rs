@@ -97,6 +97,7 @@ fn in_flight(records: u64) -> (Site, Recorder) {
         target: "demo".into(),
         format: crate::engine::JOURNAL_FORMAT,
         hardware: None,
+        origin: None,
     };
     let writer = dir
         .create_session_with(

@@ -35,6 +35,7 @@ impl Run {
             target: "x".into(),
             format: JOURNAL_FORMAT,
             hardware: None,
+            origin: None,
         };
         Run {
             session: Session::fold([(1, 0, &start)]).unwrap(),

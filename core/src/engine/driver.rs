@@ -10,8 +10,10 @@
 use super::EngineError;
 use super::decide::{Decision, Now, decide};
 use super::event::{Event, Outcome};
+use super::operator::{self, Accepted, Envelope, Inbox, Runner};
 use super::recorder::Recorder;
 use super::setup::Plugins;
+use super::sink::Notice;
 use crate::cancel::Cancel;
 use crate::clock::SharedClock;
 use crate::model::{Command, Phase, UpgradeState};
@@ -91,6 +93,15 @@ pub struct Engine {
     pub(super) state_dir: std::path::PathBuf,
     /// The current request has journaled a partner report already.
     pub(super) partner_reported: bool,
+    /// Operators' commands to this run, read at safe points.
+    pub(super) inbox: Option<Inbox>,
+    /// A command was accepted since the loop last decided: the step in hand
+    /// stops at its next safe point.
+    pub(super) preempted: bool,
+    /// Wait at approval points and holds for a command instead of stopping.
+    wait_for_operator: bool,
+    /// The wait last announced, so a re-check does not announce it again.
+    announced_wait: Option<String>,
     /// The session's age and the monotonic clock when this run began.
     age_at_start_ms: u64,
     monotonic_at_start: Duration,
@@ -106,6 +117,12 @@ pub struct RunParts {
     pub pacing: Pacing,
     /// Where artifacts are staged (`<state>/artifacts`).
     pub state_dir: std::path::PathBuf,
+    /// Operators' commands while the run goes on (`None`: nobody can send
+    /// any; commands then take the lock once the run has stopped).
+    pub inbox: Option<Inbox>,
+    /// Wait for a command at approval points and holds, instead of
+    /// stopping there (needs an inbox).
+    pub wait_for_operator: bool,
 }
 
 impl Engine {
@@ -125,6 +142,10 @@ impl Engine {
             pacing: parts.pacing,
             state_dir: parts.state_dir,
             partner_reported: false,
+            wait_for_operator: parts.wait_for_operator && parts.inbox.is_some(),
+            inbox: parts.inbox,
+            preempted: false,
+            announced_wait: None,
             age_at_start_ms,
             monotonic_at_start,
         }
@@ -167,6 +188,8 @@ impl Engine {
             if self.cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
+            self.preempted = false;
+            self.read_inbox()?;
             let session = self.rec.session();
             if let Some(target) = self.until
                 && session.config.state == target
@@ -180,68 +203,207 @@ impl Engine {
                 self.now(),
                 fastrand::f64(),
             );
-            match decision {
-                Decision::Apply(command) => {
-                    self.record(Event::Model { command })?;
-                }
-                Decision::RunRequest => self.run_request().await?,
-                Decision::RetryAfter { delay, attempt } => {
-                    self.record(Event::RetryScheduled {
-                        attempt,
-                        delay_ms: delay.as_millis() as u64,
-                    })?;
-                    self.sleep(delay).await?;
-                    self.record(Event::Model {
-                        command: Command::Retry,
-                    })?;
-                }
-                Decision::Fire(fired) => {
-                    self.record(Event::AutoAbort {
-                        rule: fired.rule.clone(),
-                        action: fired.action,
-                        reason: fired.reason.clone(),
-                    })?;
-                    match fired.action {
-                        RuleAction::Abort => self.record(Event::Model {
-                            command: Command::Abort,
-                        })?,
-                        RuleAction::Hold => self.record(Event::Held {
-                            reason: fired.reason,
-                        })?,
-                    };
-                }
-                Decision::WaitForApproval(point) => return Ok(Stop::WaitingForApproval(point)),
-                Decision::Hold(reason) => {
-                    if self.rec.session().held.is_none() {
-                        self.record(Event::Held {
-                            reason: reason.clone(),
-                        })?;
-                    }
-                    return Ok(Stop::Held(reason));
-                }
-                Decision::End(outcome) => {
-                    if self.rec.session().ended.is_none() {
-                        self.record(Event::SessionEnded { outcome })?;
-                    }
-                    return Ok(Stop::Ended(outcome));
-                }
+            if !matches!(decision, Decision::WaitForApproval(_) | Decision::Hold(_)) {
+                self.announced_wait = None;
+            }
+            match self.step(decision).await {
+                // A command changed the session: decide again.
+                Err(EngineError::Preempted) => continue,
+                Err(e) => return Err(e),
+                Ok(Some(stop)) => return Ok(stop),
+                Ok(None) => {}
             }
         }
     }
 
-    /// Wait on the engine's clock, unless the run is cancelled: then stop at
-    /// this safe point.
-    pub(super) async fn sleep(&self, delay: Duration) -> Result<(), EngineError> {
-        if self.cancel.is_cancelled() {
-            return Err(EngineError::Cancelled);
+    /// Carry out one decision; `Some` when the run stops there.
+    async fn step(&mut self, decision: Decision) -> Result<Option<Stop>, EngineError> {
+        match decision {
+            Decision::Apply(command) => {
+                self.record(Event::Model { command })?;
+            }
+            Decision::RunRequest => self.run_request().await?,
+            Decision::RetryAfter { delay, attempt } => {
+                self.record(Event::RetryScheduled {
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                })?;
+                self.sleep(delay).await?;
+                self.record(Event::Model {
+                    command: Command::Retry,
+                })?;
+            }
+            Decision::Fire(fired) => {
+                self.record(Event::AutoAbort {
+                    rule: fired.rule.clone(),
+                    action: fired.action,
+                    reason: fired.reason.clone(),
+                })?;
+                match fired.action {
+                    RuleAction::Abort => self.record(Event::Model {
+                        command: Command::Abort,
+                    })?,
+                    RuleAction::Hold => self.record(Event::Held {
+                        reason: fired.reason,
+                    })?,
+                };
+            }
+            Decision::WaitForApproval(point) => {
+                if !self.wait_for_operator {
+                    return Ok(Some(Stop::WaitingForApproval(point)));
+                }
+                self.wait(format!("waiting for an approval before {point:?}"))
+                    .await?;
+            }
+            Decision::Hold(reason) => {
+                if self.rec.session().held.is_none() {
+                    self.record(Event::Held {
+                        reason: reason.clone(),
+                    })?;
+                }
+                if !self.wait_for_operator {
+                    return Ok(Some(Stop::Held(reason)));
+                }
+                self.wait(format!("held: {reason}")).await?;
+            }
+            Decision::End(outcome) => {
+                if self.rec.session().ended.is_none() {
+                    self.record(Event::SessionEnded { outcome })?;
+                }
+                return Ok(Some(Stop::Ended(outcome)));
+            }
         }
+        Ok(None)
+    }
+
+    /// Answer the commands already waiting in the inbox, without waiting.
+    fn read_inbox(&mut self) -> Result<(), EngineError> {
+        while let Some(envelope) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+            self.answer(envelope)?;
+        }
+        Ok(())
+    }
+
+    /// Check an operator's command against the session and the policy,
+    /// record it when accepted, and answer whoever sent it.
+    pub(super) fn answer(&mut self, envelope: Envelope) -> Result<(), EngineError> {
+        let Envelope { request, reply } = envelope;
+        let checked = operator::check(
+            &request,
+            self.rec.session(),
+            &self.policy.policy.spec,
+            self.now(),
+        );
+        let answer = match checked {
+            Ok(planned) => {
+                for event in operator::records(&request, planned, Runner::Running) {
+                    self.record(event)?;
+                }
+                self.preempted = true;
+                Ok(Accepted {
+                    verb: request.verb,
+                    session: self.rec.session_id().to_string(),
+                    at: self.rec.session().config.to_string(),
+                })
+            }
+            Err(refused) => Err(refused),
+        };
+        // The sender may have given up waiting; the command stands.
+        let _ = reply.send(answer);
+        Ok(())
+    }
+
+    /// Wait for an operator's command (approval points and holds, when the
+    /// front end keeps the run going). Rules that watch the clock (a
+    /// deadline, the window) are looked at again every second.
+    async fn wait(&mut self, what: String) -> Result<(), EngineError> {
+        if self.announced_wait.as_deref() != Some(what.as_str()) {
+            self.rec.notice(&Notice::Waiting { what: what.clone() });
+            self.announced_wait = Some(what);
+        }
+        let spec = &self.policy.policy.spec;
+        let clock_rules = spec.window.is_some() || !spec.auto_abort.is_empty();
+        let mut inbox = self.inbox.take();
+        let cancel = self.cancel.clone();
+        let clock = self.clock.clone();
+        let result = loop {
+            tokio::select! {
+                envelope = next_command(&mut inbox) => {
+                    if let Err(e) = self.answer(envelope) {
+                        break Err(e);
+                    }
+                    if self.preempted {
+                        break Ok(());
+                    }
+                }
+                _ = cancel.cancelled() => break Err(EngineError::Cancelled),
+                _ = clock.sleep(RECHECK_WHILE_WAITING), if clock_rules => break Ok(()),
+            }
+        };
+        self.inbox = inbox;
+        result
+    }
+
+    /// Wait on the engine's clock, unless the run is cancelled (then stop
+    /// at this safe point) or an operator's command is accepted meanwhile
+    /// (then the step in hand stops: [`EngineError::Preempted`]).
+    pub(super) async fn sleep(&mut self, delay: Duration) -> Result<(), EngineError> {
+        self.safe_point()?;
         if delay.is_zero() {
             return Ok(());
         }
-        tokio::select! {
-            _ = self.clock.sleep(delay) => Ok(()),
-            _ = self.cancel.cancelled() => Err(EngineError::Cancelled),
+        let end = self.clock.monotonic() + delay;
+        let mut inbox = self.inbox.take();
+        let cancel = self.cancel.clone();
+        let clock = self.clock.clone();
+        let result = loop {
+            let left = end.saturating_sub(clock.monotonic());
+            if left.is_zero() {
+                break Ok(());
+            }
+            tokio::select! {
+                _ = clock.sleep(left) => break Ok(()),
+                _ = cancel.cancelled() => break Err(EngineError::Cancelled),
+                envelope = next_command(&mut inbox) => {
+                    if let Err(e) = self.answer(envelope) {
+                        break Err(e);
+                    }
+                    if self.preempted {
+                        break Err(EngineError::Preempted);
+                    }
+                }
+            }
+        };
+        self.inbox = inbox;
+        result
+    }
+
+    /// Between two steps: stop here if the run is cancelled or an accepted
+    /// command asks the step in hand to stop.
+    pub(super) fn safe_point(&self) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
         }
+        if self.preempted {
+            return Err(EngineError::Preempted);
+        }
+        Ok(())
+    }
+}
+
+/// How often a run waiting for a person looks again at the rules that
+/// watch the clock.
+const RECHECK_WHILE_WAITING: Duration = Duration::from_secs(1);
+
+/// The next command from the inbox; never resolves without one (no inbox,
+/// or every sender gone).
+pub(super) async fn next_command(inbox: &mut Option<Inbox>) -> Envelope {
+    match inbox {
+        Some(inbox) => match inbox.recv().await {
+            Some(envelope) => envelope,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -12,16 +12,17 @@
 //! reads formats 1 and 2 to the same story (tests/journal_compat.rs) and
 //! refuses a newer format by name rather than misreading it.
 
+use super::operator::OperatorVerb;
 use crate::model::{Command, Configuration, Disposition, Phase, UpgradeState};
 use crate::plugins::{HardwareOp, Verdict};
-use crate::policy::{ApprovalPoint, Params, PluginRef, RuleAction};
+use crate::policy::{ApprovalPoint, Params, PluginRef, PolicyOrigin, RuleAction};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 /// The journal format this release writes.
-pub const JOURNAL_FORMAT: u32 = 2;
+pub const JOURNAL_FORMAT: u32 = 3;
 
 /// One journal record's payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,10 @@ pub enum Event {
         /// other event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hardware: Option<Box<HardwarePin>>,
+        /// Where the policy came from when a front end knows (the agent: its
+        /// source, revision and path); absent for a file named on a command line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<PolicyOrigin>,
     },
     /// A command the state model accepted; the fold applies it again.
     Model { command: Command },
@@ -103,6 +108,16 @@ pub enum Event {
     Drift { recorded: String, current: String },
     /// A person asked for an abort.
     AbortRequested { by: String },
+    /// An operator's command was accepted (format 3): who asked, what, and
+    /// why. Its effects are the records that follow it.
+    Asked {
+        verb: OperatorVerb,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A hold was released by a person (format 3): the session goes on.
+    Released { by: String },
     /// Format 1 only: the failure recorded next cannot be retried.
     NotRetryable,
     /// A runner took the session up again (after a stop, a crash or a reboot).
@@ -275,6 +290,9 @@ pub struct Session {
     pub started_ms: u64,
     pub last_ms: u64,
     pub ended: Option<Outcome>,
+    /// Where the policy came from, when the session's first record says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PolicyOrigin>,
     /// Format 1: a `notRetryable` record marks the failure that follows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     next_failure_final: bool,
@@ -298,6 +316,8 @@ pub struct SessionSummary {
     pub last_ms: u64,
     pub ended: Option<Outcome>,
     pub aborted_from: Option<UpgradeState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PolicyOrigin>,
 }
 
 impl From<&Session> for SessionSummary {
@@ -314,6 +334,7 @@ impl From<&Session> for SessionSummary {
             last_ms: s.last_ms,
             ended: s.ended,
             aborted_from: s.aborted_from,
+            origin: s.origin.clone(),
         }
     }
 }
@@ -347,6 +368,7 @@ impl Session {
             target,
             format,
             hardware,
+            origin,
         } = event
         else {
             return Err(FoldError::NoStart);
@@ -373,6 +395,7 @@ impl Session {
             started_ms: ts,
             last_ms: ts,
             ended: None,
+            origin: origin.clone(),
             next_failure_final: false,
         })
     }
@@ -429,6 +452,7 @@ impl Session {
                 self.request = Some(request.clone());
             }
             Event::Held { reason } => self.held = Some(reason.clone()),
+            Event::Released { .. } => self.held = None,
             Event::AbortRequested { .. } => self.abort_requested = true,
             Event::NotRetryable => self.next_failure_final = true,
             Event::SessionEnded { outcome } => self.ended = Some(*outcome),
@@ -439,6 +463,7 @@ impl Session {
             | Event::Drift { .. }
             | Event::CommandKilled { .. }
             | Event::Resumed { .. }
+            | Event::Asked { .. }
             | Event::Interrupted { .. } => {}
         }
         Ok(())
@@ -508,6 +533,7 @@ mod tests {
             target: "sim".into(),
             format: JOURNAL_FORMAT,
             hardware: None,
+            origin: None,
         }
     }
 
@@ -595,7 +621,7 @@ mod tests {
         );
         assert!(
             err.to_string()
-                .contains("journal format 3, newer than this duplex reads (formats 1 to 2)"),
+                .contains("journal format 4, newer than this duplex reads (formats 1 to 3)"),
             "{err}"
         );
     }

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod decide;
 mod driver;
 pub mod event;
+pub mod operator;
 pub mod recorder;
 mod request;
 pub mod setup;
@@ -40,6 +41,11 @@ pub enum EngineError {
     /// The run was cancelled (the driver records it and stops).
     #[error("the run was cancelled")]
     Cancelled,
+    /// An operator's command (hold, abort, retry) changed what the run
+    /// does: the step in hand stops at this safe point and the loop decides
+    /// again. Never leaves the engine.
+    #[error("an operator's command stopped the step in hand")]
+    Preempted,
     /// Plugins made the session's journal grow past its limit.
     #[error(
         "the session's journal reached {bytes} bytes, past its limit of {limit}: a plugin is making it grow without bound"

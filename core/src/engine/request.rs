@@ -93,14 +93,24 @@ impl Engine {
             Ok(Ok(())) => "the request completed",
             Ok(Err(_)) => "the request failed",
             Err(EngineError::Cancelled) => "the run stopped",
+            Err(EngineError::Preempted) => "an operator's command stopped the request",
             Err(_) => "the request ended",
         };
         self.end_commands(
             why,
-            steps.is_ok() || matches!(steps, Err(EngineError::Cancelled)),
+            steps.is_ok() || matches!(steps, Err(EngineError::Cancelled | EngineError::Preempted)),
         )?;
         let outcome = match steps {
             Ok(outcome) => outcome,
+            // Stopped at a safe point by an operator: an abort ends the
+            // request (then the loop aborts); a hold leaves it Busy, to run
+            // again from its start when the hold is released.
+            Err(EngineError::Preempted) => {
+                if let Some(command) = super::operator::abort_ends_request(self.rec.session()) {
+                    self.record(Event::Model { command })?;
+                }
+                return Ok(());
+            }
             // Plugins made the journal grow past its limit: no more plugin
             // calls are recorded; a person must look.
             Err(e @ EngineError::JournalLimit { .. }) => Err(Failure::hold(e.to_string())),
@@ -202,12 +212,27 @@ impl Engine {
         let loaded = self.plugins.get(plugin).cloned().ok_or_else(|| {
             EngineError::Internal(format!("plugin `{plugin}` is not loaded for this run"))
         })?;
+        self.safe_point()?;
         let started = std::time::Instant::now();
-        let handle = tokio::task::spawn_blocking(move || call(&loaded));
-        let result = tokio::select! {
-            joined = handle => joined.map_err(|e| EngineError::Internal(format!("plugin call task failed: {e}")))?,
-            _ = self.cancel.cancelled() => return Err(EngineError::Cancelled),
+        let mut handle = tokio::task::spawn_blocking(move || call(&loaded));
+        // Commands are answered (and recorded) while the call runs; the call
+        // itself is let finish or time out, and the step stops after it.
+        let mut inbox = self.inbox.take();
+        let cancel = self.cancel.clone();
+        let joined = loop {
+            tokio::select! {
+                joined = &mut handle => break Ok(joined),
+                _ = cancel.cancelled() => break Err(EngineError::Cancelled),
+                envelope = super::driver::next_command(&mut inbox) => {
+                    if let Err(e) = self.answer(envelope) {
+                        break Err(e);
+                    }
+                }
+            }
         };
+        self.inbox = inbox;
+        let result =
+            joined?.map_err(|e| EngineError::Internal(format!("plugin call task failed: {e}")))?;
         // The host ended the call because the run was cancelled: that is
         // the run's interruption, not the plugin's failure.
         if matches!(result, Err(CallError::Cancelled { .. })) {

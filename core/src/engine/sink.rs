@@ -59,6 +59,9 @@ pub enum Notice {
     },
     /// Asked to stop: the run stops at its next safe point.
     Stopping { why: String },
+    /// The run waits for an operator's command (an approval, a release)
+    /// instead of stopping: its front end keeps it going.
+    Waiting { what: String },
 }
 
 /// A sink that drops everything (library users and benchmarks).
@@ -171,6 +174,11 @@ pub fn describe(event: &Event) -> String {
             "killed command `{command}` of plugin `{plugin}` ({request}, key `{key}`) with its process group: {reason}"
         ),
         Event::AbortRequested { by } => format!("abort requested by {by}"),
+        Event::Asked { verb, by, reason } => match reason {
+            Some(reason) => format!("{by} asked to {verb}: {reason}"),
+            None => format!("{by} asked to {verb}"),
+        },
+        Event::Released { by } => format!("hold released by {by}"),
         Event::NotRetryable => "the failure is marked not retryable".into(),
         Event::Resumed { pid, at } if at.contains("(Busy)") => {
             format!("runner resumed (pid {pid}) in {at}: the interrupted request runs again")

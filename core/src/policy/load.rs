@@ -36,6 +36,22 @@ pub struct LoadedPolicy {
     pub digest: Sha256,
     /// The file's text, to place later findings (e.g. against plugin schemas).
     pub text: String,
+    /// Where the file came from, when a front end fetched it from a source
+    /// (the agent: a directory or a git repository); recorded with a session.
+    pub origin: Option<PolicyOrigin>,
+}
+
+/// Where a policy came from: the source a front end fetched it from, the
+/// revision (a git commit) and the file's path in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyOrigin {
+    /// The source, e.g. `git+file:///srv/policies@main` or a directory.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The policy file's path in the source.
+    pub path: String,
 }
 
 impl LoadedPolicy {
@@ -177,6 +193,7 @@ fn loaded(policy: UpgradePolicy, text: &str, path: &Path) -> LoadedPolicy {
         base_dir,
         digest: Sha256::of(text.as_bytes()),
         text: text.to_string(),
+        origin: None,
     }
 }
 

@@ -15,7 +15,8 @@ pub mod values;
 pub use diagnostic::{Diagnostic, Finding, Warning, field_path};
 pub use grants::{Grant, IMPORT_GRANTS, grant_for_import};
 pub use load::{
-    LoadError, LoadedPolicy, MAX_POLICY_BYTES, load_checked_text, load_file, load_text, parse,
+    LoadError, LoadedPolicy, MAX_POLICY_BYTES, PolicyOrigin, load_checked_text, load_file,
+    load_text, parse,
 };
 pub use types::*;
 pub use values::{ByteSize, HumanDuration, Sha256, Timestamp};

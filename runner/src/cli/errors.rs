@@ -17,7 +17,6 @@ pub fn message(err: &AppError) -> String {
         AppError::PolicyCopy { .. } => {
             format!("{err}; `duplex abort` still works from what the session pinned")
         }
-        AppError::NothingToApprove { .. } | AppError::NotAnApprover { .. } => err.to_string(),
         other => other.to_string(),
     }
 }

@@ -5,6 +5,7 @@
 //! control character from a plugin reaches the terminal.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use duplex_core::app::OperatorVerb;
 use std::process::ExitCode;
 
 /// Exit codes shared by every verb (documented in README.md and `--help`).
@@ -98,11 +99,15 @@ pub enum Verb {
     /// Show the activity log of the current (or a past) session.
     Log(status::LogArgs),
     /// Approve the session to go on past its approval point (as $DUPLEX_OPERATOR or the OS user).
-    Approve,
+    Approve(run::CommandArgs),
     /// Retry the failed request of a Broken session.
-    Retry,
+    Retry(run::CommandArgs),
     /// Abort the session: restore the original configuration (not after Commit).
-    Abort,
+    Abort(run::CommandArgs),
+    /// Hold the session at its next safe point, with a reason, until released.
+    Hold(run::HoldArgs),
+    /// Release a session held by a person: it goes on.
+    Release(run::CommandArgs),
     /// Carry on the session in flight after a stop, a crash or a reboot.
     Resume(run::ResumeArgs),
     /// List past sessions with their outcome and duration.
@@ -114,7 +119,7 @@ pub enum Verb {
 mod dirs;
 mod errors;
 mod grants;
-mod operator;
+pub(crate) mod operator;
 mod output;
 mod plan;
 mod plugin;
@@ -168,13 +173,33 @@ pub fn main() -> ExitCode {
         Verb::Apply(args) => run::drive(run::Verb::Apply(args), cli.output, cli.state_dir),
         Verb::Status => status::status(cli.output, cli.state_dir),
         Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),
-        Verb::Approve => run::drive(run::Verb::Approve, cli.output, cli.state_dir),
-        Verb::Retry => run::drive(run::Verb::Retry, cli.output, cli.state_dir),
-        Verb::Abort => run::drive(run::Verb::Abort, cli.output, cli.state_dir),
+        Verb::Approve(a) => {
+            operator_verb(OperatorVerb::Approve, a.reason, cli.output, cli.state_dir)
+        }
+        Verb::Retry(a) => operator_verb(OperatorVerb::Retry, a.reason, cli.output, cli.state_dir),
+        Verb::Abort(a) => operator_verb(OperatorVerb::Abort, a.reason, cli.output, cli.state_dir),
+        Verb::Hold(a) => operator_verb(
+            OperatorVerb::Hold,
+            Some(a.reason),
+            cli.output,
+            cli.state_dir,
+        ),
+        Verb::Release(a) => {
+            operator_verb(OperatorVerb::Release, a.reason, cli.output, cli.state_dir)
+        }
         Verb::Resume(args) => run::drive(run::Verb::Resume(args), cli.output, cli.state_dir),
         Verb::History => status::history(cli.output, cli.state_dir),
         Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
     };
     ExitCode::from(code)
+}
+
+fn operator_verb(
+    verb: OperatorVerb,
+    reason: Option<String>,
+    output: Output,
+    state_dir: Option<std::path::PathBuf>,
+) -> u8 {
+    run::drive(run::Verb::Operator(verb, reason), output, state_dir)
 }

@@ -14,18 +14,17 @@ pub fn current() -> Operator {
     {
         return Operator(name.trim().to_string());
     }
-    Operator(os_user().unwrap_or_else(|| {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        format!("uid {}", unsafe { libc::geteuid() })
-    }))
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    Operator(user_name(uid).unwrap_or_else(|| format!("uid {uid}")))
 }
 
-fn os_user() -> Option<String> {
+/// The name of user `uid` in the password database.
+pub fn user_name(uid: u32) -> Option<String> {
     // SAFETY: getpwuid_r writes into the buffers we own and sizes we give;
     // the result pointer is only read when it is non-null and the call
     // succeeded.
     unsafe {
-        let uid = libc::geteuid();
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut result: *mut libc::passwd = std::ptr::null_mut();

@@ -1,10 +1,16 @@
 //! The verbs that drive a session: `apply`, `resume`, `approve`, `retry`,
-//! `abort`, and `unlock`. Each hands its one thing to the application layer
-//! and renders the report: the stop, the exit code, what to do next.
+//! `abort`, `hold`, `release`, and `unlock`. Each hands its one thing to the
+//! application layer and renders the report: the stop, the exit code, what
+//! to do next. While one of them runs the session it serves the state
+//! dir's control socket, so an operator's command from another shell
+//! reaches it; an operator's command first tries that socket, and takes the
+//! lock itself only when nobody runs the session.
 
 use super::view::{HumanView, JsonView};
 use super::{Output, errors, exit, output};
-use duplex_core::app::{App, AppError, Operator, RunOptions, RunReport};
+use duplex_core::app::{
+    App, AppError, Operator, OperatorRequest, OperatorVerb, RunOptions, RunReport,
+};
 use duplex_core::cancel::Cancel;
 use duplex_core::engine::sink::EventSink;
 use duplex_core::engine::{Outcome, Stop};
@@ -42,13 +48,27 @@ fn parse_state(text: &str) -> Result<UpgradeState, String> {
         })
 }
 
+/// `approve`, `retry`, `abort`, `release`: why, for the log.
+#[derive(Debug, clap::Args)]
+pub struct CommandArgs {
+    /// Why (recorded in the session's log with who asked).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// `hold`: the reason is required.
+#[derive(Debug, clap::Args)]
+pub struct HoldArgs {
+    /// Why the session is held (recorded, and shown by `duplex status`).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
 /// What to ask of the application layer.
 pub enum Verb {
     Apply(ApplyArgs),
     Resume(ResumeArgs),
-    Approve,
-    Retry,
-    Abort,
+    Operator(OperatorVerb, Option<String>),
 }
 
 /// Run a verb that drives a session, from its first instruction under the
@@ -87,27 +107,116 @@ async fn run_verb(
         Output::Json => Box::new(JsonView),
     };
     let operator = super::operator::current();
-    let result = match verb {
-        Verb::Apply(args) => {
-            let file_policy = match policy::load_file(&args.file) {
-                Ok(p) => p,
-                Err(err) => return errors::report_load(&err),
+    if let Verb::Operator(verb, reason) = &verb {
+        let request = OperatorRequest {
+            verb: *verb,
+            by: operator.0.clone(),
+            reason: reason.clone(),
+        };
+        if let Some(code) = send_to_runner(&app, &request, output_format).await {
+            return code;
+        }
+    }
+    // An apply reads its policy before anything else, and creates the
+    // state dir (its session's first record would).
+    let file_policy = match &verb {
+        Verb::Apply(args) => match policy::load_file(&args.file) {
+            Ok(p) => {
+                let _ = crate::api::socket::create_state_dir(app.state_dir());
+                Some(p)
+            }
+            Err(err) => return errors::report_load(&err),
+        },
+        _ => None,
+    };
+    let app = std::sync::Arc::new(app);
+    // Commands from other shells reach this run through the socket.
+    let socket = match crate::api::socket::serve(
+        app.state_dir(),
+        crate::api::commands::router(app.clone()),
+    ) {
+        Ok(socket) => socket,
+        Err(e) => {
+            output::eline(&format!(
+                "warning: cannot serve the control socket {}: {e}; commands from other shells will wait for this run to stop",
+                crate::api::socket::path(app.state_dir()).display()
+            ));
+            None
+        }
+    };
+    let result = match (verb, file_policy) {
+        (Verb::Apply(args), Some(file_policy)) => {
+            let options = RunOptions {
+                until: args.until,
+                ..Default::default()
             };
-            let options = RunOptions { until: args.until };
             app.apply(file_policy, options, sink, cancel).await
         }
-        Verb::Resume(args) => {
-            app.resume(RunOptions { until: args.until }, sink, cancel)
+        (Verb::Apply(_), None) => unreachable!("an apply's policy is read first"),
+        (Verb::Resume(args), _) => {
+            let options = RunOptions {
+                until: args.until,
+                ..Default::default()
+            };
+            app.resume(options, sink, cancel).await
+        }
+        (Verb::Operator(verb, reason), _) => {
+            let request = OperatorRequest {
+                verb,
+                by: operator.0.clone(),
+                reason,
+            };
+            app.operate(request, RunOptions::default(), sink, cancel)
                 .await
         }
-        Verb::Approve => app.approve(&operator, sink, cancel).await,
-        Verb::Retry => app.retry(sink, cancel).await,
-        Verb::Abort => app.abort(&operator, sink, cancel).await,
     };
+    if let Some(socket) = socket {
+        socket.close().await;
+    }
     match result {
         Ok(report) => report_stop(&app, &report, &operator, output_format),
         Err(err) => errors::report(output_format, &err),
     }
+}
+
+/// Give the command to the process running the session, if one listens
+/// on the control socket; `None` when nobody does (the command then takes
+/// the lock itself).
+async fn send_to_runner(app: &App, request: &OperatorRequest, output_format: Output) -> Option<u8> {
+    let body = serde_json::json!({ "by": request.by, "reason": request.reason });
+    let path = format!("/v1/commands/{}", request.verb);
+    let reply = match crate::api::client::post(app.state_dir(), &path, &body).await {
+        Ok(reply) => reply,
+        Err(e) => return Some(errors::fail(output_format, &e)),
+    };
+    let crate::api::client::Reply::Answered { status, body } = reply else {
+        return None;
+    };
+    if status == 200 {
+        let answer: Result<crate::api::commands::CommandAnswer, _> = serde_json::from_slice(&body);
+        let Ok(answer) = answer else {
+            return Some(errors::fail(
+                output_format,
+                "the running duplex sent an answer that is not one",
+            ));
+        };
+        let a = &answer.accepted;
+        let message = format!(
+            "{} accepted by the duplex running session {} (pid {}); it is in {}. It takes effect at the run's next safe point (a plugin call in progress finishes first); `duplex log --follow` shows it.",
+            a.verb, a.session, a.pid, a.at
+        );
+        match output_format {
+            Output::Human => output::line(&message),
+            Output::Json => output::json_line(
+                &serde_json::json!({ "result": "accepted", "session": a.session, "pid": a.pid, "at": a.at, "message": message }).to_string(),
+            ),
+        }
+        return Some(exit::OK);
+    }
+    let message = serde_json::from_slice::<crate::api::error::ErrorBody>(&body)
+        .map(|b| b.error.message)
+        .unwrap_or_else(|_| format!("the running duplex answered HTTP {status}"));
+    Some(errors::fail(output_format, &message))
 }
 
 fn report_stop(app: &App, report: &RunReport, operator: &Operator, output_format: Output) -> u8 {

@@ -119,6 +119,7 @@ fn render_notice(notice: &Notice) {
         Notice::Stopping { why } => output::eline(&format!(
             "{why}: stopping at the next safe point; the session is kept for `duplex resume` (send it again to stop at once)"
         )),
+        Notice::Waiting { what } => output::eline(&format!("{what}…")),
         Notice::Opened { .. } => {}
     }
 }
