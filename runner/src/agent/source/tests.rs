@@ -416,3 +416,11 @@ async fn watcher_wakes_on_a_write_not_a_read() {
         .expect("a write wakes the watcher within 10 s")
         .expect("the watcher is alive");
 }
+
+#[test]
+fn a_source_moves_to_a_blocking_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<PolicySource>();
+    send::<super::Snapshot>();
+    send::<SourceError>();
+}
