@@ -9,3 +9,4 @@
 
 pub mod outbox;
 pub mod webhooks;
+pub mod source;
