@@ -6,3 +6,5 @@
 
 // The pieces land one by one before the loop that wires them together.
 #![allow(dead_code)]
+
+pub mod metrics;
