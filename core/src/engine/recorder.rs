@@ -150,8 +150,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    /// What the sink saw of each record: its seq and its append time.
-    struct Appends(Arc<Mutex<Vec<(u64, Option<Duration>)>>>);
+    /// Each record's seq and append time, as the sink saw them.
+    type Seen = Arc<Mutex<Vec<(u64, Option<Duration>)>>>;
+
+    struct Appends(Seen);
 
     impl EventSink for Appends {
         fn record(&mut self, r: &Recorded<'_>) {

@@ -376,8 +376,7 @@ impl Metrics {
         // The series whose labels are known up front start at 0, so a rate
         // over them is defined from the first scrape.
         for outcome in [Outcome::Committed, Outcome::Aborted] {
-            m.sessions_ended
-                .get_or_create(&outcome_labels(outcome.name()));
+            zero(&m.sessions_ended, outcome_labels(outcome.name()));
         }
         for kind in HOLD_KINDS {
             zero(&m.holds, kind_labels(kind));
