@@ -2,6 +2,8 @@
 //! operator would and look at what it printed.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -8,6 +8,7 @@ use super::event::{Event, Session, SessionSummary};
 use super::sink::{EventSink, Notice, ProgressUpdate, Recorded};
 use crate::clock::SharedClock;
 use crate::journal::{Finished, JournalError, SessionWriter};
+use std::time::Instant;
 
 /// The fold is saved as the session's snapshot (see
 /// [`SessionWriter::save_snapshot`]) once this many records, or this many
@@ -78,10 +79,15 @@ impl Recorder {
                 .map_err(EngineError::Model)?;
         }
         let ts = self.clock.wall_ms();
+        // A measurement of the host (how long the disk took), not session
+        // time: the engine's Clock may be simulated, and nothing decides on
+        // this; front ends report it (the agent's journal latency metric).
+        let appending = Instant::now();
         let seq = self
             .writer
             .append_at(ts, &event)
             .map_err(EngineError::Journal)?;
+        let append = appending.elapsed();
         self.session
             .apply_at(seq, ts, &event)
             .map_err(|e| EngineError::Internal(format!("record {seq} does not fold: {e}")))?;
@@ -99,6 +105,7 @@ impl Recorder {
             ts_ms: ts,
             event: &event,
             session: &self.session,
+            append: Some(append),
         });
         Ok(seq)
     }
@@ -111,6 +118,7 @@ impl Recorder {
             ts_ms,
             event,
             session: &self.session,
+            append: None,
         });
     }
 
@@ -129,5 +137,71 @@ impl Recorder {
     /// Mark the session finished (after its last record).
     pub fn finish(self) -> Result<Finished, EngineError> {
         finish_session(self.writer, &self.session).map_err(EngineError::Journal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimulatedClock;
+    use crate::engine::sink::Recorded;
+    use crate::journal::StateDir;
+    use crate::model::Command;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Each record's seq and append time, as the sink saw them.
+    type Seen = Arc<Mutex<Vec<(u64, Option<Duration>)>>>;
+
+    struct Appends(Seen);
+
+    impl EventSink for Appends {
+        fn record(&mut self, r: &Recorded<'_>) {
+            self.0.lock().unwrap().push((r.seq, r.append));
+        }
+        fn progress(&mut self, _: &ProgressUpdate) {}
+        fn notice(&mut self, _: &Notice) {}
+    }
+
+    #[test]
+    fn appended_records_carry_their_append_time_and_announced_ones_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::lock(tmp.path().join("state")).unwrap();
+        let first = Event::SessionStarted {
+            policy: "demo".into(),
+            policy_file: "demo.yaml".into(),
+            policy_digest: "ab".repeat(32),
+            target: "demo".into(),
+            format: crate::engine::JOURNAL_FORMAT,
+            hardware: None,
+        };
+        let writer = dir.create_session_with(1_000, &first, &[]).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // A simulated clock that never moves: the append time is the host's,
+        // measured whatever the session's clock says.
+        let mut rec = Recorder::new(
+            writer,
+            Session::start(&first, 1_000).unwrap(),
+            Box::new(Appends(seen.clone())),
+            SimulatedClock::starting_at(1_000),
+        );
+        rec.announce(1, 1_000, &first);
+        rec.record(Event::Model {
+            command: Command::Start,
+        })
+        .unwrap();
+        rec.record(Event::Model {
+            command: Command::Begin,
+        })
+        .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0], (1, None));
+        for (seq, append) in &seen[1..] {
+            // An fsync'd append takes some time, and not a minute.
+            let append = append.unwrap_or_else(|| panic!("record {seq} has no append time"));
+            assert!(append > Duration::ZERO && append < Duration::from_secs(60));
+        }
+        assert_eq!((seen[1].0, seen[2].0), (2, 3));
     }
 }

@@ -30,6 +30,11 @@ pub struct Recorded<'a> {
     pub ts_ms: u64,
     pub event: &'a Event,
     pub session: &'a Session,
+    /// How long appending this record to the journal took, its fsync
+    /// included, as the host measured it; `None` for a record shown but not
+    /// appended now ([`Recorder::announce`](super::Recorder::announce): the
+    /// first record, written when the session was created).
+    pub append: Option<Duration>,
 }
 
 /// How far a long step is.

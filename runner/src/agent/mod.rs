@@ -10,3 +10,4 @@
 pub mod outbox;
 pub mod webhooks;
 pub mod source;
+pub mod metrics;
