@@ -174,6 +174,7 @@ mod tests {
             target: "demo".into(),
             format: crate::engine::JOURNAL_FORMAT,
             hardware: None,
+            origin: None,
         };
         let writer = dir.create_session_with(1_000, &first, &[]).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

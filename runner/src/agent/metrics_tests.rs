@@ -23,6 +23,7 @@ impl Feed {
             target: "sim".into(),
             format: JOURNAL_FORMAT,
             hardware: None,
+            origin: None,
         };
         let session = Session::start(&first, 1_000).unwrap();
         let metrics = Metrics::new();

@@ -114,13 +114,15 @@ pub enum Verb {
     History,
     /// Break the state dir's lock when its holder is known to be dead.
     Unlock(run::UnlockArgs),
+    /// Run unattended: reconcile a policy source (a directory or a git repository), serve the API.
+    Agent(crate::agent::Args),
 }
 
-mod dirs;
+pub(crate) mod dirs;
 mod errors;
 mod grants;
 pub(crate) mod operator;
-mod output;
+pub(crate) mod output;
 mod plan;
 mod plugin;
 mod run;
@@ -132,12 +134,17 @@ mod view;
 /// The application layer over the state dir the flags and environment name.
 fn app(state_dir: Option<std::path::PathBuf>) -> Result<duplex_core::app::App, String> {
     let state_dir = dirs::state_dir(state_dir).map_err(|e| e.to_string())?;
-    Ok(duplex_core::app::App::new(duplex_core::app::AppConfig {
+    Ok(app_for(state_dir))
+}
+
+/// The application layer over `state_dir`.
+pub(crate) fn app_for(state_dir: std::path::PathBuf) -> duplex_core::app::App {
+    duplex_core::app::App::new(duplex_core::app::AppConfig {
         cache_dir: Some(dirs::default_cache_dir()),
         state_dir,
         clock: duplex_core::clock::SystemClock::shared(),
         pacing: Default::default(),
-    }))
+    })
 }
 
 /// The application layer for commands that need no state dir (`validate`):
@@ -191,6 +198,7 @@ pub fn main() -> ExitCode {
         Verb::History => status::history(cli.output, cli.state_dir),
         Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
+        Verb::Agent(args) => crate::agent::run(args, cli.state_dir),
     };
     ExitCode::from(code)
 }

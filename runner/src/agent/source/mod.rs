@@ -93,13 +93,6 @@ pub struct Snapshot {
     pub digest: Sha256,
 }
 
-impl Snapshot {
-    /// The digest as recorded: `sha256:<hex>`.
-    pub fn digest_label(&self) -> String {
-        format!("sha256:{}", self.digest)
-    }
-}
-
 /// What went wrong fetching a policy, naming what and where.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

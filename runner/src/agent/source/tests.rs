@@ -99,7 +99,6 @@ fn dir_source_digest_follows_the_file() {
         first.digest,
         duplex_core::policy::Sha256::of(b"version: 1\n")
     );
-    assert!(first.digest_label().starts_with("sha256:"));
     assert_eq!(source.fetch().unwrap(), first);
     write(&tmp.path().join("sub/p.yaml"), "version: 2\n");
     let second = source.fetch().unwrap();

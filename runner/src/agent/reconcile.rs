@@ -1,0 +1,505 @@
+//! The agent's loop: take up the session in flight (after a crash, a
+//! reboot, a `kill -9`), then fetch the source and reconcile by digest —
+//! whenever the source changes (watched), every fetch interval, and on
+//! demand — until SIGTERM/SIGINT, which stops the run at a safe point.
+//!
+//! By digest: a new digest with nothing in flight starts a session; a
+//! change while a session is in flight is drift (reported, not applied)
+//! unless it declares `action: abort`; a digest whose session aborted is
+//! abandoned (never run again on its own until the source changes); a
+//! digest already achieved does nothing; a policy that does not load is
+//! reported with its errors and starts nothing.
+
+use super::events;
+use super::metrics::Metrics;
+use super::record::{Achieved, ReconcileRecord};
+use super::sink::{AgentSink, Live};
+use super::source::{PolicySource, Snapshot};
+use super::webhooks::CloudEvent;
+use duplex_core::app::{App, AppError, OperatorRequest, OperatorVerb, RunOptions, RunReport};
+use duplex_core::cancel::Cancel;
+use duplex_core::engine::{Outcome, Stop};
+use duplex_core::policy::{LoadError, LoadedPolicy, PolicyAction, PolicyOrigin};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the agent shows of itself in `GET /v1/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    /// The source's current policy.
+    pub desired: Option<Desired>,
+    /// The last policy a session committed.
+    pub achieved: Option<Achieved>,
+    /// The session this agent runs now, and the digest it runs.
+    pub running: Option<Running>,
+    /// The source's policy does not load: its errors, file:line:col.
+    pub invalid: Vec<String>,
+    /// The source could not be fetched.
+    pub fetch_error: Option<String>,
+    /// The source changed while a session runs another policy.
+    pub drift: Option<String>,
+    /// Digests not run again on their own (their session aborted).
+    pub abandoned: Vec<String>,
+    /// Why the desired policy does nothing now, when it does nothing.
+    pub idle_because: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    pub digest: String,
+    pub revision: Option<String>,
+    pub source: String,
+    pub path: String,
+    pub fetched_ms: u64,
+    /// The policy file as fetched (materialised), for `plan`.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Running {
+    pub session: Option<String>,
+    pub digest: String,
+}
+
+/// Everything the loop and the API share.
+pub struct Agent {
+    pub app: Arc<App>,
+    pub metrics: Arc<Metrics>,
+    pub live: Live,
+    pub events: std::sync::mpsc::Sender<CloudEvent>,
+    /// The CloudEvents source of this agent.
+    pub event_source: String,
+    pub view: Mutex<AgentView>,
+    pub fetch_now: Notify,
+    pub stop: Cancel,
+    pub policy_path: PathBuf,
+}
+
+type SessionTask = tokio::task::JoinHandle<Result<RunReport, AppError>>;
+
+/// The loop's own state.
+struct Loop {
+    agent: Arc<Agent>,
+    record: ReconcileRecord,
+    task: Option<SessionTask>,
+    running_digest: Option<String>,
+    /// Digests whose session could not start (refused before anything was
+    /// written): not tried again until the source changes.
+    rejected: BTreeSet<String>,
+    /// What was already reported, so a fetch does not report it again.
+    reported: BTreeSet<String>,
+}
+
+impl Agent {
+    fn now_ms(&self) -> u64 {
+        self.app.clock().wall_ms()
+    }
+
+    fn sink(&self) -> Box<AgentSink> {
+        Box::new(AgentSink::new(
+            self.metrics.clone(),
+            self.live.clone(),
+            self.events.clone(),
+            self.event_source.clone(),
+        ))
+    }
+
+    fn update(&self, f: impl FnOnce(&mut AgentView)) {
+        f(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Run the loop until the agent is stopped.
+pub async fn run(
+    agent: Arc<Agent>,
+    mut source: PolicySource,
+    interval: Duration,
+) -> Result<(), String> {
+    let record = ReconcileRecord::load(agent.app.state_dir())?;
+    let mut lp = Loop {
+        agent: agent.clone(),
+        record,
+        task: None,
+        running_digest: None,
+        rejected: BTreeSet::new(),
+        reported: BTreeSet::new(),
+    };
+    lp.publish_record();
+    lp.resume_in_flight();
+    // A stop interrupts a fetch in progress.
+    if let Some(flag) = source.interrupt_flag() {
+        let stop = agent.stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = match super::source::watch(source.watch_paths(), changed_tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            super::log(&format!(
+                "warning: cannot watch the source ({e}); fetching every {interval:?}"
+            ));
+            None
+        }
+    };
+    loop {
+        if agent.stop.is_cancelled() {
+            break;
+        }
+        let fetched = tokio::task::spawn_blocking(move || {
+            let result = source.fetch();
+            (source, result)
+        })
+        .await
+        .map_err(|e| format!("the fetch task failed: {e}"))?;
+        source = fetched.0;
+        match fetched.1 {
+            Ok(snapshot) => lp.reconcile(snapshot).await,
+            Err(e) => {
+                super::log(&format!("fetching the policy source failed: {e}"));
+                agent.metrics.source_failed("fetch");
+                agent.update(|v| v.fetch_error = Some(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = changed.recv() => {
+                // A burst of changes is one reconcile.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while changed.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(interval) => {}
+            _ = agent.fetch_now.notified() => {}
+            ended = wait_task(&mut lp.task) => lp.ended(ended),
+            _ = agent.stop.cancelled() => break,
+        }
+    }
+    // Stopping: the run stops at its next safe point (it saw the cancel).
+    if let Some(task) = lp.task.take() {
+        let ended = task.await;
+        lp.ended(ended);
+    }
+    Ok(())
+}
+
+async fn wait_task(
+    task: &mut Option<SessionTask>,
+) -> Result<Result<RunReport, AppError>, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Loop {
+    fn publish_record(&self) {
+        let achieved = self.record.achieved.clone();
+        let abandoned = self.record.abandoned.keys().cloned().collect();
+        self.agent.update(|v| {
+            v.achieved = achieved;
+            v.abandoned = abandoned;
+        });
+    }
+
+    /// Take up the session in flight, if any: it goes on by itself.
+    fn resume_in_flight(&mut self) {
+        let status = match self.agent.app.status() {
+            Ok(s) => s,
+            Err(e) => {
+                super::log(&format!("cannot read the state dir: {e}"));
+                return;
+            }
+        };
+        let Some(s) = status.session else { return };
+        if s.finished || s.session.ended.is_some() {
+            // A crash after the session ended: `resume` marks it finished.
+            if !s.finished {
+                self.start_resume(s.session.policy_digest.clone(), s.id.to_string());
+            }
+            return;
+        }
+        super::log(&format!(
+            "taking up session {} in {} where it was left",
+            s.id, s.session.config
+        ));
+        self.start_resume(s.session.policy_digest.clone(), s.id.to_string());
+    }
+
+    fn start_resume(&mut self, digest: String, session: String) {
+        let agent = self.agent.clone();
+        let options = RunOptions {
+            wait_for_operator: true,
+            ..Default::default()
+        };
+        self.running_digest = Some(digest.clone());
+        self.agent.update(|v| {
+            v.running = Some(Running {
+                session: Some(session),
+                digest,
+            })
+        });
+        let sink = agent.sink();
+        self.task = Some(tokio::spawn(async move {
+            agent.app.resume(options, sink, agent.stop.clone()).await
+        }));
+    }
+
+    async fn reconcile(&mut self, snapshot: Snapshot) {
+        let agent = self.agent.clone();
+        let digest = snapshot.digest.to_string();
+        agent.metrics.source_fetched(
+            snapshot.revision.as_deref(),
+            &digest,
+            &snapshot.source_path,
+            agent.now_ms() as f64 / 1000.0,
+        );
+        let changed = agent
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .desired
+            .as_ref()
+            .is_none_or(|d| d.digest != digest);
+        agent.update(|v| {
+            v.fetch_error = None;
+            v.desired = Some(Desired {
+                digest: digest.clone(),
+                revision: snapshot.revision.clone(),
+                source: snapshot.source_path.clone(),
+                path: agent.policy_path.display().to_string(),
+                fetched_ms: agent.now_ms(),
+                file: snapshot.policy_path.clone(),
+            });
+        });
+        if changed {
+            super::log(&format!(
+                "source: policy sha256 {}…{}",
+                &digest[..12.min(digest.len())],
+                snapshot
+                    .revision
+                    .as_deref()
+                    .map(|r| format!(" at revision {}", &r[..12.min(r.len())]))
+                    .unwrap_or_default()
+            ));
+        }
+        let mut policy = match duplex_core::policy::load_file(&snapshot.policy_path) {
+            Ok(p) => p,
+            Err(e) => return self.invalid(&digest, snapshot.revision.as_deref(), e),
+        };
+        agent.update(|v| v.invalid.clear());
+        policy.origin = Some(PolicyOrigin {
+            source: snapshot.source_path.clone(),
+            revision: snapshot.revision.clone(),
+            path: agent.policy_path.display().to_string(),
+        });
+        if self.task.is_some() {
+            return self
+                .in_flight(policy, &digest, snapshot.revision.as_deref())
+                .await;
+        }
+        agent.update(|v| v.drift = None);
+        let idle_because = if self
+            .record
+            .achieved
+            .as_ref()
+            .is_some_and(|a| a.digest == digest)
+        {
+            Some("achieved: a session committed this policy".to_string())
+        } else if let Some(session) = self.record.abandoned.get(&digest) {
+            Some(format!(
+                "abandoned: session {session} of this policy aborted; change the policy to run it again"
+            ))
+        } else if self.rejected.contains(&digest) {
+            Some("refused: its session could not start (see the log); change the policy".into())
+        } else if policy.policy.spec.action == PolicyAction::Abort {
+            Some("the policy declares `action: abort` and no session is in flight".into())
+        } else {
+            None
+        };
+        agent.update(|v| v.idle_because = idle_because.clone());
+        if idle_because.is_some() {
+            return;
+        }
+        super::log(&format!(
+            "starting a session for policy {} (sha256 {}…)",
+            policy.policy.metadata.name,
+            &digest[..12]
+        ));
+        self.running_digest = Some(digest.clone());
+        agent.update(|v| {
+            v.running = Some(Running {
+                session: None,
+                digest,
+            })
+        });
+        let sink = agent.sink();
+        let options = RunOptions {
+            wait_for_operator: true,
+            ..Default::default()
+        };
+        let task_agent = agent.clone();
+        self.task = Some(tokio::spawn(async move {
+            task_agent
+                .app
+                .apply(policy, options, sink, task_agent.stop.clone())
+                .await
+        }));
+    }
+
+    /// The source changed while a session runs: drift, unless the change
+    /// declares an abort.
+    async fn in_flight(&mut self, policy: LoadedPolicy, digest: &str, revision: Option<&str>) {
+        let Some(running) = self.running_digest.clone() else {
+            return;
+        };
+        if running == digest {
+            self.agent.update(|v| v.drift = None);
+            return;
+        }
+        let first_time = self.reported.insert(format!("drift/{digest}"));
+        self.agent.update(|v| v.drift = Some(digest.to_string()));
+        let session = self
+            .agent
+            .app
+            .status()
+            .ok()
+            .and_then(|s| s.session)
+            .map(|s| s.id.to_string())
+            .unwrap_or_default();
+        if policy.policy.spec.action == PolicyAction::Abort {
+            if !first_time {
+                return;
+            }
+            let by = format!(
+                "policy source{}",
+                revision
+                    .map(|r| format!(" (revision {})", &r[..12.min(r.len())]))
+                    .unwrap_or_default()
+            );
+            let request = OperatorRequest {
+                verb: OperatorVerb::Abort,
+                by,
+                reason: Some("the policy source declares `action: abort`".into()),
+            };
+            match self.agent.app.deliver(request).await {
+                Ok(a) => super::log(&format!(
+                    "declared abort accepted; the session is in {}",
+                    a.at
+                )),
+                Err(e) => super::log(&format!("declared abort not applied: {e}")),
+            }
+            return;
+        }
+        if first_time {
+            super::log(&format!(
+                "drift: the source now has policy sha256 {}…; session {session} goes on with the policy it started with",
+                &digest[..12.min(digest.len())]
+            ));
+            let _ = self.agent.events.send(events::drift(
+                &self.agent.event_source,
+                &session,
+                digest,
+                revision,
+                self.agent.now_ms(),
+            ));
+        }
+    }
+
+    fn invalid(&mut self, digest: &str, revision: Option<&str>, err: LoadError) {
+        let errors: Vec<String> = match &err {
+            LoadError::Invalid(diags) => diags.iter().map(|d| d.to_string()).collect(),
+            other => vec![other.to_string()],
+        };
+        self.agent.update(|v| v.invalid = errors.clone());
+        if !self.reported.insert(format!("invalid/{digest}")) {
+            return;
+        }
+        self.agent.metrics.source_failed("invalid");
+        super::log("the source's policy is invalid; nothing is started:");
+        for e in &errors {
+            super::log(&format!("  {e}"));
+        }
+        let _ = self.agent.events.send(events::policy_invalid(
+            &self.agent.event_source,
+            digest,
+            revision,
+            &errors,
+            self.agent.now_ms(),
+        ));
+    }
+
+    /// A session's run ended: remember what it achieved or abandoned.
+    fn ended(&mut self, ended: Result<Result<RunReport, AppError>, tokio::task::JoinError>) {
+        self.task = None;
+        let digest = self.running_digest.take().unwrap_or_default();
+        self.agent.update(|v| v.running = None);
+        let report = match ended {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => {
+                super::log(&format!("the session could not run: {e}"));
+                if matches!(
+                    e,
+                    AppError::Policy(_)
+                        | AppError::WindowNotOpen { .. }
+                        | AppError::WindowClosed { .. }
+                ) {
+                    self.rejected.insert(digest);
+                }
+                return;
+            }
+            Err(e) => {
+                super::log(&format!("the session's task failed: {e}"));
+                return;
+            }
+        };
+        let session = report.session.to_string();
+        match report.stop {
+            Stop::Ended(Outcome::Committed) => {
+                super::log(&format!("session {session} committed"));
+                let revision = self
+                    .agent
+                    .view
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .desired
+                    .as_ref()
+                    .filter(|d| d.digest == digest)
+                    .and_then(|d| d.revision.clone());
+                self.record.achieved = Some(Achieved {
+                    digest,
+                    revision,
+                    session,
+                });
+            }
+            Stop::Ended(Outcome::Aborted) => {
+                super::log(&format!(
+                    "session {session} aborted; its policy is abandoned until the source changes"
+                ));
+                self.record.abandoned.insert(digest, session);
+            }
+            Stop::Interrupted { why } => {
+                super::log(&format!(
+                    "session {session} stopped ({why}); it is taken up at the next start"
+                ));
+                return;
+            }
+            other => {
+                super::log(&format!("session {session} stopped: {other:?}"));
+                return;
+            }
+        }
+        if let Err(e) = self.record.save(self.agent.app.state_dir()) {
+            super::log(&format!("error: cannot save the agent's record: {e}"));
+        }
+        self.publish_record();
+    }
+}

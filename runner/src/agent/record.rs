@@ -1,0 +1,58 @@
+//! What the agent remembers between runs, in `<state>/agent/reconcile.json`
+//! (written whole, atomically): the policy digest last achieved (a
+//! committed session) and the digests abandoned (their session aborted or
+//! was held and aborted): never run again on their own until the source
+//! changes.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Achieved {
+    pub digest: String,
+    pub revision: Option<String>,
+    pub session: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileRecord {
+    pub achieved: Option<Achieved>,
+    /// Digest → the session that gave it up.
+    pub abandoned: std::collections::BTreeMap<String, String>,
+}
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent").join("reconcile.json")
+}
+
+impl ReconcileRecord {
+    /// The record, or an empty one when there is none yet. A damaged file
+    /// is an error: guessing could run an abandoned policy again.
+    pub fn load(state_dir: &Path) -> Result<ReconcileRecord, String> {
+        let path = path(state_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not the agent's record: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReconcileRecord::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<(), String> {
+        let path = path(state_dir);
+        let dir = path.parent().expect("a file in agent/");
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let tmp = dir.join(".reconcile.json.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).unwrap_or_default())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,120 @@
+//! Where a session's events go under the agent: the metrics, the live
+//! stream the API serves (server-sent events), the webhook outbox, and the
+//! agent's own log on stderr (journald keeps it). The engine must never
+//! wait on any of them: the outbox is written by its own thread, the live
+//! stream drops what a slow reader misses.
+
+use super::events;
+use super::metrics::Metrics;
+use super::webhooks::CloudEvent;
+use duplex_core::engine::sink::{
+    EventSink, Notice, ProgressUpdate, Recorded, clock_time, describe,
+};
+use duplex_core::model::UpgradeState;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the live stream carries: one JSON object per record, progress or
+/// notice.
+pub type Live = broadcast::Sender<serde_json::Value>;
+
+pub struct AgentSink {
+    pub metrics: Arc<Metrics>,
+    pub live: Live,
+    pub events: std::sync::mpsc::Sender<CloudEvent>,
+    pub source: String,
+    session: String,
+    last_seq: u64,
+    last_ts: u64,
+    state: Option<UpgradeState>,
+}
+
+impl AgentSink {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        live: Live,
+        events: std::sync::mpsc::Sender<CloudEvent>,
+        source: String,
+    ) -> AgentSink {
+        AgentSink {
+            metrics,
+            live,
+            events,
+            source,
+            session: String::new(),
+            last_seq: 0,
+            last_ts: 0,
+            state: None,
+        }
+    }
+}
+
+impl EventSink for AgentSink {
+    fn record(&mut self, r: &Recorded<'_>) {
+        self.metrics.observe(r);
+        for event in events::of_record(&self.source, &self.session, r, self.state) {
+            let _ = self.events.send(event);
+        }
+        self.state = Some(r.session.config.state);
+        self.last_seq = r.seq;
+        self.last_ts = r.ts_ms;
+        let text = describe(r.event);
+        super::log(&format!(
+            "{} {} {:<12} {:<6} {text}",
+            self.session,
+            clock_time(r.ts_ms),
+            r.session.config.state.name(),
+            format!("{:?}", r.session.config.status())
+        ));
+        let _ = self.live.send(serde_json::json!({
+            "kind": "record",
+            "session": self.session,
+            "seq": r.seq,
+            "tsMs": r.ts_ms,
+            "state": r.session.config.state,
+            "status": r.session.config.status(),
+            "partner": r.session.config.partner,
+            "text": text,
+            "event": r.event,
+        }));
+    }
+
+    fn progress(&mut self, p: &ProgressUpdate) {
+        let _ = self.live.send(serde_json::json!({
+            "kind": "progress",
+            "session": self.session,
+            "label": p.label,
+            "percent": p.percent,
+            "message": p.message,
+        }));
+    }
+
+    fn notice(&mut self, notice: &Notice) {
+        match notice {
+            Notice::Opened { session, at, .. } => {
+                self.session = session.clone();
+                self.state = Some(at.state);
+            }
+            Notice::Waiting { what } => {
+                super::log(&format!("{} {what}", self.session));
+                if what.starts_with("waiting for an approval") {
+                    let _ = self.events.send(events::approval_needed(
+                        &self.source,
+                        &self.session,
+                        self.last_seq,
+                        self.last_ts,
+                        what,
+                    ));
+                }
+            }
+            Notice::Compiling { plugin } => super::log(&format!("compiling plugin `{plugin}`")),
+            Notice::TornTailCut(torn) => super::log(&format!("warning: {torn}")),
+            Notice::Stopping { why } => super::log(&format!("stopping: {why}")),
+        }
+        let _ = self.live.send(serde_json::json!({
+            "kind": "notice",
+            "session": self.session,
+            "text": format!("{notice:?}"),
+        }));
+    }
+}
