@@ -87,6 +87,12 @@ fn git(repo: &Path, args: &[&str]) {
 /// A policy repository holding the demo policy, its artifacts, and the
 /// first-party plugins by absolute path.
 fn policy_repo(dir: &Path) -> PathBuf {
+    policy_repo_of(dir, "policies/demo.yaml")
+}
+
+/// A policy repository holding `example` (a policy of this repository) as
+/// `policies/p.yaml`.
+fn policy_repo_of(dir: &Path, example: &str) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("policies")).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
@@ -98,20 +104,23 @@ fn policy_repo(dir: &Path) -> PathBuf {
         .status()
         .unwrap();
     assert!(cp.success());
-    write_policy(&repo, "");
+    write_policy(&repo, example, "");
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "the demo policy"]);
     repo
 }
 
-fn write_policy(repo: &Path, extra_comment: &str) {
+fn write_policy(repo: &Path, example: &str, extra_comment: &str) {
     let root = repo_root();
-    let text = std::fs::read_to_string(root.join("policies/demo.yaml"))
+    let text = std::fs::read_to_string(root.join(example))
         .unwrap()
         .replace(
             "../plugins/dist/",
             &format!("{}/plugins/dist/", root.display()),
-        );
+        )
+        // Tests do not wait a minute for the soak.
+        .replace("soak: 1m", "soak: 2s")
+        .replace("interval: 10s", "interval: 1s");
     std::fs::write(
         repo.join("policies/p.yaml"),
         format!("{text}{extra_comment}"),
@@ -128,7 +137,10 @@ fn free_port() -> u16 {
 }
 
 fn start_agent(dir: &Path, repo: &Path) -> Agent {
-    let port = free_port();
+    start_agent_with(dir, repo, free_port(), &[])
+}
+
+fn start_agent_with(dir: &Path, repo: &Path, port: u16, extra: &[&str]) -> Agent {
     let state = dir.join("state");
     let mut cmd = duplex();
     cmd.arg("--state-dir")
@@ -137,6 +149,7 @@ fn start_agent(dir: &Path, repo: &Path) -> Agent {
         .arg(repo)
         .args(["--policy", "policies/p.yaml", "--fetch-interval", "1s"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     Agent {
@@ -225,5 +238,303 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
             .unwrap()
             .count(),
         sessions_before
+    );
+}
+
+/// A webhook receiver on loopback: records every body in arrival order.
+struct Receiver {
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        seen.lock().unwrap().push(v);
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { bodies }
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn waiting_for(v: &serde_json::Value) -> Option<String> {
+    v["status"]["session"]["waitingFor"]["point"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = policy_repo_of(dir.path(), "policies/approvals.yaml");
+    let hook_port = free_port();
+    let hook = format!("http://127.0.0.1:{hook_port}/hooks");
+    let api_port = free_port();
+    let extra = ["--webhook", hook.as_str()];
+    let mut agent = start_agent_with(dir.path(), &repo, api_port, &extra);
+    // The receiver is down while the session starts.
+    let v = agent.wait_for("waiting for approval before Merge", |v| {
+        waiting_for(v).as_deref() == Some("Merge")
+    });
+    let first_digest = v["agent"]["running"]["digest"].clone();
+    assert!(!first_digest.is_null(), "{v}");
+
+    // kill -9 while it waits; a new agent takes the session up by itself.
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    let agent = start_agent_with(dir.path(), &repo, api_port, &extra);
+    agent.wait_for("resumed, waiting again", |v| {
+        waiting_for(v).as_deref() == Some("Merge") && !v["agent"]["running"].is_null()
+    });
+    let receiver = Receiver::start(hook_port);
+    let token = std::fs::read_to_string(agent.state.join("agent/token")).unwrap();
+    let token = token.trim().to_string();
+
+    // Approve through the API: only the policy's approver may.
+    let (code, body) = agent.post("/v1/commands/approve", Some(&token), r#"{"by": "mallory"}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("may not approve before Merge"), "{body}");
+    let (code, body) = agent.post(
+        "/v1/commands/approve",
+        Some(&token),
+        r#"{"by": "ops-oncall", "reason": "CHG-17 window open"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    agent.wait_for("waiting for approval before Commit", |v| {
+        waiting_for(v).as_deref() == Some("Commit")
+    });
+
+    // Hold through the CLI (the control socket), release through the API.
+    let mut hold = duplex();
+    hold.arg("--state-dir")
+        .arg(&agent.state)
+        .args(["hold", "--reason", "a look at the soak results"])
+        .env("DUPLEX_OPERATOR", "alice");
+    let out = run(&mut hold);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("hold accepted"), "{}", out.stdout);
+    agent.wait_for("held", |v| {
+        v["status"]["session"]["session"]["held"]
+            .as_str()
+            .is_some_and(|h| h.contains("alice"))
+    });
+    let (code, body) = agent.post("/v1/commands/release", Some(&token), r#"{"by": "bob"}"#);
+    assert_eq!(code, 200, "{body}");
+    agent.wait_for("released", |v| {
+        v["status"]["session"]["session"]["held"].is_null() && waiting_for(v).is_some()
+    });
+
+    // A change in flight is drift: reported, not applied.
+    write_policy(
+        &repo,
+        "policies/approvals.yaml",
+        "# a comment changes the digest\n",
+    );
+    git(
+        &repo,
+        &["commit", "-qam", "a change while the session runs"],
+    );
+    let v = agent.wait_for("drift reported", |v| !v["agent"]["drift"].is_null());
+    assert_eq!(v["agent"]["running"]["digest"], first_digest);
+    assert_eq!(waiting_for(&v).as_deref(), Some("Commit"));
+
+    // A declared abort is the one change applied.
+    let text = std::fs::read_to_string(repo.join("policies/p.yaml")).unwrap();
+    std::fs::write(
+        repo.join("policies/p.yaml"),
+        text.replacen("spec:\n", "spec:\n  action: abort\n", 1),
+    )
+    .unwrap();
+    git(&repo, &["commit", "-qam", "abort the upgrade"]);
+    let v = agent.wait_for("aborted and abandoned", |v| {
+        v["agent"]["abandoned"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(v["agent"]["abandoned"][0], first_digest);
+
+    // The abandoned policy committed again is not run again on its own.
+    git(&repo, &["revert", "--no-edit", "HEAD", "HEAD~1"]);
+    agent.wait_for("the abandoned digest is desired again, and idle", |v| {
+        v["agent"]["desired"]["digest"] == first_digest
+            && v["agent"]["idleBecause"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("abandoned"))
+    });
+    let sessions = std::fs::read_dir(agent.state.join("sessions"))
+        .unwrap()
+        .count();
+    assert_eq!(sessions, 1, "no new session");
+    let log = {
+        let mut cmd = duplex();
+        cmd.arg("--state-dir").arg(&agent.state).arg("log");
+        run(&mut cmd).stdout
+    };
+    for needle in [
+        "runner resumed",
+        "ops-oncall asked to approve: CHG-17 window open",
+        "alice asked to hold: a look at the soak results",
+        "hold released by bob",
+        "asked to abort: the policy source declares `action: abort`",
+        "session ended: Aborted",
+    ] {
+        assert!(log.contains(needle), "log lacks `{needle}`:\n{log}");
+    }
+
+    // Every event reached the receiver that was down at first, in order.
+    let started = Instant::now();
+    while !receiver
+        .types()
+        .iter()
+        .any(|t| t.ends_with("session.finished"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "webhooks: {:?}",
+            receiver.types()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let types = receiver.types();
+    assert_eq!(types[0], "dev.duplex.session.started", "{types:?}");
+    for t in [
+        "dev.duplex.session.approval_needed",
+        "dev.duplex.session.held",
+        "dev.duplex.session.aborted",
+    ] {
+        assert!(types.iter().any(|x| x == t), "no {t}: {types:?}");
+    }
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    let seqs: Vec<u64> = bodies
+        .iter()
+        .filter(|b| b["subject"].is_string() && b["data"]["seq"].is_u64())
+        .map(|b| b["data"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "in order: {seqs:?}");
+    let mut ids: Vec<&str> = bodies.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no event delivered twice");
+}
+
+#[test]
+fn the_api_is_served_over_tls_when_a_certificate_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("p.yaml"), "not: a policy\n").unwrap();
+    let port = free_port();
+    let mut cmd = duplex();
+    cmd.arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["agent", "--dir"])
+        .arg(&policies)
+        .args([
+            "--policy",
+            "p.yaml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let agent = Agent {
+        child: cmd.spawn().unwrap(),
+        port,
+        state: dir.path().join("state"),
+    };
+    let pem = std::fs::read(&cert).unwrap();
+    let trusted = ureq::tls::Certificate::from_pem(&pem).unwrap().to_owned();
+    let client: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    trusted,
+                ])))
+                .build(),
+        )
+        .build()
+        .into();
+    let url = format!("https://127.0.0.1:{}/v1/status", agent.port);
+    let started = Instant::now();
+    let body = loop {
+        match client.get(&url).call() {
+            Ok(mut r) => break r.body_mut().read_to_string().unwrap(),
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "{e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The policy in the source is invalid: reported over TLS like anything else.
+    assert!(v["agent"].is_object(), "{v}");
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(
+        ureq::get(&format!("http://127.0.0.1:{}/v1/status", agent.port))
+            .call()
+            .is_err()
     );
 }

@@ -48,6 +48,12 @@ pub struct Args {
     /// The API token file [default: <state>/agent/token, created mode 0600 on first start].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve --listen over TLS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Deliver events to this webhook URL (repeatable).
     #[arg(long = "webhook", value_name = "URL")]
     pub webhooks: Vec<String>,
@@ -225,6 +231,16 @@ async fn serve(
         }
     };
     if let Some(addr) = args.listen {
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => match crate::api::tls::config(cert, key) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log(&format!("error: TLS: {e}"));
+                    return exit::INVALID;
+                }
+            },
+            _ => None,
+        };
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {
@@ -234,13 +250,21 @@ async fn serve(
         };
         let router = api::with_token(api::router(agent.clone()), Arc::new(token));
         let stop = agent.stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            Some(config) => {
+                tokio::spawn(crate::api::tls::serve(listener, router, config, stop));
+            }
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                });
+            }
+        }
         log(&format!(
-            "API on http://{addr} (writes need the bearer token)"
+            "API on {scheme}://{addr} (writes need the bearer token)"
         ));
     }
     stop_on_signal(agent.stop.clone());

@@ -133,6 +133,7 @@ pub async fn run(
         reported: BTreeSet::new(),
     };
     lp.publish_record();
+    replay_events(&agent);
     lp.resume_in_flight();
     // A stop interrupts a fetch in progress.
     if let Some(flag) = source.interrupt_flag() {
@@ -189,6 +190,43 @@ pub async fn run(
         lp.ended(ended);
     }
     Ok(())
+}
+
+/// Queue again the events of the newest session's records: a crash may
+/// have come between a record and its event reaching the outbox. The
+/// outbox drops what it already has (events are known by id).
+fn replay_events(agent: &Agent) {
+    use duplex_core::engine::Session;
+    use duplex_core::engine::sink::Recorded;
+    let Ok(log) = agent.app.log(None) else { return };
+    let id = log.info.id.to_string();
+    let mut session: Option<Session> = None;
+    for record in log.records {
+        let Ok(r) = record else { return };
+        let before = session.as_ref().map(|s| s.config.state);
+        match &mut session {
+            None => match Session::start(&r.event, r.ts_ms) {
+                Ok(s) => session = Some(s),
+                Err(_) => return,
+            },
+            Some(s) => {
+                if s.apply_at(r.seq, r.ts_ms, &r.event).is_err() {
+                    return;
+                }
+            }
+        }
+        let Some(s) = &session else { return };
+        let recorded = Recorded {
+            seq: r.seq,
+            ts_ms: r.ts_ms,
+            event: &r.event,
+            session: s,
+            append: None,
+        };
+        for event in events::of_record(&agent.event_source, &id, &recorded, before) {
+            let _ = agent.events.send(event);
+        }
+    }
 }
 
 async fn wait_task(

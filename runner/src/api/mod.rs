@@ -10,5 +10,6 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod socket;
+pub mod tls;
 
 pub use error::ApiError;
