@@ -177,6 +177,32 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
     let origin = &done["status"]["session"]["session"]["origin"];
     assert_eq!(origin["revision"], desired["revision"], "{done}");
     assert_eq!(origin["path"], "policies/p.yaml");
+    // `duplex status` asks the agent for desired and achieved.
+    let mut cmd = duplex();
+    cmd.arg("--state-dir").arg(&agent.state).arg("status");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let revision = desired["revision"].as_str().unwrap();
+    for needle in [
+        format!(
+            "Desired   sha256 {} at revision {revision}",
+            desired["digest"].as_str().unwrap()
+        ),
+        format!(
+            "Achieved  sha256 {} at revision {revision}",
+            desired["digest"].as_str().unwrap()
+        ),
+        format!(
+            "Source    git+{}@main:policies/p.yaml at revision {revision}",
+            repo.display()
+        ),
+    ] {
+        assert!(
+            out.stdout.contains(&needle),
+            "no `{needle}` in:\n{}",
+            out.stdout
+        );
+    }
 
     // The metrics parse, and say what happened.
     let (code, text) = agent.get("/metrics");

@@ -19,6 +19,20 @@ pub enum Reply {
 
 /// `POST path` with a JSON body to the control socket of `state_dir`.
 pub async fn post(state_dir: &Path, path: &str, body: &serde_json::Value) -> Result<Reply, String> {
+    request(state_dir, hyper::Method::POST, path, Some(body)).await
+}
+
+/// `GET path` from the control socket of `state_dir`.
+pub async fn get(state_dir: &Path, path: &str) -> Result<Reply, String> {
+    request(state_dir, hyper::Method::GET, path, None).await
+}
+
+async fn request(
+    state_dir: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Reply, String> {
     let socket = super::socket::path(state_dir);
     let stream = match UnixStream::connect(&socket).await {
         Ok(s) => s,
@@ -38,10 +52,14 @@ pub async fn post(state_dir: &Path, path: &str, body: &serde_json::Value) -> Res
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = hyper::Request::post(path)
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, "localhost")
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
         .map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)

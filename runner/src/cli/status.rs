@@ -41,6 +41,34 @@ struct StatusJson {
     policy_copy_problem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     runner_pid: Option<u32>,
+    /// Where the session's policy came from (a source the agent follows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<duplex_core::policy::PolicyOrigin>,
+    /// The agent that owns the state dir: desired and achieved, drift.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<serde_json::Value>,
+}
+
+/// What the agent running the state dir says of itself, if one does.
+fn agent_view(state_dir: &std::path::Path) -> Option<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let reply = runtime.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            crate::api::client::get(state_dir, "/v1/status"),
+        )
+        .await
+    });
+    match reply {
+        Ok(Ok(crate::api::client::Reply::Answered { status: 200, body })) => {
+            let mut v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            Some(v.get_mut("agent")?.take())
+        }
+        _ => None,
+    }
 }
 
 fn drift_text(d: &Drift) -> String {
@@ -84,6 +112,8 @@ fn status_json(s: &SessionStatus, report: &StatusReport) -> StatusJson {
         outcome: s.session.ended.map(|o| o.name().to_string()),
         policy_copy_problem: s.policy_copy_problem.clone(),
         runner_pid: report.runner.as_ref().map(|r| r.pid),
+        origin: s.session.origin.clone(),
+        agent: None,
     }
 }
 
@@ -121,7 +151,10 @@ pub fn status(output_format: Output, state_dir: Option<PathBuf>) -> u8 {
         }
         return exit::OK;
     };
-    let j = status_json(s, &report);
+    let mut j = status_json(s, &report);
+    if crate::api::socket::path(&report.state_dir).exists() {
+        j.agent = agent_view(&report.state_dir);
+    }
     match output_format {
         Output::Json => output::json_pretty(&j),
         Output::Human => {
@@ -168,6 +201,29 @@ pub fn status(output_format: Output, state_dir: Option<PathBuf>) -> u8 {
                 && !j.finished
             {
                 output::line(&format!("Problem   {p}"));
+            }
+            if let Some(o) = &j.origin {
+                output::line(&format!(
+                    "Source    {}{}",
+                    o.source,
+                    o.revision
+                        .as_deref()
+                        .map(|r| format!(" at revision {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(a) = &j.agent {
+                let text =
+                    |v: &serde_json::Value| match (v["digest"].as_str(), v["revision"].as_str()) {
+                        (Some(d), Some(r)) => format!("sha256 {d} at revision {r}"),
+                        (Some(d), None) => format!("sha256 {d}"),
+                        _ => "none".to_string(),
+                    };
+                output::line(&format!("Desired   {}", text(&a["desired"])));
+                output::line(&format!("Achieved  {}", text(&a["achieved"])));
+                if let Some(why) = a["idleBecause"].as_str() {
+                    output::line(&format!("Agent     idle: {why}"));
+                }
             }
             if let Some(r) = &report.runner {
                 output::line(&format!(
