@@ -386,6 +386,31 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
         v["status"]["session"]["session"]["held"].is_null() && waiting_for(v).is_some()
     });
 
+    // The other way round: hold through the API, release through the CLI;
+    // a refused approval through the CLI says why.
+    let (code, body) = agent.post(
+        "/v1/commands/hold",
+        Some(&token),
+        r#"{"by": "bob", "reason": "second look"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let cli = |operator: &str, args: &[&str]| {
+        let mut cmd = duplex();
+        cmd.arg("--state-dir")
+            .arg(&agent.state)
+            .args(args)
+            .env("DUPLEX_OPERATOR", operator);
+        run(&mut cmd)
+    };
+    let out = cli("mallory", &["approve"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("nothing to approve"), "{}", out.stderr);
+    let out = cli("alice", &["release", "--reason", "looked"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    agent.wait_for("released again", |v| {
+        v["status"]["session"]["session"]["held"].is_null() && waiting_for(v).is_some()
+    });
+
     // A change in flight is drift: reported, not applied.
     write_policy(
         &repo,

@@ -101,6 +101,7 @@ impl Recorder {
             self.snapshot_at = (seq + 1, self.writer.len_bytes());
         }
         self.sink.record(&Recorded {
+            session_id: self.writer.id(),
             seq,
             ts_ms: ts,
             event: &event,
@@ -114,6 +115,7 @@ impl Recorder {
     /// session was created) as if it had just been recorded.
     pub fn announce(&mut self, seq: u64, ts_ms: u64, event: &Event) {
         self.sink.record(&Recorded {
+            session_id: self.writer.id(),
             seq,
             ts_ms,
             event,

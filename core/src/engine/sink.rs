@@ -26,6 +26,8 @@ pub trait EventSink: Send + Sync {
 /// One record as it was appended, with the session after it.
 #[derive(Debug, Clone, Copy)]
 pub struct Recorded<'a> {
+    /// The session the record belongs to.
+    pub session_id: &'a crate::journal::SessionId,
     pub seq: u64,
     pub ts_ms: u64,
     pub event: &'a Event,

@@ -21,6 +21,17 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub fn router(agent: Arc<Agent>) -> Router {
+    let starting = {
+        let agent = agent.clone();
+        Arc::new(move || {
+            agent
+                .view
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .running
+                .is_some()
+        })
+    };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/sessions", get(sessions))
@@ -30,7 +41,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/source/fetch", post(fetch))
         .route("/metrics", get(metrics))
         .with_state(agent.clone())
-        .merge(crate::api::commands::router(agent.app.clone()))
+        .merge(crate::api::commands::router(agent.app.clone(), starting))
         .fallback(|| async { ApiError::not_found("no such endpoint; see README's API section") })
 }
 

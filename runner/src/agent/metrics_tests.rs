@@ -30,6 +30,7 @@ impl Feed {
         // The first record is written when the session is created and only
         // announced: it has no append time.
         metrics.observe(&Recorded {
+            session_id: &session_id(),
             seq: 1,
             ts_ms: 1_000,
             event: &first,
@@ -50,6 +51,7 @@ impl Feed {
         let ts = 1_000 + self.seq;
         self.session.apply_at(self.seq, ts, &event).unwrap();
         self.metrics.observe(&Recorded {
+            session_id: &session_id(),
             seq: self.seq,
             ts_ms: ts,
             event: &event,
@@ -555,4 +557,8 @@ fn the_exposition_is_openmetrics_and_the_parser_refuses_what_is_not() {
 fn metrics_are_send_and_sync() {
     fn shared<T: Send + Sync>() {}
     shared::<Metrics>();
+}
+
+fn session_id() -> duplex_core::journal::SessionId {
+    "000001-20261126T000000Z-abcd".parse().unwrap()
 }

@@ -199,7 +199,8 @@ fn replay_events(agent: &Agent) {
     use duplex_core::engine::Session;
     use duplex_core::engine::sink::Recorded;
     let Ok(log) = agent.app.log(None) else { return };
-    let id = log.info.id.to_string();
+    let session_id = log.info.id.clone();
+    let id = session_id.to_string();
     let mut session: Option<Session> = None;
     for record in log.records {
         let Ok(r) = record else { return };
@@ -217,6 +218,7 @@ fn replay_events(agent: &Agent) {
         }
         let Some(s) = &session else { return };
         let recorded = Recorded {
+            session_id: &session_id,
             seq: r.seq,
             ts_ms: r.ts_ms,
             event: &r.event,

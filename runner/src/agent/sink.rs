@@ -51,6 +51,7 @@ impl AgentSink {
 
 impl EventSink for AgentSink {
     fn record(&mut self, r: &Recorded<'_>) {
+        self.session = r.session_id.to_string();
         self.metrics.observe(r);
         for event in events::of_record(&self.source, &self.session, r, self.state) {
             let _ = self.events.send(event);

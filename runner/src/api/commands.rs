@@ -41,25 +41,45 @@ pub struct AcceptedView {
 /// Longest `by` and `reason` accepted: they go into the journal.
 const MAX_FIELD: usize = 1024;
 
-pub fn router(app: Arc<App>) -> Router {
+/// Whether a run is about to take the session (its plugins loading): a
+/// command then waits for it rather than being refused.
+pub type Starting = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How long a command waits for a run that is starting.
+const WAIT_FOR_START: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Clone)]
+struct Commands {
+    app: Arc<App>,
+    starting: Starting,
+}
+
+pub fn router(app: Arc<App>, starting: Starting) -> Router {
     Router::new()
         .route("/v1/commands/{verb}", post(command))
-        .with_state(app)
+        .with_state(Commands { app, starting })
 }
 
 async fn command(
-    State(app): State<Arc<App>>,
+    State(c): State<Commands>,
     Path(verb): Path<String>,
     caller: Option<axum::Extension<Caller>>,
     body: Result<Json<CommandBody>, JsonRejection>,
 ) -> Result<Json<CommandAnswer>, ApiError> {
     let verb: OperatorVerb = verb.parse().map_err(ApiError::not_found)?;
     let request = request(verb, caller.map(|c| c.0.0), body)?;
-    let accepted = app
-        .deliver(request)
-        .await
-        .map_err(|e| ApiError::from_app(&e))?;
-    Ok(Json(answer(accepted)))
+    let started = std::time::Instant::now();
+    loop {
+        match c.app.deliver(request.clone()).await {
+            Ok(accepted) => return Ok(Json(answer(accepted))),
+            Err(duplex_core::app::AppError::NoRunInProgress { .. })
+                if (c.starting)() && started.elapsed() < WAIT_FOR_START =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(ApiError::from_app(&e)),
+        }
+    }
 }
 
 /// The request a body describes, refused before anything reaches the run

@@ -130,10 +130,16 @@ async fn run_verb(
         _ => None,
     };
     let app = std::sync::Arc::new(app);
-    // Commands from other shells reach this run through the socket.
+    // Commands from other shells reach this run through the socket; one
+    // that comes while the run is starting waits for it.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let starting = {
+        let running = running.clone();
+        std::sync::Arc::new(move || running.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let socket = match crate::api::socket::serve(
         app.state_dir(),
-        crate::api::commands::router(app.clone()),
+        crate::api::commands::router(app.clone(), starting),
     ) {
         Ok(socket) => socket,
         Err(e) => {
@@ -170,6 +176,7 @@ async fn run_verb(
                 .await
         }
     };
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
     if let Some(socket) = socket {
         socket.close().await;
     }
