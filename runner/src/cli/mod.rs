@@ -115,7 +115,7 @@ pub enum Verb {
     /// Break the state dir's lock when its holder is known to be dead.
     Unlock(run::UnlockArgs),
     /// Run unattended: reconcile a policy source (a directory or a git repository), serve the API.
-    Agent(crate::agent::Args),
+    Agent(Box<crate::agent::Args>),
 }
 
 pub(crate) mod dirs;
@@ -198,7 +198,7 @@ pub fn main() -> ExitCode {
         Verb::History => status::history(cli.output, cli.state_dir),
         Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
-        Verb::Agent(args) => crate::agent::run(args, cli.state_dir),
+        Verb::Agent(args) => crate::agent::run(*args, cli.state_dir),
     };
     ExitCode::from(code)
 }
