@@ -2,11 +2,15 @@
 # Installs what the tests need besides Rust and the wasm toolchain: the real
 # service of tests/real_host.rs (examples/acme-service) and its prober run on
 # Debian's /usr/bin/python3 (standard library only); acme-ctl uses flock and
-# setsid (util-linux). Nothing is installed when everything is there.
+# setsid (util-linux). The agent's tests make git repositories (git; gix
+# spawns git-upload-pack for file:// URLs) and a self-signed certificate
+# (openssl). Nothing is installed when everything is there.
 set -euo pipefail
 missing=()
 [[ -x /usr/bin/python3 ]] || missing+=(python3)
 command -v flock >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
+command -v git >/dev/null || missing+=(git)
+command -v openssl >/dev/null || missing+=(openssl)
 ((${#missing[@]})) || exit 0
 echo "install-test-deps: installing ${missing[*]}" >&2
 sudo=()
