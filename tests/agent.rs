@@ -239,8 +239,25 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
     assert_eq!(code, 404, "{body}");
     let (code, body) = agent.post("/v1/commands/abort", Some(token), "{\"by\": \"alice\"}");
     assert_eq!(code, 409, "nothing in flight: {body}");
-    let (code, _) = agent.get("/v1/sessions");
-    assert_eq!(code, 200);
+    let (code, body) = agent.get("/v1/sessions");
+    assert_eq!(code, 200, "{body}");
+    let sessions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = sessions["sessions"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = agent.get(&format!("/v1/sessions/{id}/log"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("session ended: Committed"), "{body}");
+    let (code, body) = agent.get("/v1/sessions/not-a-session/log");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = agent.get("/v1/plan");
+    assert_eq!(code, 200, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["digest"], desired["digest"]);
+    assert!(plan["plan"].is_object(), "{plan}");
+    let (code, body) = agent.get("/v1/nothing-here");
+    assert_eq!(code, 404, "{body}");
 
     // An invalid policy: reported with its position, nothing started.
     let sessions_before = std::fs::read_dir(agent.state.join("sessions"))
@@ -349,6 +366,23 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
         waiting_for(v).as_deref() == Some("Merge") && !v["agent"]["running"].is_null()
     });
     let receiver = Receiver::start(hook_port);
+    // The live activity log, as server-sent events.
+    let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let live = live.clone();
+        let url = agent.url("/v1/events");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut response = ureq::get(&url).call().unwrap();
+            let reader = std::io::BufReader::new(response.body_mut().as_reader());
+            for line in reader.lines().map_while(Result::ok) {
+                if let Some(data) = line.strip_prefix("data:") {
+                    live.lock().unwrap().push(data.trim().to_string());
+                }
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let token = std::fs::read_to_string(agent.state.join("agent/token")).unwrap();
     let token = token.trim().to_string();
 
@@ -466,6 +500,24 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
         "session ended: Aborted",
     ] {
         assert!(log.contains(needle), "log lacks `{needle}`:\n{log}");
+    }
+
+    // The live stream carried the records as they were written.
+    let live = live.lock().unwrap().clone();
+    let texts: Vec<String> = live
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    for needle in [
+        "ops-oncall asked to approve",
+        "hold released by bob",
+        "session ended: Aborted",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(needle)),
+            "the live stream lacks `{needle}`: {texts:?}"
+        );
     }
 
     // Every event reached the receiver that was down at first, in order.
