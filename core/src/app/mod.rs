@@ -115,6 +115,14 @@ impl App {
 }
 
 impl App {
+    /// Let go of the plugin host between sessions: its wasmtime engine,
+    /// instance pool, compiled plugins and epoch ticker go when nothing else
+    /// holds them (a long-running front end stays small and asleep while
+    /// idle); the next session makes a new one, loading from the cache.
+    pub fn release_plugin_host(&self) {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// What `validate` checks beyond the policy file itself: every plugin
     /// verified against its digest and described (no capabilities set up),
     /// providing what the policy asks with parameters its schemas accept;

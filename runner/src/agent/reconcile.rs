@@ -480,6 +480,8 @@ impl Loop {
     /// A session's run ended: remember what it achieved or abandoned.
     fn ended(&mut self, ended: Result<Result<RunReport, AppError>, tokio::task::JoinError>) {
         self.task = None;
+        // Idle until the next session: no wasmtime engine, pool or ticker.
+        self.agent.app.release_plugin_host();
         let digest = self.running_digest.take().unwrap_or_default();
         self.agent.update(|v| v.running = None);
         let report = match ended {
