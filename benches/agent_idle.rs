@@ -5,8 +5,10 @@
 //!   cargo bench -p duplex --bench agent_idle
 //!
 //! A policy directory holds the demo policy; the agent commits it (~15 s),
-//! settles for 5 s, then its RSS (VmRSS) and its CPU time (utime + stime
-//! from /proc/PID/stat) over a 20 s window are read. Whole process, no
+//! settles for 5 s, then its RSS (VmRSS, and its anonymous and file-backed
+//! parts: the latter is the binary's pages, shared with the page cache) and
+//! its CPU time (utime + stime from /proc/PID/stat) over a 20 s window are
+//! read. Whole process, no
 //! criterion loop: there is nothing to repeat, only a process to watch.
 
 use std::path::Path;
@@ -17,11 +19,12 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -86,7 +89,11 @@ fn main() {
     let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
     let mut rss = Vec::new();
     while t0.elapsed() < window {
-        rss.push(rss_kib(pid));
+        rss.push((
+            status_kib(pid, "VmRSS"),
+            status_kib(pid, "RssAnon"),
+            status_kib(pid, "RssFile"),
+        ));
         std::thread::sleep(Duration::from_secs(1));
     }
     let cpu1 = cpu_ticks(pid);
@@ -95,9 +102,12 @@ fn main() {
     let peak = *rss.iter().max().unwrap();
     let _ = agent.kill();
     let _ = agent.wait();
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "agent idle after a committed session: RSS {:.1} MiB (max over {seconds:.0} s), CPU {cpu_pct:.2} % ({} ticks)",
-        peak as f64 / 1024.0,
+        "agent idle after a committed session: RSS {:.1} MiB (anonymous {:.1}, file-backed {:.1}; max over {seconds:.0} s), CPU {cpu_pct:.2} % ({} ticks)",
+        mib(peak.0),
+        mib(peak.1),
+        mib(peak.2),
         cpu1 - cpu0
     );
 }

@@ -21,7 +21,7 @@ pub mod exit {
     pub const ABORTED: u8 = 3;
     /// The session waits for `duplex approve`.
     pub const WAITING: u8 = 4;
-    /// The session is Broken (or stopped by a rule) and held for a person.
+    /// The session is held for a person: Broken, stopped by a rule, or held by someone.
     pub const HELD: u8 = 5;
     /// `--until STATE` was reached.
     pub const REACHED: u8 = 6;
@@ -37,7 +37,7 @@ Exit codes:
   2  usage error, or a file that cannot be read
   3  aborted and finished: the original configuration is restored
   4  waiting for an approval (duplex approve)
-  5  Broken and held for a person (duplex retry or duplex abort)
+  5  held for a person: Broken (duplex retry or duplex abort) or held (duplex release)
   6  stopped at --until STATE (duplex resume carries on)
   7  interrupted by SIGINT/SIGTERM: the session is kept (duplex resume carries on)
 
