@@ -334,7 +334,7 @@ fn help_lists_the_exit_codes_and_examples() {
     assert_eq!(out.code, 0);
     for needle in [
         "Exit codes:",
-        "  5  Broken and held for a person",
+        "  5  held for a person: Broken (duplex retry or duplex abort) or held (duplex release)",
         "  7  interrupted by SIGINT/SIGTERM",
         "Examples:",
         "duplex validate policies/*.yaml",
