@@ -71,6 +71,13 @@ pub enum Verb {
     Operator(OperatorVerb, Option<String>),
 }
 
+/// A verb once its input is read: what the application layer runs.
+enum Job {
+    Apply(Box<policy::LoadedPolicy>, Option<UpgradeState>),
+    Resume(Option<UpgradeState>),
+    Operate(OperatorRequest),
+}
+
 /// Run a verb that drives a session, from its first instruction under the
 /// signal handling of `signals`.
 pub fn drive(verb: Verb, output_format: Output, state_dir: Option<PathBuf>) -> u8 {
@@ -107,27 +114,30 @@ async fn run_verb(
         Output::Json => Box::new(JsonView),
     };
     let operator = super::operator::current();
-    if let Verb::Operator(verb, reason) = &verb {
-        let request = OperatorRequest {
-            verb: *verb,
-            by: operator.0.clone(),
-            reason: reason.clone(),
-        };
-        if let Some(code) = send_to_runner(&app, &request, output_format).await {
-            return code;
-        }
-    }
-    // An apply reads its policy before anything else, and creates the
-    // state dir (its session's first record would).
-    let file_policy = match &verb {
+    // What to run, read and checked before the socket is served: an apply
+    // reads its policy first and creates the state dir (its session's first
+    // record would); a command goes to the process running the session
+    // when one listens.
+    let job = match verb {
         Verb::Apply(args) => match policy::load_file(&args.file) {
             Ok(p) => {
                 let _ = crate::api::socket::create_state_dir(app.state_dir());
-                Some(p)
+                Job::Apply(Box::new(p), args.until)
             }
             Err(err) => return errors::report_load(&err),
         },
-        _ => None,
+        Verb::Resume(args) => Job::Resume(args.until),
+        Verb::Operator(verb, reason) => {
+            let request = OperatorRequest {
+                verb,
+                by: operator.0.clone(),
+                reason,
+            };
+            if let Some(code) = send_to_runner(&app, &request, output_format).await {
+                return code;
+            }
+            Job::Operate(request)
+        }
     };
     let app = std::sync::Arc::new(app);
     // Commands from other shells reach this run through the socket; one
@@ -150,28 +160,22 @@ async fn run_verb(
             None
         }
     };
-    let result = match (verb, file_policy) {
-        (Verb::Apply(args), Some(file_policy)) => {
+    let result = match job {
+        Job::Apply(file_policy, until) => {
             let options = RunOptions {
-                until: args.until,
+                until,
                 ..Default::default()
             };
-            app.apply(file_policy, options, sink, cancel).await
+            app.apply(*file_policy, options, sink, cancel).await
         }
-        (Verb::Apply(_), None) => unreachable!("an apply's policy is read first"),
-        (Verb::Resume(args), _) => {
+        Job::Resume(until) => {
             let options = RunOptions {
-                until: args.until,
+                until,
                 ..Default::default()
             };
             app.resume(options, sink, cancel).await
         }
-        (Verb::Operator(verb, reason), _) => {
-            let request = OperatorRequest {
-                verb,
-                by: operator.0.clone(),
-                reason,
-            };
+        Job::Operate(request) => {
             app.operate(request, RunOptions::default(), sink, cancel)
                 .await
         }
