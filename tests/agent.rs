@@ -409,15 +409,27 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
     let out = run(&mut hold);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("hold accepted"), "{}", out.stdout);
-    agent.wait_for("held", |v| {
+    // While held, its policy is abandoned: should the session end some
+    // other way than by a release, nothing runs that policy again.
+    let held_digest = |v: &serde_json::Value| {
+        v["agent"]["abandoned"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0] == v["agent"]["running"]["digest"])
+    };
+    agent.wait_for("held, its policy abandoned", |v| {
         v["status"]["session"]["session"]["held"]
             .as_str()
             .is_some_and(|h| h.contains("alice"))
+            && held_digest(v)
     });
     let (code, body) = agent.post("/v1/commands/release", Some(&token), r#"{"by": "bob"}"#);
     assert_eq!(code, 200, "{body}");
-    agent.wait_for("released", |v| {
-        v["status"]["session"]["session"]["held"].is_null() && waiting_for(v).is_some()
+    agent.wait_for("released, its policy no longer abandoned", |v| {
+        v["status"]["session"]["session"]["held"].is_null()
+            && waiting_for(v).is_some()
+            && v["agent"]["abandoned"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
     });
 
     // The other way round: hold through the API, release through the CLI;

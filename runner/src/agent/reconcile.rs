@@ -5,15 +5,16 @@
 //!
 //! By digest: a new digest with nothing in flight starts a session; a
 //! change while a session is in flight is drift (reported, not applied)
-//! unless it declares `action: abort`; a digest whose session aborted is
-//! abandoned (never run again on its own until the source changes); a
+//! unless it declares `action: abort`; a digest whose session aborted, or
+//! is held, is abandoned (never run again on its own until the source
+//! changes; a release takes the mark back); a
 //! digest already achieved does nothing; a policy that does not load is
 //! reported with its errors and starts nothing.
 
 use super::events;
 use super::metrics::Metrics;
 use super::record::{Achieved, ReconcileRecord};
-use super::sink::{AgentSink, Live};
+use super::sink::{AgentSink, HoldChange, Live};
 use super::source::{PolicySource, Snapshot};
 use super::webhooks::CloudEvent;
 use duplex_core::app::{App, AppError, OperatorRequest, OperatorVerb, RunOptions, RunReport};
@@ -43,7 +44,8 @@ pub struct AgentView {
     pub fetch_error: Option<String>,
     /// The source changed while a session runs another policy.
     pub drift: Option<String>,
-    /// Digests not run again on their own (their session aborted).
+    /// Digests not run again on their own (their session aborted or is
+    /// held).
     pub abandoned: Vec<String>,
     /// Why the desired policy does nothing now, when it does nothing.
     pub idle_because: Option<String>,
@@ -75,6 +77,8 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub live: Live,
     pub events: std::sync::mpsc::Sender<CloudEvent>,
+    /// Where the sessions' sinks say a session was held or released.
+    pub holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
     /// The CloudEvents source of this agent.
     pub event_source: String,
     pub view: Mutex<AgentView>,
@@ -108,6 +112,7 @@ impl Agent {
             self.metrics.clone(),
             self.live.clone(),
             self.events.clone(),
+            self.holds.clone(),
             self.event_source.clone(),
         ))
     }
@@ -122,6 +127,7 @@ pub async fn run(
     agent: Arc<Agent>,
     mut source: PolicySource,
     interval: Duration,
+    mut holds: tokio::sync::mpsc::UnboundedReceiver<HoldChange>,
 ) -> Result<(), String> {
     let record = ReconcileRecord::load(agent.app.state_dir())?;
     let mut lp = Loop {
@@ -181,6 +187,7 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             _ = agent.fetch_now.notified() => {}
             ended = wait_task(&mut lp.task) => lp.ended(ended),
+            Some(change) = holds.recv() => lp.hold_changed(change),
             _ = agent.stop.cancelled() => break,
         }
     }
@@ -356,7 +363,7 @@ impl Loop {
             Some("achieved: a session committed this policy".to_string())
         } else if let Some(session) = self.record.abandoned.get(&digest) {
             Some(format!(
-                "abandoned: session {session} of this policy aborted; change the policy to run it again"
+                "abandoned: session {session} of this policy aborted or was held; change the policy to run it again"
             ))
         } else if self.rejected.contains(&digest) {
             Some("refused: its session could not start (see the log); change the policy".into())
@@ -477,6 +484,42 @@ impl Loop {
         ));
     }
 
+    /// A session was held or released: while it is held its policy is
+    /// abandoned, so nothing runs it again on its own should the session
+    /// end some other way than by a release.
+    fn hold_changed(&mut self, change: HoldChange) {
+        let Some(digest) = self.running_digest.clone() else {
+            return;
+        };
+        match change.held {
+            Some(reason) => {
+                super::log(&format!(
+                    "session {} is held ({reason}); its policy is abandoned until it is released or the source changes",
+                    change.session
+                ));
+                self.record.abandoned.insert(digest, change.session);
+            }
+            None => {
+                if self.record.abandoned.get(&digest) != Some(&change.session) {
+                    return;
+                }
+                super::log(&format!(
+                    "session {} was released; its policy is no longer abandoned",
+                    change.session
+                ));
+                self.record.abandoned.remove(&digest);
+            }
+        }
+        self.save_record();
+    }
+
+    fn save_record(&mut self) {
+        if let Err(e) = self.record.save(self.agent.app.state_dir()) {
+            super::log(&format!("error: cannot save the agent's record: {e}"));
+        }
+        self.publish_record();
+    }
+
     /// A session's run ended: remember what it achieved or abandoned.
     fn ended(&mut self, ended: Result<Result<RunReport, AppError>, tokio::task::JoinError>) {
         self.task = None;
@@ -519,6 +562,9 @@ impl Loop {
                     .as_ref()
                     .filter(|d| d.digest == digest)
                     .and_then(|d| d.revision.clone());
+                if self.record.abandoned.get(&digest) == Some(&session) {
+                    self.record.abandoned.remove(&digest);
+                }
                 self.record.achieved = Some(Achieved {
                     digest,
                     revision,
@@ -542,9 +588,6 @@ impl Loop {
                 return;
             }
         }
-        if let Err(e) = self.record.save(self.agent.app.state_dir()) {
-            super::log(&format!("error: cannot save the agent's record: {e}"));
-        }
-        self.publish_record();
+        self.save_record();
     }
 }

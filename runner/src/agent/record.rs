@@ -1,8 +1,8 @@
 //! What the agent remembers between runs, in `<state>/agent/reconcile.json`
 //! (written whole, atomically): the policy digest last achieved (a
-//! committed session) and the digests abandoned (their session aborted or
-//! was held and aborted): never run again on their own until the source
-//! changes.
+//! committed session) and the digests abandoned (their session aborted,
+//! or is held and not released): never run again on their own until the
+//! source changes.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@
 use super::events;
 use super::metrics::Metrics;
 use super::webhooks::CloudEvent;
+use duplex_core::engine::Event;
 use duplex_core::engine::sink::{
     EventSink, Notice, ProgressUpdate, Recorded, clock_time, describe,
 };
@@ -18,10 +19,20 @@ use tokio::sync::broadcast;
 /// notice.
 pub type Live = broadcast::Sender<serde_json::Value>;
 
+/// A session was held (by a rule or a person) or released: the loop marks
+/// its policy abandoned, or takes the mark back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldChange {
+    pub session: String,
+    /// The reason when held; `None` when released.
+    pub held: Option<String>,
+}
+
 pub struct AgentSink {
     pub metrics: Arc<Metrics>,
     pub live: Live,
     pub events: std::sync::mpsc::Sender<CloudEvent>,
+    pub holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
     pub source: String,
     session: String,
     last_seq: u64,
@@ -34,12 +45,14 @@ impl AgentSink {
         metrics: Arc<Metrics>,
         live: Live,
         events: std::sync::mpsc::Sender<CloudEvent>,
+        holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
         source: String,
     ) -> AgentSink {
         AgentSink {
             metrics,
             live,
             events,
+            holds,
             source,
             session: String::new(),
             last_seq: 0,
@@ -55,6 +68,17 @@ impl EventSink for AgentSink {
         self.metrics.observe(r);
         for event in events::of_record(&self.source, &self.session, r, self.state) {
             let _ = self.events.send(event);
+        }
+        let held = match r.event {
+            Event::Held { reason } => Some(Some(reason.clone())),
+            Event::Released { .. } => Some(None),
+            _ => None,
+        };
+        if let Some(held) = held {
+            let _ = self.holds.send(HoldChange {
+                session: self.session.clone(),
+                held,
+            });
         }
         self.state = Some(r.session.config.state);
         self.last_seq = r.seq;
