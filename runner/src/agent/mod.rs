@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod reconcile;
 pub mod record;
+mod rest;
 pub mod sink;
 pub mod source;
 pub mod webhooks;

@@ -524,10 +524,9 @@ impl Loop {
     fn ended(&mut self, ended: Result<Result<RunReport, AppError>, tokio::task::JoinError>) {
         self.task = None;
         // Idle until the next session: no wasmtime engine, pool or ticker,
-        // and the heap they used given back to the system.
+        // and the memory they used given back to the system.
         self.agent.app.release_plugin_host();
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe { libc::malloc_trim(0) };
+        super::rest::give_back_memory();
         let digest = self.running_digest.take().unwrap_or_default();
         self.agent.update(|v| v.running = None);
         let report = match ended {
