@@ -16,6 +16,7 @@
 // needs to say; its size is no cost worth boxing for.
 #![allow(clippy::result_large_err)]
 
+pub mod activity;
 mod commands;
 mod control;
 pub mod drift;
@@ -29,8 +30,8 @@ pub use crate::engine::operator::{Accepted, OperatorRequest, OperatorVerb, Refus
 pub use commands::{Operator, PolicySummary, RunOptions, RunReport};
 pub use error::AppError;
 pub use query::{
-    HistoryEntry, InFlight, OperatorCommand, RunnerInfo, SessionLog, SessionStatus, StatusReport,
-    WaitingFor,
+    Consequence, HistoryEntry, InFlight, OperatorCommand, RunnerInfo, SessionLog, SessionStatus,
+    StatusReport, WaitingFor,
 };
 
 use crate::clock::SharedClock;

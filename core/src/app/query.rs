@@ -38,6 +38,40 @@ impl OperatorCommand {
         }
     }
 
+    /// What the command will do to a session at `at` (waiting at
+    /// `waiting`, when it is), in words an operator confirms before a
+    /// console sends it.
+    pub fn consequence(self, at: &Configuration, waiting: Option<ApprovalPoint>) -> String {
+        let state = at.state;
+        match self {
+            OperatorCommand::Approve => match waiting {
+                Some(ApprovalPoint::Commit) => "Commit is the point of no return: once the \
+                    session commits, the upgrade can no longer be aborted."
+                    .into(),
+                Some(ApprovalPoint::Merge) => "The merge process starts (PrepareMerge, then \
+                    Merge): production moves to the upgraded side. An abort stays possible \
+                    until Commit."
+                    .into(),
+                None => format!("The session goes on from {state}."),
+            },
+            OperatorCommand::Retry => format!(
+                "The failed request of {state} runs again from its start (attempt {}).",
+                at.attempt + 1
+            ),
+            OperatorCommand::Abort => format!(
+                "The session aborts from {state}: the Upgrade Side is given up, the \
+                 original configuration restored, and the session ends Aborted."
+            ),
+            OperatorCommand::Hold => "The session stops at its next safe point and waits \
+                for a release; nothing advances meanwhile."
+                .into(),
+            OperatorCommand::Release => {
+                format!("The hold is lifted: the session goes on from {state}.")
+            }
+            OperatorCommand::Resume => format!("A runner takes the session up again in {state}."),
+        }
+    }
+
     fn of(verb: OperatorVerb) -> OperatorCommand {
         match verb {
             OperatorVerb::Approve => OperatorCommand::Approve,
@@ -98,12 +132,22 @@ pub struct SessionStatus {
     pub waiting_for: Option<WaitingFor>,
     pub drift: Option<Drift>,
     pub next: Vec<OperatorCommand>,
+    /// What each of `next` would do, for a console's confirmation.
+    pub consequences: Vec<Consequence>,
     /// Why the session's copy of its policy cannot be used (then only an
     /// abort, from what the session pinned, is possible).
     pub policy_copy_problem: Option<String>,
     /// A torn last record (a write in progress, or a crash the next writer
     /// cuts).
     pub torn_tail: Option<TornTail>,
+}
+
+/// What one operator command would do now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consequence {
+    pub command: OperatorCommand,
+    pub text: String,
 }
 
 /// One line of `history`.
@@ -300,6 +344,25 @@ impl App {
         })
     }
 
+    /// A session's activity as a tree (`id`, or the latest session). A
+    /// record the fold refuses ends the tree there and is reported.
+    pub fn activity(
+        &self,
+        id: Option<&SessionId>,
+    ) -> Result<(SessionId, super::activity::ActivityTree), AppError> {
+        let log = self.log(id)?;
+        let mut tree = super::activity::ActivityTree::new();
+        for record in log.records {
+            let r = record?;
+            tree.push(r.seq, r.ts_ms, &r.event)
+                .map_err(|source| AppError::Fold {
+                    session: log.info.id.clone(),
+                    source,
+                })?;
+        }
+        Ok((log.info.id, tree))
+    }
+
     /// Follow a session's records as they are appended.
     pub fn follow(&self, id: &SessionId) -> Result<crate::journal::Follower<Event>, AppError> {
         Ok(self.read_dir()?.follow(id)?)
@@ -432,6 +495,15 @@ fn session_status(info: &SessionInfo, s: SessionSummary, extras: SessionExtras) 
         Phase::Running | Phase::Failed => s.request.clone(),
         _ => None,
     };
+    let waiting = extras.waiting_for.as_ref().map(|w| w.point);
+    let consequences = extras
+        .next
+        .iter()
+        .map(|c| Consequence {
+            command: *c,
+            text: c.consequence(&s.config, waiting),
+        })
+        .collect();
     SessionStatus {
         id: info.id.clone(),
         finished: info.is_finished(),
@@ -440,6 +512,7 @@ fn session_status(info: &SessionInfo, s: SessionSummary, extras: SessionExtras) 
         waiting_for: extras.waiting_for,
         drift: extras.drift,
         next: extras.next,
+        consequences,
         policy_copy_problem: extras.policy_copy_problem,
         torn_tail: extras.torn_tail,
     }
