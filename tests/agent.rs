@@ -251,6 +251,24 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
     assert!(body.contains("session ended: Committed"), "{body}");
     let (code, body) = agent.get("/v1/sessions/not-a-session/log");
     assert_eq!(code, 400, "{body}");
+    // The activity tree: one node per state the session went through.
+    let (code, body) = agent.get(&format!("/v1/sessions/{id}/activity"));
+    assert_eq!(code, 200, "{body}");
+    let activity: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let states: Vec<&str> = activity["activity"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "state")
+        .map(|n| n["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["PrepareSplit", "Split", "PrepareMerge", "Merge", "Commit", "Finish"],
+        "{body}"
+    );
+    let (code, body) = agent.get("/v1/sessions/20991231T000000Z-0000/activity");
+    assert_eq!(code, 404, "{body}");
     let (code, body) = agent.get("/v1/plan");
     assert_eq!(code, 200, "{body}");
     let plan: serde_json::Value = serde_json::from_str(&body).unwrap();

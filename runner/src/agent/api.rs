@@ -1,7 +1,7 @@
 //! The agent's HTTP API, on the state dir's control socket (same user
 //! only) and, with `--listen`, on TCP where every write needs the bearer
 //! token. Reads: status (with desired and achieved), sessions, a session's
-//! log, the plan of the desired policy, the live stream (server-sent
+//! log and its activity tree, the plan of the desired policy, the live stream (server-sent
 //! events), `/metrics`. Writes: the operator's commands, a fetch now.
 
 use super::metrics::CONTENT_TYPE;
@@ -36,6 +36,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/{id}/log", get(session_log))
+        .route("/v1/sessions/{id}/activity", get(session_activity))
         .route("/v1/plan", get(plan))
         .route("/v1/events", get(live))
         .route("/v1/source/fetch", post(fetch))
@@ -97,19 +98,43 @@ async fn sessions(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Va
     Ok(Json(serde_json::json!({ "sessions": history })))
 }
 
-async fn session_log(
-    State(agent): State<Arc<Agent>>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: SessionId = id
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("`{id}` is not a session id: {e}")))?;
-    let log = agent.app.log(Some(&id)).map_err(|e| match e {
+fn session_id(id: &str) -> Result<SessionId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::bad_request(format!("`{id}` is not a session id: {e}")))
+}
+
+fn session_error(id: &SessionId, e: duplex_core::app::AppError) -> ApiError {
+    match e {
         duplex_core::app::AppError::Journal(_) | duplex_core::app::AppError::NoSession { .. } => {
             ApiError::not_found(format!("no session {id}"))
         }
         other => ApiError::from_app(&other),
-    })?;
+    }
+}
+
+/// The session's activity as a tree (`duplex_core::app::activity`): what
+/// the consoles show.
+async fn session_activity(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = session_id(&id)?;
+    let (id, tree) = agent
+        .app
+        .activity(Some(&id))
+        .map_err(|e| session_error(&id, e))?;
+    Ok(Json(serde_json::json!({ "session": id, "activity": tree })))
+}
+
+async fn session_log(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = session_id(&id)?;
+    let log = agent
+        .app
+        .log(Some(&id))
+        .map_err(|e| session_error(&id, e))?;
     let mut records = Vec::new();
     for r in log.records {
         let r = r.map_err(|e| ApiError::from_app(&e.into()))?;
