@@ -264,7 +264,14 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
         .collect();
     assert_eq!(
         states,
-        ["PrepareSplit", "Split", "PrepareMerge", "Merge", "Commit", "Finish"],
+        [
+            "PrepareSplit",
+            "Split",
+            "PrepareMerge",
+            "Merge",
+            "Commit",
+            "Finish"
+        ],
         "{body}"
     );
     let (code, body) = agent.get("/v1/sessions/20991231T000000Z-0000/activity");

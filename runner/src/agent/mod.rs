@@ -31,7 +31,7 @@ pub struct Args {
     /// The policy source: a directory holding the policy file.
     #[arg(long, value_name = "DIR", conflicts_with = "git")]
     pub dir: Option<PathBuf>,
-    /// The policy source: a git repository (a path, or a file://, ssh:// or git:// URL).
+    /// The policy source: a git repository (a path, or an https://, http://, ssh://, git:// or file:// URL).
     #[arg(long, value_name = "URL")]
     pub git: Option<String>,
     /// The branch of --git to follow.

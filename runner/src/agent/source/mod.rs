@@ -17,12 +17,13 @@
 //!   this machine, a checkout (non-bare) or a bare one, read in place with
 //!   gix: the *committed* head of `refs/heads/<branch>`, never the working
 //!   tree. Nothing is spawned and nothing is copied but the tree.
-//! - Any other URL (`file://`, `ssh://`, `git://`) is fetched into a bare
-//!   clone under `<workdir>/repos/`, the branch only
+//! - Any other URL (`https://`, `http://`, `ssh://`, `git://`, `file://`)
+//!   is fetched into a bare clone under `<workdir>/repos/`, the branch only
 //!   (`+refs/heads/<branch>:refs/remotes/origin/<branch>`, no tags), so a
-//!   force-pushed branch is followed. gix's `file://` and `ssh://`
-//!   transports spawn a program (`git-upload-pack`, `ssh`), as git does;
-//!   http(s) is not built in (it would bring an HTTP client of gix's own).
+//!   force-pushed branch is followed. http(s) is gix's smart-HTTP client
+//!   over reqwest with rustls, verifying against the system's trust store;
+//!   gix's `file://` and `ssh://` transports spawn a program
+//!   (`git-upload-pack`, `ssh`), as git does.
 //!
 //! Either way the commit's whole tree is written to
 //! `<workdir>/checkouts/<commit>/` (a temporary directory renamed into
@@ -37,6 +38,8 @@ mod checkout;
 mod git;
 mod watch;
 
+#[cfg(test)]
+mod git_http;
 #[cfg(test)]
 mod tests;
 

@@ -155,7 +155,7 @@ fn policy_paths_must_stay_inside_the_source() {
 
 /// The whole story for one kind of URL: first commit, an uncommitted edit
 /// (not seen), a second commit, an unchanged head, a rewound branch.
-fn follows_the_branch(url_for: fn(&Path) -> String) {
+fn follows_the_branch(url_for: impl Fn(&Path) -> String) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let workdir = tmp.path().join("agent/git");
@@ -233,6 +233,14 @@ fn git_local_checkout_follows_the_branch() {
 #[test]
 fn git_file_url_follows_the_branch() {
     follows_the_branch(file_url);
+}
+
+/// Over git's smart HTTP protocol, from `git http-backend` behind a server
+/// on loopback (https is the same transport with rustls underneath).
+#[test]
+fn git_http_url_follows_the_branch() {
+    let port = super::git_http::serve();
+    follows_the_branch(move |repo| format!("http://127.0.0.1:{port}{}", repo.display()));
 }
 
 #[test]
