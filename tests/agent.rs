@@ -2,7 +2,8 @@
 //! local disk, a state dir, the agent's API on loopback. A committed policy
 //! runs to the end; an invalid one is reported and starts nothing; writes
 //! without the token or with a malformed body are refused; the metrics
-//! parse.
+//! parse; SIGTERM stops a session at a safe point and the next agent takes
+//! it up.
 
 mod support;
 use std::path::{Path, PathBuf};
@@ -677,4 +678,47 @@ fn the_api_is_served_over_tls_when_a_certificate_is_given() {
             .call()
             .is_err()
     );
+}
+
+/// SIGTERM while a session waits for an approval: the agent stops at the
+/// safe point it is at, records why, exits 0 and removes its control
+/// socket; the next agent takes the session up where it was.
+#[test]
+fn sigterm_stops_the_session_at_a_safe_point_and_the_next_agent_takes_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = policy_repo_of(dir.path(), "policies/approvals.yaml");
+    let port = free_port();
+    let mut agent = start_agent_with(dir.path(), &repo, port, &[]);
+    let v = agent.wait_for("waiting for approval before Merge", |v| {
+        waiting_for(v).as_deref() == Some("Merge")
+    });
+    let session = v["status"]["session"]["id"].as_str().unwrap().to_string();
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agent did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "a graceful stop");
+    assert!(!agent.state.join("duplex.sock").exists(), "socket removed");
+    let journal =
+        std::fs::read_to_string(agent.state.join("sessions").join(&session).join("journal"))
+            .unwrap_or_default();
+    assert!(
+        journal.contains(r#""event":"interrupted","why":"SIGTERM""#),
+        "{journal}"
+    );
+
+    let agent = start_agent_with(dir.path(), &repo, port, &[]);
+    let v = agent.wait_for("taken up, waiting again", |v| {
+        waiting_for(v).as_deref() == Some("Merge") && !v["agent"]["running"].is_null()
+    });
+    assert_eq!(v["status"]["session"]["id"], session.as_str());
 }

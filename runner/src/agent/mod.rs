@@ -270,7 +270,12 @@ async fn serve(
             "API on {scheme}://{addr} (writes need the bearer token)"
         ));
     }
-    stop_on_signal(agent.stop.clone());
+    crate::cli::signals::on_signal(
+        agent.stop.clone(),
+        "the session in flight is taken up when the agent starts again",
+        "the next agent re-runs the request that was in progress",
+        log,
+    );
     log(&format!(
         "duplex agent {} on {} (pid {}); control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -293,25 +298,6 @@ async fn serve(
             exit::INVALID
         }
     }
-}
-
-/// SIGTERM or SIGINT: stop at the next safe point.
-fn stop_on_signal(stop: duplex_core::cancel::Cancel) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::spawn(async move {
-        let why = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        log(&format!("{why}: stopping at the next safe point"));
-        stop.cancel(why);
-    });
 }
 
 /// The API token: the file named, else `<state>/agent/token`, created with

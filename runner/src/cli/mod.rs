@@ -126,7 +126,7 @@ pub(crate) mod output;
 mod plan;
 mod plugin;
 mod run;
-mod signals;
+pub(crate) mod signals;
 mod status;
 mod validate;
 mod view;

@@ -1,16 +1,29 @@
-//! Process signals, for the verbs that drive a session, handled once per
-//! process from the verb's first instruction: the first SIGINT or SIGTERM
-//! cancels the run, which records the interruption and stops at its next
-//! safe point (`duplex resume` carries on); a second one stops the process
-//! at once (the journal is crash-safe: a resume re-runs the request that was
-//! in progress).
+//! Process signals, for whatever drives a session (the verbs, the agent),
+//! handled once per process from its first instruction: the first SIGINT or
+//! SIGTERM cancels the run, which records the interruption and stops at its
+//! next safe point; a second one stops the process at once (the journal is
+//! crash-safe: whoever takes the session up re-runs the request that was in
+//! progress).
 
 use super::{exit, output};
 use duplex_core::cancel::Cancel;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Watch for SIGINT and SIGTERM on the current runtime.
+/// For the verbs: watch for SIGINT and SIGTERM on the current runtime;
+/// messages to stderr name `duplex resume`.
 pub fn cancel_on_signal(cancel: Cancel) {
+    on_signal(
+        cancel,
+        "the session is kept for `duplex resume`",
+        "`duplex resume` re-runs the request that was in progress",
+        output::eline,
+    );
+}
+
+/// Watch for SIGINT and SIGTERM on the current runtime: the first cancels
+/// `cancel`, saying what happens to the session (`kept`); the second exits
+/// at once, saying what becomes of the request in progress (`again`).
+pub(crate) fn on_signal(cancel: Cancel, kept: &'static str, again: &'static str, say: fn(&str)) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -26,14 +39,12 @@ pub fn cancel_on_signal(cancel: Cancel) {
             };
             count += 1;
             if count == 1 {
-                output::eline(&format!(
-                    "{why}: stopping at the next safe point; the session is kept for `duplex resume` (send it again to stop at once)"
+                say(&format!(
+                    "{why}: stopping at the next safe point; {kept} (send it again to stop at once)"
                 ));
                 cancel.cancel(why);
             } else {
-                output::eline(&format!(
-                    "{why} again: stopping now; `duplex resume` re-runs the request that was in progress"
-                ));
+                say(&format!("{why} again: stopping now; {again}"));
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
         }
