@@ -383,6 +383,9 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
     });
     let first_digest = v["agent"]["running"]["digest"].clone();
     assert!(!first_digest.is_null(), "{v}");
+    agent.wait_for("the agent names the session it started", |v| {
+        v["agent"]["running"]["session"] == v["status"]["session"]["id"]
+    });
 
     // kill -9 while it waits; a new agent takes the session up by itself.
     let _ = agent.child.kill();

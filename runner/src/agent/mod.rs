@@ -206,13 +206,13 @@ async fn serve(
         })
     };
     let (live, _) = tokio::sync::broadcast::channel(1024);
-    let (holds_tx, holds_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (news_tx, news_rx) = tokio::sync::mpsc::unbounded_channel();
     let agent = Arc::new(reconcile::Agent {
         app: app.clone(),
         metrics,
         live,
         events: events_tx,
-        holds: holds_tx,
+        news: news_tx,
         event_source: events::source(&state_dir),
         view: Default::default(),
         fetch_now: Default::default(),
@@ -283,7 +283,7 @@ async fn serve(
         std::process::id(),
         crate::api::socket::path(&state_dir).display()
     ));
-    let result = reconcile::run(agent.clone(), source, args.fetch_interval, holds_rx).await;
+    let result = reconcile::run(agent.clone(), source, args.fetch_interval, news_rx).await;
     socket.close().await;
     delivery.shutdown();
     drop(agent);

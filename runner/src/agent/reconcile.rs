@@ -14,7 +14,7 @@
 use super::events;
 use super::metrics::Metrics;
 use super::record::{Achieved, ReconcileRecord};
-use super::sink::{AgentSink, HoldChange, Live};
+use super::sink::{AgentSink, Live, SessionNews};
 use super::source::{PolicySource, Snapshot};
 use super::webhooks::CloudEvent;
 use duplex_core::app::{App, AppError, OperatorRequest, OperatorVerb, RunOptions, RunReport};
@@ -77,8 +77,9 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub live: Live,
     pub events: std::sync::mpsc::Sender<CloudEvent>,
-    /// Where the sessions' sinks say a session was held or released.
-    pub holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
+    /// Where the runs' sinks tell the loop what it must know (a session
+    /// opened, held, released).
+    pub news: tokio::sync::mpsc::UnboundedSender<SessionNews>,
     /// The CloudEvents source of this agent.
     pub event_source: String,
     pub view: Mutex<AgentView>,
@@ -112,7 +113,7 @@ impl Agent {
             self.metrics.clone(),
             self.live.clone(),
             self.events.clone(),
-            self.holds.clone(),
+            self.news.clone(),
             self.event_source.clone(),
         ))
     }
@@ -127,7 +128,7 @@ pub async fn run(
     agent: Arc<Agent>,
     mut source: PolicySource,
     interval: Duration,
-    mut holds: tokio::sync::mpsc::UnboundedReceiver<HoldChange>,
+    mut news: tokio::sync::mpsc::UnboundedReceiver<SessionNews>,
 ) -> Result<(), String> {
     let record = ReconcileRecord::load(agent.app.state_dir())?;
     let mut lp = Loop {
@@ -187,7 +188,7 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             _ = agent.fetch_now.notified() => {}
             ended = wait_task(&mut lp.task) => lp.ended(ended),
-            Some(change) = holds.recv() => lp.hold_changed(change),
+            Some(news) = news.recv() => lp.news(news),
             _ = agent.stop.cancelled() => break,
         }
     }
@@ -487,25 +488,34 @@ impl Loop {
     /// A session was held or released: while it is held its policy is
     /// abandoned, so nothing runs it again on its own should the session
     /// end some other way than by a release.
-    fn hold_changed(&mut self, change: HoldChange) {
+    fn news(&mut self, news: SessionNews) {
+        match news {
+            SessionNews::Opened { session } => self.agent.update(|v| {
+                if let Some(running) = &mut v.running {
+                    running.session = Some(session);
+                }
+            }),
+            SessionNews::Hold { session, held } => self.hold_changed(session, held),
+        }
+    }
+
+    fn hold_changed(&mut self, session: String, held: Option<String>) {
         let Some(digest) = self.running_digest.clone() else {
             return;
         };
-        match change.held {
+        match held {
             Some(reason) => {
                 super::log(&format!(
-                    "session {} is held ({reason}); its policy is abandoned until it is released or the source changes",
-                    change.session
+                    "session {session} is held ({reason}); its policy is abandoned until it is released or the source changes"
                 ));
-                self.record.abandoned.insert(digest, change.session);
+                self.record.abandoned.insert(digest, session);
             }
             None => {
-                if self.record.abandoned.get(&digest) != Some(&change.session) {
+                if self.record.abandoned.get(&digest) != Some(&session) {
                     return;
                 }
                 super::log(&format!(
-                    "session {} was released; its policy is no longer abandoned",
-                    change.session
+                    "session {session} was released; its policy is no longer abandoned"
                 ));
                 self.record.abandoned.remove(&digest);
             }

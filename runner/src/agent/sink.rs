@@ -19,20 +19,26 @@ use tokio::sync::broadcast;
 /// notice.
 pub type Live = broadcast::Sender<serde_json::Value>;
 
-/// A session was held (by a rule or a person) or released: the loop marks
-/// its policy abandoned, or takes the mark back.
+/// What the loop learns from a run as it goes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HoldChange {
-    pub session: String,
-    /// The reason when held; `None` when released.
-    pub held: Option<String>,
+pub enum SessionNews {
+    /// The run opened its session (new or taken up): the agent's view
+    /// names it at once.
+    Opened { session: String },
+    /// Held (by a rule or a person), or released: the loop marks its
+    /// policy abandoned, or takes the mark back.
+    Hold {
+        session: String,
+        /// The reason when held; `None` when released.
+        held: Option<String>,
+    },
 }
 
 pub struct AgentSink {
     pub metrics: Arc<Metrics>,
     pub live: Live,
     pub events: std::sync::mpsc::Sender<CloudEvent>,
-    pub holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
+    pub news: tokio::sync::mpsc::UnboundedSender<SessionNews>,
     pub source: String,
     session: String,
     last_seq: u64,
@@ -45,14 +51,14 @@ impl AgentSink {
         metrics: Arc<Metrics>,
         live: Live,
         events: std::sync::mpsc::Sender<CloudEvent>,
-        holds: tokio::sync::mpsc::UnboundedSender<HoldChange>,
+        news: tokio::sync::mpsc::UnboundedSender<SessionNews>,
         source: String,
     ) -> AgentSink {
         AgentSink {
             metrics,
             live,
             events,
-            holds,
+            news,
             source,
             session: String::new(),
             last_seq: 0,
@@ -75,7 +81,7 @@ impl EventSink for AgentSink {
             _ => None,
         };
         if let Some(held) = held {
-            let _ = self.holds.send(HoldChange {
+            let _ = self.news.send(SessionNews::Hold {
                 session: self.session.clone(),
                 held,
             });
@@ -119,6 +125,9 @@ impl EventSink for AgentSink {
             Notice::Opened { session, at, .. } => {
                 self.session = session.clone();
                 self.state = Some(at.state);
+                let _ = self.news.send(SessionNews::Opened {
+                    session: session.clone(),
+                });
             }
             Notice::Waiting { what } => {
                 super::log(&format!("{} {what}", self.session));
