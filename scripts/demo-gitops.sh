@@ -8,13 +8,8 @@
 #
 #   scripts/demo-gitops.sh [--keep]     (--keep: leave the temporary directory)
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-keep=false
-[ "${1:-}" = --keep ] && keep=true
-
-cargo build -q -p duplex --manifest-path "$repo/Cargo.toml"
-duplex=${CARGO_TARGET_DIR:-$repo/target}/debug/duplex
-python=/usr/bin/python3
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
 
 work=$(mktemp -d /tmp/duplex-gitops.XXXXXX)
 agent_pid=

@@ -11,14 +11,9 @@
 # (releases/1.0.0 and the `current` link), the rendered policy (the four
 # host-specific values of policies/real-host.yaml replaced), Duplex's state dir.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-keep=false
-[ "${1:-}" = --keep ] && keep=true
-
-cargo build -q -p duplex --manifest-path "$repo/Cargo.toml"
-duplex=${CARGO_TARGET_DIR:-$repo/target}/debug/duplex
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
 ctl=$repo/examples/acme-service/acme-ctl
-python=/usr/bin/python3
 
 work=$(mktemp -d /tmp/duplex-real-host.XXXXXX)
 home=$work/acme
