@@ -121,6 +121,7 @@ impl EventSink for AgentSink {
     }
 
     fn notice(&mut self, notice: &Notice) {
+        let text = notice_text(notice);
         match notice {
             Notice::Opened { session, at, .. } => {
                 self.session = session.clone();
@@ -130,7 +131,7 @@ impl EventSink for AgentSink {
                 });
             }
             Notice::Waiting { what } => {
-                super::log(&format!("{} {what}", self.session));
+                super::log(&format!("{} {text}", self.session));
                 if what.starts_with("waiting for an approval") {
                     let _ = self.events.send(events::approval_needed(
                         &self.source,
@@ -141,14 +142,67 @@ impl EventSink for AgentSink {
                     ));
                 }
             }
-            Notice::Compiling { plugin } => super::log(&format!("compiling plugin `{plugin}`")),
-            Notice::TornTailCut(torn) => super::log(&format!("warning: {torn}")),
-            Notice::Stopping { why } => super::log(&format!("stopping: {why}")),
+            Notice::Compiling { .. } | Notice::TornTailCut(_) | Notice::Stopping { .. } => {
+                super::log(&text)
+            }
         }
         let _ = self.live.send(serde_json::json!({
             "kind": "notice",
             "session": self.session,
-            "text": format!("{notice:?}"),
+            "text": text,
         }));
+    }
+}
+
+/// A notice in words, for the agent's log and the live stream's readers
+/// (the web console shows it as it comes).
+pub fn notice_text(notice: &Notice) -> String {
+    match notice {
+        Notice::Opened {
+            session,
+            resumed,
+            policy,
+            target,
+            at,
+        } => format!(
+            "{} session {session} of policy {policy} on {target} in {at}",
+            if *resumed { "resuming" } else { "starting" }
+        ),
+        Notice::Waiting { what } => what.clone(),
+        Notice::Compiling { plugin } => {
+            format!("compiling plugin `{plugin}` (first use with this cache)")
+        }
+        Notice::TornTailCut(torn) => format!("warning: {torn}"),
+        Notice::Stopping { why } => format!("stopping at the next safe point: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_read_as_sentences_not_as_rust_values() {
+        let waiting = Notice::Waiting {
+            what: "waiting for an approval before Commit".into(),
+        };
+        assert_eq!(
+            notice_text(&waiting),
+            "waiting for an approval before Commit"
+        );
+        let stopping = Notice::Stopping {
+            why: "SIGTERM".into(),
+        };
+        assert_eq!(
+            notice_text(&stopping),
+            "stopping at the next safe point: SIGTERM"
+        );
+        let compiling = Notice::Compiling {
+            plugin: "sim-duplex".into(),
+        };
+        assert_eq!(
+            notice_text(&compiling),
+            "compiling plugin `sim-duplex` (first use with this cache)"
+        );
     }
 }
