@@ -2,7 +2,8 @@
 //! only) and, with `--listen`, on TCP where every write needs the bearer
 //! token. Reads: status (with desired and achieved), sessions, a session's
 //! log and its activity tree, the plan of the desired policy, the live stream (server-sent
-//! events), `/metrics`. Writes: the operator's commands, a fetch now.
+//! events), `/metrics`, and the web console at `/` (`console.rs`). Writes:
+//! the operator's commands, a fetch now.
 
 use super::metrics::CONTENT_TYPE;
 use super::reconcile::Agent;
@@ -43,6 +44,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(agent.clone())
         .merge(crate::api::commands::router(agent.app.clone(), starting))
+        .merge(super::console::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see README's API section") })
 }
 

@@ -12,6 +12,7 @@
 //! - `metrics`: the Prometheus exposition.
 
 pub mod api;
+mod console;
 pub mod events;
 pub mod metrics;
 pub mod outbox;
