@@ -2,7 +2,9 @@
 //! operator would and look at what it printed.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod prometheus;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
