@@ -13,10 +13,10 @@
 use crate::engine::sink::describe;
 use crate::engine::{Event, FoldError, Session};
 use crate::model::{Command, UpgradeState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a node ended, for colour and icons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum NodeOutcome {
     /// Still going (a request attempt running, a state being worked in).
@@ -30,7 +30,7 @@ pub enum NodeOutcome {
 }
 
 /// One node of the tree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityNode {
     /// The journal record that opened the node.
@@ -70,7 +70,7 @@ impl ActivityNode {
 }
 
 /// A session's activity tree, grown one record at a time.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityTree {
     /// The first record (session started), then one node per state entered,

@@ -4,10 +4,10 @@
 
 use crate::engine::Session;
 use crate::policy::{LoadedPolicy, PolicyAction, Sha256};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How the policy file differs from what the session runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Drift {
     /// The file has other contents than the session started with.

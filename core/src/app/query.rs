@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// What an operator may do next, as the model and the session allow it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OperatorCommand {
     Approve,
@@ -72,7 +72,8 @@ impl OperatorCommand {
         }
     }
 
-    fn of(verb: OperatorVerb) -> OperatorCommand {
+    /// The command an operator's verb gives.
+    pub fn of(verb: OperatorVerb) -> OperatorCommand {
         match verb {
             OperatorVerb::Approve => OperatorCommand::Approve,
             OperatorVerb::Retry => OperatorCommand::Retry,
@@ -84,7 +85,7 @@ impl OperatorCommand {
 }
 
 /// The live process holding the state dir's lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerInfo {
     pub pid: u32,
@@ -101,7 +102,7 @@ impl From<LockHolder> for RunnerInfo {
 }
 
 /// An approval point the session waits at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitingFor {
     pub point: ApprovalPoint,
@@ -109,7 +110,7 @@ pub struct WaitingFor {
     pub approvers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
     pub state_dir: PathBuf,
@@ -119,7 +120,7 @@ pub struct StatusReport {
     pub session: Option<SessionStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStatus {
     pub id: SessionId,
@@ -143,7 +144,7 @@ pub struct SessionStatus {
 }
 
 /// What one operator command would do now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consequence {
     pub command: OperatorCommand,

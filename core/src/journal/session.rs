@@ -159,6 +159,14 @@ impl Serialize for SessionId {
     }
 }
 
+/// Read back from an API's answer (a console showing an agent's status).
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        SessionId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 // ─── Records read back ──────────────────────────────────────────────────────
 
 /// One journal record, decoded.
@@ -184,7 +192,7 @@ pub struct ReadReport<T> {
 }
 
 /// An incomplete record at the very end of a journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TornTail {
     pub path: PathBuf,
     /// Where the incomplete record starts (the journal's length once cut).
