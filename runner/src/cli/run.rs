@@ -26,6 +26,10 @@ pub struct ApplyArgs {
     /// Stop once this state's work is done (e.g. `Split`), before leaving it.
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub until: Option<UpgradeState>,
+    /// At an approval point or a hold, wait for a command from another shell
+    /// (`duplex approve`, `duplex release`, `duplex watch`) instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +37,10 @@ pub struct ResumeArgs {
     /// Stop once this state's work is done, before leaving it.
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub until: Option<UpgradeState>,
+    /// At an approval point or a hold, wait for a command from another shell
+    /// instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 fn parse_state(text: &str) -> Result<UpgradeState, String> {
@@ -72,9 +80,9 @@ pub enum Verb {
 }
 
 /// A verb once its input is read: what the application layer runs.
-enum Job {
-    Apply(Box<policy::LoadedPolicy>, Option<UpgradeState>),
-    Resume(Option<UpgradeState>),
+pub(crate) enum Job {
+    Apply(Box<policy::LoadedPolicy>, RunOptions),
+    Resume(RunOptions),
     Operate(OperatorRequest),
 }
 
@@ -122,24 +130,64 @@ async fn run_verb(
         Verb::Apply(args) => match policy::load_file(&args.file) {
             Ok(p) => {
                 let _ = crate::api::socket::create_state_dir(app.state_dir());
-                Job::Apply(Box::new(p), args.until)
+                Job::Apply(Box::new(p), run_options(args.until, args.wait))
             }
             Err(err) => return errors::report_load(&err),
         },
-        Verb::Resume(args) => Job::Resume(args.until),
+        Verb::Resume(args) => Job::Resume(run_options(args.until, args.wait)),
         Verb::Operator(verb, reason) => {
             let request = OperatorRequest {
                 verb,
                 by: operator.0.clone(),
                 reason,
             };
-            if let Some(code) = send_to_runner(&app, &request, output_format).await {
-                return code;
+            match send_to_runner(&app, &request).await {
+                Ok(None) => {}
+                Ok(Some(accepted)) => {
+                    report_accepted(&accepted, output_format);
+                    return exit::OK;
+                }
+                Err(message) => return errors::fail(output_format, &message),
             }
             Job::Operate(request)
         }
     };
     let app = std::sync::Arc::new(app);
+    let result = run_job(&app, job, sink, cancel, |w| output::eline(&w)).await;
+    match result {
+        Ok(report) => {
+            let (code, result, message) = stop_message(&app, &report, &operator);
+            match output_format {
+                Output::Human => output::line(&message),
+                Output::Json => output::json_line(
+                    &serde_json::json!({ "result": result, "session": report.session, "exitCode": code, "message": message })
+                        .to_string(),
+                ),
+            }
+            code
+        }
+        Err(err) => errors::report(output_format, &err),
+    }
+}
+
+fn run_options(until: Option<UpgradeState>, wait: bool) -> RunOptions {
+    RunOptions {
+        until,
+        wait_for_operator: wait,
+    }
+}
+
+/// Run `job` on the session, serving the state dir's control socket
+/// meanwhile (the CLI's verbs, and `duplex watch` giving a command when
+/// nobody runs the session). `warn` is told when the socket cannot be
+/// served (the CLI prints it; the console, which owns the screen, shows it).
+pub(crate) async fn run_job(
+    app: &std::sync::Arc<App>,
+    job: Job,
+    sink: Box<dyn EventSink>,
+    cancel: Cancel,
+    warn: impl FnOnce(String),
+) -> Result<RunReport, AppError> {
     // Commands from other shells reach this run through the socket; one
     // that comes while the run is starting waits for it.
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -153,7 +201,7 @@ async fn run_verb(
     ) {
         Ok(socket) => socket,
         Err(e) => {
-            output::eline(&format!(
+            warn(format!(
                 "warning: cannot serve the control socket {}: {e}; commands from other shells will wait for this run to stop",
                 crate::api::socket::path(app.state_dir()).display()
             ));
@@ -161,20 +209,8 @@ async fn run_verb(
         }
     };
     let result = match job {
-        Job::Apply(file_policy, until) => {
-            let options = RunOptions {
-                until,
-                ..Default::default()
-            };
-            app.apply(*file_policy, options, sink, cancel).await
-        }
-        Job::Resume(until) => {
-            let options = RunOptions {
-                until,
-                ..Default::default()
-            };
-            app.resume(options, sink, cancel).await
-        }
+        Job::Apply(file_policy, options) => app.apply(*file_policy, options, sink, cancel).await,
+        Job::Resume(options) => app.resume(options, sink, cancel).await,
         Job::Operate(request) => {
             app.operate(request, RunOptions::default(), sink, cancel)
                 .await
@@ -184,53 +220,66 @@ async fn run_verb(
     if let Some(socket) = socket {
         socket.close().await;
     }
-    match result {
-        Ok(report) => report_stop(&app, &report, &operator, output_format),
-        Err(err) => errors::report(output_format, &err),
-    }
+    result
+}
+
+/// A command the process running the session accepted.
+pub(crate) struct Accepted {
+    pub answer: crate::api::commands::AcceptedView,
+    /// What it means, in a sentence.
+    pub message: String,
 }
 
 /// Give the command to the process running the session, if one listens
-/// on the control socket; `None` when nobody does (the command then takes
-/// the lock itself).
-async fn send_to_runner(app: &App, request: &OperatorRequest, output_format: Output) -> Option<u8> {
+/// on the control socket: `Ok(None)` when nobody does (the command then
+/// takes the lock itself), `Err` with the reason when it was refused.
+pub(crate) async fn send_to_runner(
+    app: &App,
+    request: &OperatorRequest,
+) -> Result<Option<Accepted>, String> {
     let body = serde_json::json!({ "by": request.by, "reason": request.reason });
     let path = format!("/v1/commands/{}", request.verb);
-    let reply = match crate::api::client::post(app.state_dir(), &path, &body).await {
-        Ok(reply) => reply,
-        Err(e) => return Some(errors::fail(output_format, &e)),
-    };
+    let reply = crate::api::client::post(app.state_dir(), &path, &body).await?;
     let crate::api::client::Reply::Answered { status, body } = reply else {
-        return None;
+        return Ok(None);
     };
     if status == 200 {
-        let answer: Result<crate::api::commands::CommandAnswer, _> = serde_json::from_slice(&body);
-        let Ok(answer) = answer else {
-            return Some(errors::fail(
-                output_format,
-                "the running duplex sent an answer that is not one",
-            ));
-        };
+        let answer: crate::api::commands::CommandAnswer = serde_json::from_slice(&body)
+            .map_err(|_| "the running duplex sent an answer that is not one".to_string())?;
         let a = &answer.accepted;
         let message = format!(
             "{} accepted by the duplex running session {} (pid {}); it is in {}. It takes effect at the run's next safe point (a plugin call in progress finishes first); `duplex log --follow` shows it.",
             a.verb, a.session, a.pid, a.at
         );
-        match output_format {
-            Output::Human => output::line(&message),
-            Output::Json => output::json_line(
-                &serde_json::json!({ "result": "accepted", "session": a.session, "pid": a.pid, "at": a.at, "message": message }).to_string(),
-            ),
-        }
-        return Some(exit::OK);
+        return Ok(Some(Accepted {
+            answer: answer.accepted,
+            message,
+        }));
     }
-    let message = serde_json::from_slice::<crate::api::error::ErrorBody>(&body)
-        .map(|b| b.error.message)
-        .unwrap_or_else(|_| format!("the running duplex answered HTTP {status}"));
-    Some(errors::fail(output_format, &message))
+    Err(
+        serde_json::from_slice::<crate::api::error::ErrorBody>(&body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| format!("the running duplex answered HTTP {status}")),
+    )
 }
 
-fn report_stop(app: &App, report: &RunReport, operator: &Operator, output_format: Output) -> u8 {
+fn report_accepted(accepted: &Accepted, output_format: Output) {
+    let (a, message) = (&accepted.answer, &accepted.message);
+    match output_format {
+        Output::Human => output::line(message),
+        Output::Json => output::json_line(
+            &serde_json::json!({ "result": "accepted", "session": a.session, "pid": a.pid, "at": a.at, "message": message }).to_string(),
+        ),
+    }
+}
+
+/// How a run stopped: its exit code, its result word (`--output json`)
+/// and the sentence that says it.
+pub(crate) fn stop_message(
+    app: &App,
+    report: &RunReport,
+    operator: &Operator,
+) -> (u8, &'static str, String) {
     let summary = &report.summary;
     let (code, result, message) = match &report.stop {
         Stop::Ended(Outcome::Committed) => {
@@ -295,14 +344,7 @@ fn report_stop(app: &App, report: &RunReport, operator: &Operator, output_format
             ),
         ),
     };
-    match output_format {
-        Output::Human => output::line(&message),
-        Output::Json => output::json_line(
-            &serde_json::json!({ "result": result, "session": report.session, "exitCode": code, "message": message })
-                .to_string(),
-        ),
-    }
-    code
+    (code, result, message)
 }
 
 /// ` Next: `duplex retry` or `duplex abort`.`, from what the model allows now.
