@@ -7,6 +7,7 @@
 mod agent;
 mod api;
 mod cli;
+mod watch;
 
 fn main() -> std::process::ExitCode {
     cli::main()

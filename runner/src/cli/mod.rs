@@ -116,23 +116,25 @@ pub enum Verb {
     Unlock(run::UnlockArgs),
     /// Run unattended: reconcile a policy source (a directory or a git repository), serve the API.
     Agent(Box<crate::agent::Args>),
+    /// Watch the session live in the terminal (a state dir, or an agent) and give commands.
+    Watch(crate::watch::Args),
 }
 
 pub(crate) mod dirs;
-mod errors;
+pub(crate) mod errors;
 mod grants;
 pub(crate) mod operator;
 pub(crate) mod output;
 mod plan;
 mod plugin;
-mod run;
+pub(crate) mod run;
 pub(crate) mod signals;
 mod status;
 mod validate;
 mod view;
 
 /// The application layer over the state dir the flags and environment name.
-fn app(state_dir: Option<std::path::PathBuf>) -> Result<duplex_core::app::App, String> {
+pub(crate) fn app(state_dir: Option<std::path::PathBuf>) -> Result<duplex_core::app::App, String> {
     let state_dir = dirs::state_dir(state_dir).map_err(|e| e.to_string())?;
     Ok(app_for(state_dir))
 }
@@ -199,6 +201,7 @@ pub fn main() -> ExitCode {
         Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
         Verb::Plugin(args) => plugin::run(&args, cli.output),
         Verb::Agent(args) => crate::agent::run(*args, cli.state_dir),
+        Verb::Watch(args) => crate::watch::run(args, cli.state_dir),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,195 @@
+//! `duplex watch` in a real terminal (a detached tmux session): it shows
+//! the session a background `duplex apply --wait` runs, sends an approval
+//! after its confirmation so the session goes on to commit, quits on `q`
+//! with exit code 0 and gives the terminal back (the alternate screen
+//! left, the cursor shown). Also `duplex apply` on a terminal: its long
+//! steps drawn as progress bars. tmux comes from
+//! scripts/install-test-deps.sh.
+
+mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Generous: the machine may be busy; nothing here is timed.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// A tmux server of this test's own (its socket in the test's temp dir),
+/// killed when dropped.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// A detached 120×40 session running `command` through `sh -c`.
+    fn start(dir: &Path, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: dir.join("tmux.sock"),
+        };
+        let out = tmux
+            .cmd()
+            .args(["new-session", "-d", "-x", "120", "-y", "40", command])
+            .output()
+            .expect("tmux runs (scripts/install-test-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+
+    fn capture(&self) -> String {
+        let out = self.cmd().args(["capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = self.cmd().args(["display", "-p", format]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn keys(&self, keys: &str) {
+        let out = self.cmd().args(["send-keys", keys]).output().unwrap();
+        assert!(out.status.success());
+    }
+
+    /// Wait until the screen shows every one of `needles`; the screen.
+    fn wait_for(&self, needles: &[&str]) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.capture();
+            if needles.iter().all(|n| screen.contains(n)) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the screen never showed {needles:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// `VAR=value … duplex ARGS` as a shell command line.
+fn shell_line(site: &Site, operator: &str, args: &str) -> String {
+    format!(
+        "DUPLEX_CACHE_DIR='{}' DUPLEX_OPERATOR={operator} '{}' --state-dir '{}' {args}",
+        plugin_cache_dir().display(),
+        env!("CARGO_BIN_EXE_duplex"),
+        site.state_dir().display()
+    )
+}
+
+#[test]
+fn watch_in_a_terminal_approves_a_waiting_session_and_gives_the_terminal_back() {
+    let site = Site::new();
+    let policy = site.policy("", "  approvals:\n    - before: Merge\n");
+    let mut apply = duplex();
+    apply
+        .arg("--state-dir")
+        .arg(site.state_dir())
+        .args(["apply", "--wait"])
+        .arg(&policy)
+        .env("DUPLEX_OPERATOR", "runner")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let apply = apply.spawn().expect("duplex apply starts");
+    // Waiting for the approval, in the foreground run (its socket served).
+    let started = Instant::now();
+    while site.status_json()["waitingFor"].is_null() {
+        assert!(started.elapsed() < DEADLINE, "the session never waited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exit_file = site.dir.path().join("watch-exit");
+    let tmux = Tmux::start(
+        site.dir.path(),
+        &format!(
+            "{}; echo $? > '{}'; echo watch-exited; sleep 600",
+            shell_line(&site, "ops", "watch"),
+            exit_file.display()
+        ),
+    );
+    let screen = tmux.wait_for(&[
+        "State Split",
+        "Status Ready",
+        "Partner Up",
+        "WAITING for approval before Merge",
+        "test-upgrade on sim-test",
+    ]);
+    assert_eq!(tmux.display("#{alternate_on}"), "1", "{screen}");
+    // A command the session does not allow now is refused in the console.
+    tmux.keys("r");
+    tmux.wait_for(&["retry is not possible now (the session is in Split)"]);
+    // Approve: the confirmation says what it will do; `y` sends it.
+    tmux.keys("a");
+    tmux.wait_for(&["Confirm: approve", "The merge process starts"]);
+    tmux.keys("y");
+    tmux.wait_for(&["approve accepted by the duplex running session"]);
+    tmux.wait_for(&["COMMITTED and finished"]);
+    let out = apply.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(site.log_text().contains("ops asked to approve"));
+    tmux.keys("q");
+    let screen = tmux.wait_for(&["watch-exited"]);
+    assert_eq!(
+        std::fs::read_to_string(&exit_file).unwrap().trim(),
+        "0",
+        "{screen}"
+    );
+    // The terminal is given back: main screen, cursor shown, and the
+    // console's frame gone from it.
+    assert_eq!(tmux.display("#{alternate_on}"), "0");
+    assert_eq!(tmux.display("#{cursor_flag}"), "1");
+    assert!(!screen.contains("Activity"), "{screen}");
+}
+
+#[test]
+fn watch_gives_the_terminal_back_on_sigterm() {
+    let site = Site::new();
+    let pid_file = site.dir.path().join("watch-pid");
+    let exit_file = site.dir.path().join("watch-exit");
+    // `$!` of a background job is the console's own pid; `wait` keeps the
+    // job in the foreground's place for its exit code.
+    let tmux = Tmux::start(
+        site.dir.path(),
+        &format!(
+            "{} & echo $! > '{}'; wait $!; echo $? > '{}'; echo watch-exited; sleep 600",
+            shell_line(&site, "ops", "watch"),
+            pid_file.display(),
+            exit_file.display()
+        ),
+    );
+    let screen = tmux.wait_for(&["No session yet"]);
+    assert_eq!(tmux.display("#{alternate_on}"), "1", "{screen}");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let screen = tmux.wait_for(&["watch-exited"]);
+    // Exit code 7: stopped by a signal, as the other verbs say it.
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "7");
+    assert_eq!(tmux.display("#{alternate_on}"), "0", "{screen}");
+    assert_eq!(tmux.display("#{cursor_flag}"), "1");
+}
