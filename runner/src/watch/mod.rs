@@ -13,6 +13,8 @@ mod model;
 mod render;
 mod source;
 mod terminal;
+#[cfg(test)]
+mod tests;
 
 use crate::cli::{Output, errors, exit, output};
 use duplex_core::app::{App, OperatorRequest, OperatorVerb};

@@ -245,6 +245,7 @@ fn draw_tree(frame: &mut Frame<'_>, area: Rect, view: &WatchView) {
     let mut state = ListState::default().with_selected(view.selected_row(&rows));
     let list = List::new(items)
         .block(Block::new().borders(Borders::ALL).title(" Activity "))
+        .highlight_symbol("› ")
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     frame.render_stateful_widget(list, area, &mut state);
 }
