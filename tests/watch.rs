@@ -193,3 +193,60 @@ fn watch_gives_the_terminal_back_on_sigterm() {
     assert_eq!(tmux.display("#{alternate_on}"), "0", "{screen}");
     assert_eq!(tmux.display("#{cursor_flag}"), "1");
 }
+
+/// Whether a screen line is a progress bar: `[` 30 of `#>-` `]` then a
+/// percentage.
+fn is_progress_bar(line: &str) -> bool {
+    line.char_indices().any(|(i, c)| {
+        c == '['
+            && line[i + 1..].chars().take(30).all(|b| "#>-".contains(b))
+            && line[i + 1..].chars().nth(30) == Some(']')
+            && line[i..].contains('%')
+    })
+}
+
+#[test]
+fn apply_on_a_terminal_draws_long_steps_as_progress_bars() {
+    let site = Site::new();
+    let exit_file = site.dir.path().join("apply-exit");
+    // The demo policy paces its simulated steps (about 15 s): its
+    // operations and installs report progress while they run.
+    let tmux = Tmux::start(
+        site.dir.path(),
+        &format!(
+            "cd '{}' && {}; echo $? > '{}'; echo apply-exited; sleep 600",
+            repo_root().display(),
+            shell_line(&site, "ops", "apply policies/demo.yaml"),
+            exit_file.display()
+        ),
+    );
+    let started = Instant::now();
+    let bar = loop {
+        let screen = tmux.capture();
+        if let Some(line) = screen.lines().find(|l| is_progress_bar(l)) {
+            break line.to_string();
+        }
+        assert!(
+            !screen.contains("apply-exited"),
+            "no progress bar was seen before apply ended:\n{screen}"
+        );
+        assert!(started.elapsed() < DEADLINE, "no progress bar:\n{screen}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        bar.contains("op/") || bar.contains("install/") || bar.contains("verification"),
+        "{bar}"
+    );
+    let screen = tmux.wait_for(&["apply-exited"]);
+    assert_eq!(
+        std::fs::read_to_string(&exit_file).unwrap().trim(),
+        "0",
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Upgrade committed and finished"),
+        "{screen}"
+    );
+    // Bars are cleared once their step ends: none is left on the screen.
+    assert!(!screen.lines().any(is_progress_bar), "{screen}");
+}

@@ -57,14 +57,6 @@ pub fn json_pretty(value: &impl serde::Serialize) {
     json_line(&serde_json::to_string_pretty(value).expect("output serializes"));
 }
 
-/// Terminal control the CLI itself draws (a progress bar redrawn in
-/// place), then `text` escaped, with no newline.
-pub fn control_then(control: &str, text: &str) {
-    let mut s = control.to_string();
-    s.push_str(&escape(text));
-    write_stdout(s.as_bytes());
-}
-
 /// A line of human text on stderr, control characters escaped. Errors
 /// writing to stderr are ignored: there is nowhere left to say them.
 pub fn eline(text: &str) {
