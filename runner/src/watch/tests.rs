@@ -152,8 +152,35 @@ spec:
         let dir = self.dir.path().display().to_string();
         // A resume records the pid of the process that resumed: this one.
         let pid = format!("pid {}", std::process::id());
-        text.replace(&dir, "[dir]").replace(&pid, "pid [this]")
+        let text = text.replace(&dir, "[dir]");
+        text.lines()
+            .map(|line| same_width(line, &pid, "pid [this]"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
+}
+
+/// `line` with `from` replaced by `to`, the run of padding after it
+/// widened or narrowed so the columns to its right stay where they were (a
+/// pid's number of digits varies from run to run).
+fn same_width(line: &str, from: &str, to: &str) -> String {
+    let Some(at) = line.find(from) else {
+        return line.to_string();
+    };
+    let (head, rest) = line.split_at(at);
+    let rest = &rest[from.len()..];
+    let grow = to.chars().count() as isize - from.chars().count() as isize;
+    let Some(pad) = rest.find("  ") else {
+        return format!("{head}{to}{rest}");
+    };
+    let (before, after) = rest.split_at(pad);
+    let spaces = after.len() - after.trim_start_matches(' ').len();
+    let wanted = (spaces as isize - grow).max(1) as usize;
+    format!(
+        "{head}{to}{before}{}{}",
+        " ".repeat(wanted),
+        after.trim_start_matches(' ')
+    )
 }
 
 fn key(code: KeyCode) -> KeyEvent {
