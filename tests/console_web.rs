@@ -4,7 +4,9 @@
 //! and the state model path show it, approving from the page takes it to
 //! Commit, a refused approval shows the model's reason, hold and release
 //! work, the page survives an agent restart, saves the activity, and aborts
-//! a second session. Screenshots go to `target/console-screenshots/`.
+//! a second session. A second agent runs a session whose split fails once
+//! and is held for a person: the page shows it Broken, with the reason, and
+//! retries it. Screenshots go to `target/console-screenshots/`.
 
 mod support;
 use serde_json::{Value, json};
@@ -28,6 +30,9 @@ return {
   waiting: $("waiting").hidden ? "" : $("waiting").dataset.point,
   held: $("held").hidden ? "" : $("held").textContent,
   pid: $("runner").dataset.pid,
+  tone: $("axis-status").dataset.tone,
+  request: $("request").textContent,
+  phase: $("request").dataset.phase,
   enabled: [...document.querySelectorAll("#actions button[data-command]")]
     .filter((b) => !b.disabled).map((b) => b.dataset.command),
   message: $("message").hidden ? null : { kind: $("message").dataset.kind, text: $("message").textContent },
@@ -37,6 +42,8 @@ return {
   } : null,
   treeStates: [...document.querySelectorAll("#tree > li[data-kind=state]")]
     .map((li) => li.querySelector(".title").textContent),
+  attempts: [...document.querySelectorAll("#tree li[data-kind=attempt]")]
+    .map((li) => ({ title: li.querySelector(".title").textContent, outcome: li.dataset.outcome })),
   current: [...document.querySelectorAll("#path li[data-current], #abort-path li[data-current]")]
     .map((li) => ({ state: li.dataset.state, waiting: li.dataset.waiting === "true",
       abort: li.parentElement.id === "abort-path" })),
@@ -56,6 +63,17 @@ struct Console {
 }
 
 impl Console {
+    /// A browser on the agent's page.
+    fn open(agent: &Agent, downloads: &Path) -> Console {
+        let console = Console {
+            browser: Browser::start(downloads),
+            states: RefCell::new(Vec::new()),
+            shots: screenshots_dir(),
+        };
+        console.browser.goto(&agent.url("/"));
+        console
+    }
+
     /// Wait until the page shows what `ok` wants, noting each state the
     /// status bar shows meanwhile.
     fn until(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
@@ -111,6 +129,12 @@ fn enabled(v: &Value, verb: &str) -> bool {
     v["enabled"]
         .as_array()
         .is_some_and(|a| a.iter().any(|c| c == verb))
+}
+
+/// The agent's API token, from its state dir.
+fn token_of(agent: &Agent) -> String {
+    let token = std::fs::read_to_string(agent.state.join("agent/token")).unwrap();
+    token.trim().to_string()
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -179,18 +203,12 @@ fn the_console_follows_approves_refuses_survives_a_restart_and_aborts() {
             .unwrap();
         assert_eq!(again.status().as_u16(), 304, "{path}");
     }
-    let token = std::fs::read_to_string(agent.state.join("agent/token")).unwrap();
-    let token = token.trim().to_string();
+    let token = token_of(&agent);
 
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
-    let console = Console {
-        browser: Browser::start(&downloads),
-        states: RefCell::new(Vec::new()),
-        shots: screenshots_dir(),
-    };
+    let console = Console::open(&agent, &downloads);
     let page = &console.browser;
-    page.goto(&agent.url("/"));
 
     // The session runs to the first approval point; the page follows.
     let v = console.until("waiting for the approval before Merge", |v| {
@@ -413,4 +431,109 @@ fn the_console_follows_approves_refuses_survives_a_restart_and_aborts() {
     });
     assert_eq!(v["treeStates"][4], "Commit", "{v}");
     console.screenshot("history");
+}
+
+/// The approvals policy with the simulated server told to fail the split
+/// once and no automatic retry there: its `retriesExhausted: hold` rule
+/// stops the session, Broken, for a person.
+fn fail_the_split_once(repo: &Path) {
+    let path = repo.join("policies/p.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let faults = "    with:\n      faults: { fail: { split: 1 } }\n";
+    let retries = "  retries:\n    perState:\n      split: { limit: 0 }\n";
+    let changed = text
+        .replacen(
+            "    plugin: sim-duplex\n",
+            &format!("    plugin: sim-duplex\n{faults}"),
+            1,
+        )
+        .replacen("  approvals:\n", &format!("{retries}  approvals:\n"), 1);
+    assert!(
+        changed.contains(faults) && changed.contains(retries),
+        "{changed}"
+    );
+    std::fs::write(&path, changed).unwrap();
+    git(repo, &["commit", "-qam", "the split fails once"]);
+}
+
+#[test]
+fn a_failed_request_held_for_a_person_is_retried_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = policy_repo_of(dir.path(), "policies/approvals.yaml");
+    fail_the_split_once(&repo);
+    let agent = start_agent(dir.path(), &repo);
+    agent.wait_for("the agent answers", |_| true);
+    let token = token_of(&agent);
+    let console = Console::open(&agent, dir.path());
+
+    // The split fails; the policy allows no retry there, so the session
+    // stops, Broken, and waits for a person. The status bar says so in red,
+    // with the request, its attempt and why it failed.
+    let v = console.until("Broken, waiting for a retry", |v| {
+        v["conn"] == "connected" && v["status"] == "Broken" && enabled(v, "retry")
+    });
+    let session = v["session"].as_str().unwrap().to_string();
+    assert_eq!(v["state"], "Split", "{v}");
+    assert_eq!(v["tone"], "bad", "{v}");
+    assert_eq!(v["phase"], "failed", "{v}");
+    assert_eq!(
+        v["request"],
+        "op/split · attempt 1 · failed: op/split: split failed (injected failure 1 of 1)",
+        "{v}"
+    );
+    let held = v["held"].as_str().unwrap();
+    assert!(
+        held.contains("Split failed 1 time(s), its retries (0) are used up"),
+        "{v}"
+    );
+    // What the server lists next (the page has no resume: the agent runs it).
+    assert_eq!(v["enabled"], json!(["retry", "abort"]), "{v}");
+    // The tree: the split's first attempt, failed, with its reason.
+    let v = console.until("the failed attempt in the tree", |v| {
+        v["attempts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["outcome"] == "failed"))
+    });
+    assert_eq!(
+        v["attempts"],
+        json!([
+            {"title": "request, attempt 1", "outcome": "ok"},
+            {"title": "request, attempt 1: request failed: Broken: op/split: split failed (injected failure 1 of 1)",
+             "outcome": "failed"},
+        ]),
+        "{v}"
+    );
+    console.screenshot("broken");
+
+    // Retried from the page: the dialog gives the server's consequence;
+    // the request runs again and the session goes on to the approval
+    // before Merge.
+    console.command(
+        "retry",
+        "The failed request of Split runs again from its start (attempt 2).",
+        Some(("ops-oncall", &token)),
+        "the link is back",
+    );
+    let accepted = console.message("retry accepted");
+    assert_eq!(accepted["kind"], "ok", "{accepted}");
+    let v = console.until("the split done on the second attempt", |v| {
+        v["waiting"] == "Merge"
+            && enabled(v, "approve")
+            && v["attempts"][2] == json!({"title": "request, attempt 2", "outcome": "ok"})
+    });
+    assert_eq!(v["session"], session.as_str(), "{v}");
+    assert_eq!(v["state"], "Split", "{v}");
+    assert_eq!(v["status"], "Ready", "{v}");
+    assert_eq!(v["tone"], "ok", "{v}");
+    // The request's last step, its attempt, its phase.
+    assert!(
+        v["request"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(" · attempt 2 · done")),
+        "{v}"
+    );
+    assert_eq!(v["held"], "", "{v}");
+    assert_eq!(v["enabled"], json!(["approve", "hold", "abort"]), "{v}");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 3, "{v}");
+    console.screenshot("retried");
 }

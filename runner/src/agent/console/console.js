@@ -257,6 +257,7 @@ function renderStatusBar() {
     showAxes("Idle", "", "");
     $("session-id").textContent = "none yet";
     $("request").textContent = "–";
+    $("request").dataset.phase = "";
   } else {
     const summary = s.session;
     const config = summary.config;
@@ -267,7 +268,9 @@ function renderStatusBar() {
     $("outcome").dataset.value = outcome;
     $("outcome").textContent = outcome ? `${outcome}${summary.abortedFrom ? ` from ${summary.abortedFrom}` : ""}` : s.finished ? "" : "in flight";
     const phase = config.request ? config.request.phase : "";
-    const failure = config.request && config.request.failure ? `: ${config.request.failure.reason}` : "";
+    // A failed request carries its reason beside its phase.
+    const failure = phase === "failed" && config.request.reason ? `: ${config.request.reason}` : "";
+    $("request").dataset.phase = phase;
     $("request").textContent = summary.request
       ? `${summary.request} · attempt ${config.attempt} · ${phase}${failure}`
       : s.finished ? "–" : `none · ${phase}`;
