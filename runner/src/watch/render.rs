@@ -187,11 +187,13 @@ fn session_lines(view: &WatchView, s: &SessionStatus) -> Vec<Line<'static>> {
             )),
         ]),
         Line::from(axes),
+        // The file last: an agent's is a long checkout path, and a line
+        // too wide for the terminal is cut at its end.
         Line::from(format!(
-            "Policy {} ({})   sha256 {}{revision}{runner}",
+            "Policy {}   sha256 {}{revision}{runner}   file {}",
             escape(&summary.policy),
-            escape(&summary.policy_file),
             short_digest(&summary.policy_digest),
+            escape(&summary.policy_file),
         )),
         Line::from(situation),
     ]
