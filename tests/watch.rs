@@ -2,14 +2,17 @@
 //! the session a background `duplex apply --wait` runs, sends an approval
 //! after its confirmation so the session goes on to commit, quits on `q`
 //! with exit code 0 and gives the terminal back (the alternate screen
-//! left, the cursor shown). Also `duplex apply` on a terminal: its long
-//! steps drawn as progress bars. tmux comes from
+//! left, the cursor shown). The same against a real agent
+//! (`duplex watch --agent`): its session followed, approved through the
+//! agent's API, the agent's refusal shown. Also `duplex apply` on a
+//! terminal: its long steps drawn as progress bars. tmux comes from
 //! scripts/install-test-deps.sh.
 
 mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::agent::{policy_repo_of, start_agent};
 use support::*;
 
 /// Generous: the machine may be busy; nothing here is timed.
@@ -76,6 +79,34 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// On a session waiting in Split for its approval before Merge: `r` is
+    /// refused by the console itself (retry is not among the session's
+    /// next commands); `a` asks a confirmation that says what the approval
+    /// will do; `y` sends it.
+    fn refuse_a_retry_then_approve(&self) {
+        self.keys("r");
+        self.wait_for(&["retry is not possible now (the session is in Split)"]);
+        self.keys("a");
+        self.wait_for(&["Confirm: approve", "The merge process starts"]);
+        self.keys("y");
+    }
+
+    /// `q` quits the console (started by [`reporting_exit`] with the word
+    /// `watch`): exit code 0, and the terminal given back — main screen,
+    /// cursor shown, the console's frame gone from it.
+    fn quit_and_expect_the_terminal_back(&self, exit_file: &Path) {
+        self.keys("q");
+        let screen = self.wait_for(&["watch-exited"]);
+        assert_eq!(
+            std::fs::read_to_string(exit_file).unwrap().trim(),
+            "0",
+            "{screen}"
+        );
+        assert_eq!(self.display("#{alternate_on}"), "0");
+        assert_eq!(self.display("#{cursor_flag}"), "1");
+        assert!(!screen.contains("Activity"), "{screen}");
+    }
 }
 
 impl Drop for Tmux {
@@ -84,13 +115,30 @@ impl Drop for Tmux {
     }
 }
 
-/// `VAR=value … duplex ARGS` as a shell command line.
-fn shell_line(site: &Site, operator: &str, args: &str) -> String {
+/// `VAR=value … duplex ARGS` as a shell command line, run as `operator`.
+fn duplex_line(operator: &str, args: &str) -> String {
     format!(
-        "DUPLEX_CACHE_DIR='{}' DUPLEX_OPERATOR={operator} '{}' --state-dir '{}' {args}",
+        "DUPLEX_CACHE_DIR='{}' DUPLEX_OPERATOR={operator} '{}' {args}",
         plugin_cache_dir().display(),
         env!("CARGO_BIN_EXE_duplex"),
-        site.state_dir().display()
+    )
+}
+
+/// `duplex --state-dir <site's> ARGS` as a shell command line.
+fn shell_line(site: &Site, operator: &str, args: &str) -> String {
+    let state = site.state_dir();
+    duplex_line(
+        operator,
+        &format!("--state-dir '{}' {args}", state.display()),
+    )
+}
+
+/// `line`, then its exit code written to `exit_file` and `<word>-exited`
+/// on the screen; the pane stays open to be read.
+fn reporting_exit(line: &str, exit_file: &Path, word: &str) -> String {
+    format!(
+        "{line}; echo $? > '{}'; echo {word}-exited; sleep 600",
+        exit_file.display()
     )
 }
 
@@ -117,11 +165,7 @@ fn watch_in_a_terminal_approves_a_waiting_session_and_gives_the_terminal_back() 
     let exit_file = site.dir.path().join("watch-exit");
     let tmux = Tmux::start(
         site.dir.path(),
-        &format!(
-            "{}; echo $? > '{}'; echo watch-exited; sleep 600",
-            shell_line(&site, "ops", "watch"),
-            exit_file.display()
-        ),
+        &reporting_exit(&shell_line(&site, "ops", "watch"), &exit_file, "watch"),
     );
     let screen = tmux.wait_for(&[
         "State Split",
@@ -131,13 +175,7 @@ fn watch_in_a_terminal_approves_a_waiting_session_and_gives_the_terminal_back() 
         "test-upgrade on sim-test",
     ]);
     assert_eq!(tmux.display("#{alternate_on}"), "1", "{screen}");
-    // A command the session does not allow now is refused in the console.
-    tmux.keys("r");
-    tmux.wait_for(&["retry is not possible now (the session is in Split)"]);
-    // Approve: the confirmation says what it will do; `y` sends it.
-    tmux.keys("a");
-    tmux.wait_for(&["Confirm: approve", "The merge process starts"]);
-    tmux.keys("y");
+    tmux.refuse_a_retry_then_approve();
     tmux.wait_for(&["approve accepted by the duplex running session"]);
     tmux.wait_for(&["COMMITTED and finished"]);
     let out = apply.wait_with_output().unwrap();
@@ -149,18 +187,75 @@ fn watch_in_a_terminal_approves_a_waiting_session_and_gives_the_terminal_back() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(site.log_text().contains("ops asked to approve"));
-    tmux.keys("q");
-    let screen = tmux.wait_for(&["watch-exited"]);
-    assert_eq!(
-        std::fs::read_to_string(&exit_file).unwrap().trim(),
-        "0",
-        "{screen}"
+    tmux.quit_and_expect_the_terminal_back(&exit_file);
+}
+
+/// Where an agent's session waits for an approval (`Merge`, `Commit`).
+fn agent_waits_before(v: &serde_json::Value) -> Option<&str> {
+    v["status"]["session"]["waitingFor"]["point"].as_str()
+}
+
+#[test]
+fn watch_follows_an_agent_approves_through_its_api_and_shows_its_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Approvals before Merge by ops-oncall, before Commit by change-board.
+    let repo = policy_repo_of(dir.path(), "policies/approvals.yaml");
+    let agent = start_agent(dir.path(), &repo);
+    let v = agent.wait_for("the agent's session waits for approval before Merge", |v| {
+        agent_waits_before(v) == Some("Merge")
+    });
+    let session = v["status"]["session"]["id"].as_str().unwrap().to_string();
+    // The git commit the agent runs, shown beside the policy's digest.
+    let revision = format!(
+        "revision {}",
+        v["agent"]["desired"]["revision"].as_str().unwrap()
     );
-    // The terminal is given back: main screen, cursor shown, and the
-    // console's frame gone from it.
-    assert_eq!(tmux.display("#{alternate_on}"), "0");
-    assert_eq!(tmux.display("#{cursor_flag}"), "1");
-    assert!(!screen.contains("Activity"), "{screen}");
+    let exit_file = dir.path().join("watch-exit");
+    let token_file = agent.state.join("agent/token");
+    let watch = format!(
+        "watch --agent '{}' --token-file '{}'",
+        agent.url(""),
+        token_file.display()
+    );
+    let tmux = Tmux::start(
+        dir.path(),
+        &reporting_exit(&duplex_line("ops-oncall", &watch), &exit_file, "watch"),
+    );
+    let screen = tmux.wait_for(&[
+        &format!("duplex watch: agent {}", agent.url("")),
+        &session,
+        "firmware-with-approvals on sim-ft-02",
+        "Policy firmware-with-approvals   sha256 ",
+        &revision,
+        "State Split",
+        "WAITING for approval before Merge (approvers: ops-oncall)",
+        "possible now: approve",
+    ]);
+    assert_eq!(tmux.display("#{alternate_on}"), "1", "{screen}");
+    // As ops-oncall: sent to the agent, accepted.
+    tmux.refuse_a_retry_then_approve();
+    tmux.wait_for(&["approve accepted by the agent for session"]);
+    // The session goes on to the next approval point; the screen follows.
+    agent.wait_for(
+        "the agent's session waits for approval before Commit",
+        |v| agent_waits_before(v) == Some("Commit"),
+    );
+    tmux.wait_for(&[
+        "State Merge",
+        "WAITING for approval before Commit (approvers: change-board)",
+        "approved before Merge by ops-oncall",
+    ]);
+    // ops-oncall may not approve before Commit: the agent refuses, and the
+    // screen shows its reason; the session still waits.
+    tmux.keys("a");
+    tmux.wait_for(&["Confirm: approve"]);
+    tmux.keys("y");
+    tmux.wait_for(&[
+        "refused: ops-oncall may not approve before Commit: the policy names change-board",
+    ]);
+    let v = agent.wait_for("the status answers", |_| true);
+    assert_eq!(agent_waits_before(&v), Some("Commit"), "{v}");
+    tmux.quit_and_expect_the_terminal_back(&exit_file);
 }
 
 #[test]
@@ -172,11 +267,14 @@ fn watch_gives_the_terminal_back_on_sigterm() {
     // job in the foreground's place for its exit code.
     let tmux = Tmux::start(
         site.dir.path(),
-        &format!(
-            "{} & echo $! > '{}'; wait $!; echo $? > '{}'; echo watch-exited; sleep 600",
-            shell_line(&site, "ops", "watch"),
-            pid_file.display(),
-            exit_file.display()
+        &reporting_exit(
+            &format!(
+                "{} & echo $! > '{}'; wait $!",
+                shell_line(&site, "ops", "watch"),
+                pid_file.display()
+            ),
+            &exit_file,
+            "watch",
         ),
     );
     let screen = tmux.wait_for(&["No session yet"]);
@@ -213,11 +311,14 @@ fn apply_on_a_terminal_draws_long_steps_as_progress_bars() {
     // operations and installs report progress while they run.
     let tmux = Tmux::start(
         site.dir.path(),
-        &format!(
-            "cd '{}' && {}; echo $? > '{}'; echo apply-exited; sleep 600",
-            repo_root().display(),
-            shell_line(&site, "ops", "apply policies/demo.yaml"),
-            exit_file.display()
+        &reporting_exit(
+            &format!(
+                "cd '{}' && {}",
+                repo_root().display(),
+                shell_line(&site, "ops", "apply policies/demo.yaml")
+            ),
+            &exit_file,
+            "apply",
         ),
     );
     let started = Instant::now();
