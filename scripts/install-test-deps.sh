@@ -4,10 +4,21 @@
 # Debian's /usr/bin/python3 (standard library only); acme-ctl uses flock and
 # setsid (util-linux). The agent's tests make git repositories (git; gix
 # spawns git-upload-pack for file:// URLs) and a self-signed certificate
-# (openssl). The consoles' tests drive a real browser (Debian's chromium,
-# through chromium-driver's WebDriver) and a real terminal (tmux). Nothing
-# is installed when everything is there.
+# (openssl). The consoles' tests drive real browsers and a real terminal
+# (tmux): Debian's chromium through chromium-driver's chromedriver, and
+# Debian's firefox-esr through geckodriver. Debian does not package
+# geckodriver: it is built from crates.io (`cargo install --locked`, a pinned
+# version, about 2 minutes on 2 cores) into target/test-tools/bin of this
+# checkout, where tests/support/webdriver.rs looks first (then the PATH). So
+# a fresh CI clone and a contributor get the same driver, nothing is written
+# outside the checkout besides apt's packages, and `cargo clean` removes it
+# (this script builds it again). Nothing is installed when everything is
+# there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+geckodriver_version=0.37.1
+tools=target/test-tools
+
 missing=()
 [[ -x /usr/bin/python3 ]] || missing+=(python3)
 command -v flock >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
@@ -15,10 +26,17 @@ command -v git >/dev/null || missing+=(git)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr)
 command -v tmux >/dev/null || missing+=(tmux)
-((${#missing[@]})) || exit 0
-echo "install-test-deps: installing ${missing[*]}" >&2
-sudo=()
-((EUID == 0)) || sudo=(sudo)
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((${#missing[@]})); then
+    echo "install-test-deps: installing ${missing[*]}" >&2
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! "$tools/bin/geckodriver" --version 2>/dev/null | grep -q "^geckodriver $geckodriver_version"; then
+    echo "install-test-deps: building geckodriver $geckodriver_version into $tools/bin" >&2
+    cargo install --quiet --locked geckodriver --version "$geckodriver_version" --root "$tools"
+fi

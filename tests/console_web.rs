@@ -1,12 +1,14 @@
-//! The web console in a real browser (headless Chromium through
-//! chromedriver) against a real `duplex agent` running sim sessions of a
-//! policy with two approvals: the status bar follows the session, the tree
-//! and the state model path show it, approving from the page takes it to
-//! Commit, a refused approval shows the model's reason, hold and release
-//! work, the page survives an agent restart, saves the activity, and aborts
-//! a second session. A second agent runs a session whose split fails once
-//! and is held for a person: the page shows it Broken, with the reason, and
-//! retries it. Screenshots go to `target/console-screenshots/`.
+//! The web console in real browsers (headless Chromium through
+//! chromedriver, headless Firefox ESR through geckodriver) against a real
+//! `duplex agent` running sim sessions of a policy with two approvals: the
+//! status bar follows the session, the tree and the state model path show
+//! it, approving from the page takes it to Commit, a refused approval shows
+//! the model's reason, hold and release work, the page survives an agent
+//! restart, saves the activity, and aborts a second session; the same
+//! scenario runs in each browser. A second agent runs a session whose split
+//! fails once and is held for a person: the page shows it Broken, with the
+//! reason, and retries it (in Chromium). Screenshots go to
+//! `target/console-screenshots/` (Firefox's prefixed `firefox-`).
 
 mod support;
 use serde_json::{Value, json};
@@ -14,7 +16,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use support::agent::*;
-use support::webdriver::{Browser, PATIENCE};
+use support::webdriver::{Browser, Engine, PATIENCE};
 use support::*;
 
 /// What the page shows, read in one go.
@@ -60,15 +62,21 @@ struct Console {
     browser: Browser,
     states: RefCell<Vec<String>>,
     shots: PathBuf,
+    /// Before each screenshot's name: none for Chromium, `firefox-`.
+    prefix: &'static str,
 }
 
 impl Console {
     /// A browser on the agent's page.
-    fn open(agent: &Agent, downloads: &Path) -> Console {
+    fn open(engine: Engine, agent: &Agent, downloads: &Path) -> Console {
         let console = Console {
-            browser: Browser::start(downloads),
+            browser: Browser::start(engine, downloads),
             states: RefCell::new(Vec::new()),
             shots: screenshots_dir(),
+            prefix: match engine {
+                Engine::Chromium => "",
+                Engine::Firefox => "firefox-",
+            },
         };
         console.browser.goto(&agent.url("/"));
         console
@@ -90,7 +98,7 @@ impl Console {
 
     fn screenshot(&self, name: &str) {
         self.browser
-            .screenshot(&self.shots.join(format!("{name}.png")));
+            .screenshot(&self.shots.join(format!("{}{name}.png", self.prefix)));
     }
 
     /// Click an action, see the dialog with the server's consequence, give
@@ -170,6 +178,15 @@ fn wait_for_file(path: &Path) -> String {
 
 #[test]
 fn the_console_follows_approves_refuses_survives_a_restart_and_aborts() {
+    follows_approves_refuses_survives_a_restart_and_aborts(Engine::Chromium);
+}
+
+#[test]
+fn in_firefox_the_console_follows_approves_refuses_survives_a_restart_and_aborts() {
+    follows_approves_refuses_survives_a_restart_and_aborts(Engine::Firefox);
+}
+
+fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let repo = policy_repo_of(dir.path(), "policies/approvals.yaml");
     let port = free_port();
@@ -207,7 +224,7 @@ fn the_console_follows_approves_refuses_survives_a_restart_and_aborts() {
 
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
-    let console = Console::open(&agent, &downloads);
+    let console = Console::open(engine, &agent, &downloads);
     let page = &console.browser;
 
     // The session runs to the first approval point; the page follows.
@@ -464,7 +481,7 @@ fn a_failed_request_held_for_a_person_is_retried_from_the_page() {
     let agent = start_agent(dir.path(), &repo);
     agent.wait_for("the agent answers", |_| true);
     let token = token_of(&agent);
-    let console = Console::open(&agent, dir.path());
+    let console = Console::open(Engine::Chromium, &agent, dir.path());
 
     // The split fails; the policy allows no retry there, so the session
     // stops, Broken, and waits for a person. The status bar says so in red,

@@ -1,9 +1,10 @@
-//! A small WebDriver client for the browser tests: `chromedriver` started
-//! on a free loopback port and headless Chromium driven through the W3C
-//! protocol (JSON over HTTP, with ureq). Both are killed when dropped.
+//! A small WebDriver client for the browser tests: a driver started on a
+//! free loopback port (`chromedriver` for Debian's Chromium, `geckodriver`
+//! for Debian's Firefox ESR) and the headless browser driven through the
+//! W3C protocol (JSON over HTTP, with ureq). Both are killed when dropped.
 
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,25 +29,96 @@ impl Drop for Browser {
     }
 }
 
+/// Which browser a session runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Chromium,
+    Firefox,
+}
+
+impl Engine {
+    /// The driver's program: chromedriver from Debian's chromium-driver;
+    /// geckodriver where scripts/install-test-deps.sh builds it
+    /// (`target/test-tools/bin` of the workspace), else on the PATH.
+    fn driver(self) -> PathBuf {
+        match self {
+            Engine::Chromium => PathBuf::from("chromedriver"),
+            Engine::Firefox => {
+                let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../target/test-tools/bin/geckodriver");
+                if built.exists() {
+                    built
+                } else {
+                    PathBuf::from("geckodriver")
+                }
+            }
+        }
+    }
+
+    /// The new session's capabilities: headless, a 1400×1200 window (set
+    /// through /window/rect for Firefox), downloads saved to `downloads`
+    /// without asking.
+    fn capabilities(self, downloads: &Path) -> Value {
+        let downloads = downloads.display().to_string();
+        match self {
+            Engine::Chromium => json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                        "--disable-gpu", "--window-size=1400,1200",
+                    ],
+                    "prefs": {
+                        "download.default_directory": downloads,
+                        "download.prompt_for_download": false,
+                    },
+                },
+            }),
+            Engine::Firefox => json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": "/usr/bin/firefox-esr",
+                    "args": ["-headless"],
+                    "prefs": {
+                        "browser.download.folderList": 2,
+                        "browser.download.dir": downloads,
+                        "browser.download.useDownloadDir": true,
+                        "browser.download.always_ask_before_handling_new_types": false,
+                        "browser.download.alwaysOpenPanel": false,
+                        "browser.helperApps.neverAsk.saveToDisk": "application/json,text/plain",
+                    },
+                },
+            }),
+        }
+    }
+}
+
 /// An element found on the page.
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
 impl Browser {
-    /// chromedriver and a headless Chromium (root needs `--no-sandbox`),
-    /// downloads going to `downloads`.
-    pub fn start(downloads: &Path) -> Browser {
+    /// The engine's driver and its headless browser (Chromium as root needs
+    /// `--no-sandbox`), downloads going to `downloads`.
+    pub fn start(engine: Engine, downloads: &Path) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("chromedriver")
+        let program = engine.driver();
+        let driver = Command::new(&program)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver is installed (scripts/install-test-deps.sh)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (scripts/install-test-deps.sh installs it)",
+                    program.display()
+                )
+            });
         let http: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -65,23 +137,14 @@ impl Browser {
             if ready {
                 break;
             }
-            assert!(started.elapsed() < PATIENCE, "chromedriver never ready");
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{} never ready",
+                program.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                    "--disable-gpu", "--window-size=1400,1200",
-                ],
-                "prefs": {
-                    "download.default_directory": downloads.display().to_string(),
-                    "download.prompt_for_download": false,
-                },
-            },
-        }}});
+        let capabilities = json!({"capabilities": {"alwaysMatch": engine.capabilities(downloads)}});
         let mut browser = Browser {
             driver,
             base: root.clone(),
@@ -93,6 +156,13 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session: {session}"))
             .to_string();
         browser.base = format!("{root}/session/{id}");
+        if engine == Engine::Firefox {
+            browser.call(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": 1400, "height": 1200})),
+            );
+        }
         browser
     }
 
