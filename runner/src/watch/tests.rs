@@ -139,7 +139,8 @@ spec:
     }
 
     /// The screen, 110×34, with what differs between runs (the temporary
-    /// dir, the session id, this process's pid) replaced.
+    /// dir, the session id, the policy's digest, this process's pid)
+    /// replaced.
     fn screen(&self, view: &WatchView) -> String {
         let mut terminal = Terminal::new(TestBackend::new(110, 34)).unwrap();
         terminal
@@ -148,6 +149,10 @@ spec:
         let mut text = terminal.backend().to_string();
         if let Some(s) = view.session() {
             text = text.replace(&s.id.to_string(), "[session id]");
+            // The policy names plugins by the checkout's absolute path, so
+            // its digest differs from one checkout to another.
+            let digest = s.session.policy_digest.get(..12).unwrap_or_default();
+            text = text.replace(&format!("sha256 {digest}"), "sha256 [policy sha]");
         }
         let dir = self.dir.path().display().to_string();
         // A resume records the pid of the process that resumed: this one.
