@@ -29,6 +29,8 @@ return {
   partner: $("axis-partner").dataset.value,
   session: $("session-id").dataset.session || "",
   outcome: $("outcome").dataset.value,
+  achieved: $("achieved").textContent,
+  agentNote: $("agent-note").hidden ? "" : $("agent-note").textContent,
   waiting: $("waiting").hidden ? "" : $("waiting").dataset.point,
   held: $("held").hidden ? "" : $("held").textContent,
   pid: $("runner").dataset.pid,
@@ -356,8 +358,10 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
         Some(("change-board", &token)),
         "",
     );
-    let v = console.until("committed", |v| {
-        v["outcome"] == "committed" && v["state"] == "Idle"
+    // Achieved is the agent's own finding, after the last record: the
+    // stream's `agent` message brings it (nothing polls).
+    let v = console.until("committed and achieved", |v| {
+        v["outcome"] == "committed" && v["state"] == "Idle" && v["achieved"] != "–"
     });
     assert_eq!(v["session"], first.as_str());
     assert_eq!(v["enabled"], json!([]), "nothing to command: {v}");
@@ -448,6 +452,26 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
     });
     assert_eq!(v["treeStates"][4], "Commit", "{v}");
     console.screenshot("history");
+
+    // An invalid policy committed: only the agent's own view changes (no
+    // session record), and the stream's `agent` message brings it to the
+    // page, which polls nothing.
+    std::fs::write(
+        repo.join("policies/p.yaml"),
+        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata: {name: broken}\nspec: {target: 3}\n",
+    )
+    .unwrap();
+    git(&repo, &["commit", "-qam", "a broken policy"]);
+    let v = console.until("the invalid policy shown", |v| {
+        v["agentNote"]
+            .as_str()
+            .is_some_and(|n| n.contains("does not load") && n.contains("policies/p.yaml:4:"))
+    });
+    assert_eq!(
+        v["history"].as_array().map(Vec::len),
+        Some(2),
+        "nothing started: {v}"
+    );
 }
 
 /// The approvals policy with the simulated server told to fail the split

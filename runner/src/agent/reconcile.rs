@@ -118,8 +118,18 @@ impl Agent {
         ))
     }
 
+    /// Change the agent's view; when it changed, say so on the live stream
+    /// (its readers, the web console, then read `/v1/status` again).
     fn update(&self, f: impl FnOnce(&mut AgentView)) {
-        f(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+        let changed = {
+            let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            let before = serde_json::to_value(&*view).ok();
+            f(&mut view);
+            before != serde_json::to_value(&*view).ok()
+        };
+        if changed {
+            let _ = self.live.send(serde_json::json!({ "kind": "agent" }));
+        }
     }
 }
 

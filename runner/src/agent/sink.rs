@@ -16,7 +16,8 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// What the live stream carries: one JSON object per record, progress or
-/// notice.
+/// notice of a run, and `{"kind": "agent"}` when the agent's own view
+/// (desired, achieved, drift, an invalid policy, …) changed.
 pub type Live = broadcast::Sender<serde_json::Value>;
 
 /// What the loop learns from a run as it goes.

@@ -674,9 +674,6 @@ function start() {
   });
   openFromHash();
   connect();
-  // What the live stream does not carry (the agent's fetches, drift, a
-  // policy that does not load) is picked up by a slow poll.
-  setInterval(() => refreshSoon(0), 5000);
 }
 
 start();
