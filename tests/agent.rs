@@ -140,12 +140,7 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
     let sessions_before = std::fs::read_dir(agent.state.join("sessions"))
         .unwrap()
         .count();
-    std::fs::write(
-        repo.join("policies/p.yaml"),
-        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata: {name: broken}\nspec: {target: 3}\n",
-    )
-    .unwrap();
-    git(&repo, &["commit", "-qam", "a broken policy"]);
+    commit_an_invalid_policy(&repo);
     let v = agent.wait_for("the invalid policy is reported", |v| {
         v["agent"]["invalid"]
             .as_array()

@@ -456,12 +456,7 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
     // An invalid policy committed: only the agent's own view changes (no
     // session record), and the stream's `agent` message brings it to the
     // page, which polls nothing.
-    std::fs::write(
-        repo.join("policies/p.yaml"),
-        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata: {name: broken}\nspec: {target: 3}\n",
-    )
-    .unwrap();
-    git(&repo, &["commit", "-qam", "a broken policy"]);
+    commit_an_invalid_policy(&repo);
     let v = console.until("the invalid policy shown", |v| {
         v["agentNote"]
             .as_str()

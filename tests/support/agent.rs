@@ -158,3 +158,14 @@ pub fn start_agent_with(dir: &Path, repo: &Path, port: u16, extra: &[&str]) -> A
         state,
     }
 }
+
+/// Commit, as the policy, one that does not load: its `spec.target` (line
+/// 4) is not a target.
+pub fn commit_an_invalid_policy(repo: &Path) {
+    std::fs::write(
+        repo.join("policies/p.yaml"),
+        "apiVersion: duplex.dev/v1alpha1\nkind: UpgradePolicy\nmetadata: {name: broken}\nspec: {target: 3}\n",
+    )
+    .unwrap();
+    git(repo, &["commit", "-qam", "a broken policy"]);
+}
