@@ -118,13 +118,7 @@ impl ActivityTree {
         before: Option<UpgradeState>,
         after: UpgradeState,
     ) {
-        let mut node = ActivityNode::new(
-            seq,
-            ts,
-            event_kind(event),
-            describe(event),
-            NodeOutcome::Info,
-        );
+        let mut node = ActivityNode::new(seq, ts, event.name(), describe(event), NodeOutcome::Info);
         node.detail = Some(event.clone());
         match event {
             Event::SessionStarted { .. } => {
@@ -200,6 +194,8 @@ impl ActivityTree {
                 return;
             }
             Event::CheckRan { verdict, .. } => {
+                // A node kind of its own, as `attempt` and `state` are.
+                node.kind = "check".into();
                 node.outcome = match verdict {
                     crate::plugins::Verdict::Pass => NodeOutcome::Ok,
                     crate::plugins::Verdict::Fail => NodeOutcome::Failed,
@@ -300,29 +296,6 @@ impl ActivityTree {
         {
             attempt.outcome = NodeOutcome::Info;
         }
-    }
-}
-
-/// A record's event name as the journal writes it (`pluginCall`, …).
-fn event_kind(event: &Event) -> &'static str {
-    match event {
-        Event::SessionStarted { .. } => "sessionStarted",
-        Event::Model { .. } => "model",
-        Event::Approved { .. } => "approved",
-        Event::PluginCall { .. } => "pluginCall",
-        Event::CommandKilled { .. } => "commandKilled",
-        Event::CheckRan { .. } => "check",
-        Event::RetryScheduled { .. } => "retryScheduled",
-        Event::AutoAbort { .. } => "autoAbort",
-        Event::Held { .. } => "held",
-        Event::Drift { .. } => "drift",
-        Event::AbortRequested { .. } => "abortRequested",
-        Event::Asked { .. } => "asked",
-        Event::Released { .. } => "released",
-        Event::NotRetryable => "notRetryable",
-        Event::Resumed { .. } => "resumed",
-        Event::Interrupted { .. } => "interrupted",
-        Event::SessionEnded { .. } => "sessionEnded",
     }
 }
 

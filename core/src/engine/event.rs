@@ -133,6 +133,31 @@ pub enum Event {
     SessionEnded { outcome: Outcome },
 }
 
+impl Event {
+    /// The event's name as the journal writes it (`"event": "pluginCall"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::SessionStarted { .. } => "sessionStarted",
+            Event::Model { .. } => "model",
+            Event::Approved { .. } => "approved",
+            Event::PluginCall { .. } => "pluginCall",
+            Event::CommandKilled { .. } => "commandKilled",
+            Event::CheckRan { .. } => "checkRan",
+            Event::RetryScheduled { .. } => "retryScheduled",
+            Event::AutoAbort { .. } => "autoAbort",
+            Event::Held { .. } => "held",
+            Event::Drift { .. } => "drift",
+            Event::AbortRequested { .. } => "abortRequested",
+            Event::NotRetryable => "notRetryable",
+            Event::Resumed { .. } => "resumed",
+            Event::Interrupted { .. } => "interrupted",
+            Event::Asked { .. } => "asked",
+            Event::Released { .. } => "released",
+            Event::SessionEnded { .. } => "sessionEnded",
+        }
+    }
+}
+
 fn format_1() -> u32 {
     1
 }

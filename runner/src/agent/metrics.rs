@@ -419,7 +419,7 @@ impl Metrics {
         self.set_axes(&r.session.config, r.session.held.is_some());
         self.journal_records
             .get_or_create(&EventLabels {
-                event: event_name(r.event).into(),
+                event: r.event.name().into(),
             })
             .inc();
         if let Some(append) = r.append {
@@ -678,29 +678,6 @@ fn request_kind(request: &RequestId) -> &'static str {
         RequestId::Operation(_) => "op",
         RequestId::Install(_) => "install",
         RequestId::Check(_) => "check",
-    }
-}
-
-/// The event's name as the journal writes it (`"event": "pluginCall"`).
-fn event_name(event: &Event) -> &'static str {
-    match event {
-        Event::SessionStarted { .. } => "sessionStarted",
-        Event::Model { .. } => "model",
-        Event::Approved { .. } => "approved",
-        Event::PluginCall { .. } => "pluginCall",
-        Event::CommandKilled { .. } => "commandKilled",
-        Event::CheckRan { .. } => "checkRan",
-        Event::RetryScheduled { .. } => "retryScheduled",
-        Event::AutoAbort { .. } => "autoAbort",
-        Event::Held { .. } => "held",
-        Event::Drift { .. } => "drift",
-        Event::AbortRequested { .. } => "abortRequested",
-        Event::NotRetryable => "notRetryable",
-        Event::Resumed { .. } => "resumed",
-        Event::Interrupted { .. } => "interrupted",
-        Event::Asked { .. } => "asked",
-        Event::Released { .. } => "released",
-        Event::SessionEnded { .. } => "sessionEnded",
     }
 }
 
