@@ -17,4 +17,5 @@ pub mod model;
 pub mod plan;
 pub mod plugins;
 pub mod policy;
+pub mod rollout;
 pub mod work;
