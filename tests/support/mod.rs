@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod fleet_history;
+pub mod fleetlock;
 pub mod prometheus;
 pub mod webdriver;
 

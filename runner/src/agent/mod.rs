@@ -6,7 +6,10 @@
 //!
 //! - `source`: where the desired policy comes from, and change watching;
 //! - `reconcile`: the loop — resume, fetch, decide by digest, run;
-//! - `record`: what the agent remembers between runs (achieved, abandoned);
+//! - `record`: what the agent remembers between runs (achieved, abandoned,
+//!   a fleet slot held);
+//! - `gate`, `fleetlock`: on a host that is one of many, the slot of the
+//!   fleet's semaphore a session starts under;
 //! - `api`: the HTTP API (control socket, and TCP with a token);
 //! - `sink`, `events`, `outbox`, `webhooks`: where a session's events go;
 //! - `metrics`: the Prometheus exposition.
@@ -14,6 +17,8 @@
 pub mod api;
 mod console;
 pub mod events;
+mod fleetlock;
+mod gate;
 pub mod metrics;
 pub mod outbox;
 pub mod reconcile;
@@ -62,6 +67,30 @@ pub struct Args {
     /// The HMAC key the webhooks are signed with (a file; its bytes, trailing newline removed).
     #[arg(long, value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Start a session only holding a slot of this FleetLock server's semaphore
+    /// (coreos/airlock's protocol, e.g. http://fleetlock.example:3333).
+    #[arg(long, value_name = "URL")]
+    pub fleetlock: Option<String>,
+    /// The FleetLock group to lock in.
+    #[arg(
+        long,
+        value_name = "GROUP",
+        default_value = "default",
+        requires = "fleetlock"
+    )]
+    pub fleetlock_group: String,
+    /// This host's name in the fleet [default: the kernel's hostname].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+/// This host's name in the fleet: `--host`, else the kernel's hostname.
+pub fn host_name(args: &Args) -> String {
+    args.host.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -284,7 +313,28 @@ async fn serve(
         std::process::id(),
         crate::api::socket::path(&state_dir).display()
     ));
-    let result = reconcile::run(agent.clone(), source, args.fetch_interval, news_rx).await;
+    let gate = match &args.fleetlock {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            log(&format!(
+                "error: --fleetlock {url}: not a FleetLock server's URL (http:// or https://)"
+            ));
+            return exit::USAGE;
+        }
+        Some(url) => {
+            let host = host_name(&args);
+            log(&format!(
+                "sessions start only holding a slot of FleetLock server {url} (group {}, id {host})",
+                args.fleetlock_group
+            ));
+            gate::Gate::FleetLock(Arc::new(fleetlock::FleetLock::new(
+                url,
+                &host,
+                &args.fleetlock_group,
+            )))
+        }
+        None => gate::Gate::Open,
+    };
+    let result = reconcile::run(agent.clone(), source, args.fetch_interval, news_rx, gate).await;
     socket.close().await;
     delivery.shutdown();
     drop(agent);

@@ -10,10 +10,14 @@
 //! changes; a release takes the mark back); a
 //! digest already achieved does nothing; a policy that does not load is
 //! reported with its errors and starts nothing.
+//!
+//! On a host that is one of many, a session starts only holding a slot of
+//! the fleet's semaphore (`gate`), given back once the session has ended.
 
 use super::events;
+use super::gate::{Gate, Permit};
 use super::metrics::Metrics;
-use super::record::{Achieved, ReconcileRecord};
+use super::record::{Achieved, HeldSlot, ReconcileRecord};
 use super::sink::{AgentSink, Live, SessionNews};
 use super::source::{PolicySource, Snapshot};
 use super::webhooks::CloudEvent;
@@ -101,6 +105,11 @@ struct Loop {
     rejected: BTreeSet<String>,
     /// What was already reported, so a fetch does not report it again.
     reported: BTreeSet<String>,
+    /// Where a session's slot comes from (nothing for a host on its own).
+    gate: Gate,
+    /// Reconcile again this soon (a wait for a slot), not only at the
+    /// fetch interval.
+    retry: Option<Duration>,
 }
 
 impl Agent {
@@ -139,6 +148,7 @@ pub async fn run(
     mut source: PolicySource,
     interval: Duration,
     mut news: tokio::sync::mpsc::UnboundedReceiver<SessionNews>,
+    gate: Gate,
 ) -> Result<(), String> {
     let record = ReconcileRecord::load(agent.app.state_dir())?;
     let mut lp = Loop {
@@ -148,6 +158,8 @@ pub async fn run(
         running_digest: None,
         rejected: BTreeSet::new(),
         reported: BTreeSet::new(),
+        gate,
+        retry: None,
     };
     lp.publish_record();
     replay_events(&agent);
@@ -174,6 +186,9 @@ pub async fn run(
         if agent.stop.is_cancelled() {
             break;
         }
+        if lp.task.is_none() {
+            lp.give_back_an_ended_slot().await;
+        }
         let fetched = tokio::task::spawn_blocking(move || {
             let result = source.fetch();
             (source, result)
@@ -195,7 +210,7 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 while changed.try_recv().is_ok() {}
             }
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(lp.retry.take().map_or(interval, |r| r.min(interval))) => {}
             _ = agent.fetch_now.notified() => {}
             ended = wait_task(&mut lp.task) => lp.ended(ended),
             Some(news) = news.recv() => lp.news(news),
@@ -385,6 +400,12 @@ impl Loop {
         };
         agent.update(|v| v.idle_because = idle_because.clone());
         if idle_because.is_some() {
+            // Nothing to start: a slot taken for it (before a crash, say)
+            // is given back.
+            return self.give_back_an_unused_slot().await;
+        }
+        if let Err(why) = self.take_slot().await {
+            agent.update(|v| v.idle_because = Some(why));
             return;
         }
         super::log(&format!(
@@ -500,11 +521,19 @@ impl Loop {
     /// end some other way than by a release.
     fn news(&mut self, news: SessionNews) {
         match news {
-            SessionNews::Opened { session } => self.agent.update(|v| {
-                if let Some(running) = &mut v.running {
-                    running.session = Some(session);
+            SessionNews::Opened { session } => {
+                if let Some(slot) = &mut self.record.slot
+                    && slot.session.as_deref() != Some(&session)
+                {
+                    slot.session = Some(session.clone());
+                    self.save_record();
                 }
-            }),
+                self.agent.update(|v| {
+                    if let Some(running) = &mut v.running {
+                        running.session = Some(session);
+                    }
+                })
+            }
             SessionNews::Hold { session, held } => self.hold_changed(session, held),
         }
     }
@@ -587,13 +616,15 @@ impl Loop {
                 self.record.achieved = Some(Achieved {
                     digest,
                     revision,
-                    session,
+                    session: session.clone(),
                 });
+                self.slot_ended(&session, "committed");
             }
             Stop::Ended(Outcome::Aborted) => {
                 super::log(&format!(
                     "session {session} aborted; its policy is abandoned until the source changes"
                 ));
+                self.slot_ended(&session, "aborted");
                 self.record.abandoned.insert(digest, session);
             }
             Stop::Interrupted { why } => {
@@ -608,5 +639,85 @@ impl Loop {
             }
         }
         self.save_record();
+    }
+
+    /// Before a session starts: hold a slot of the fleet's semaphore (kept
+    /// from before a restart, or taken now). `Err`: why not now; asked again
+    /// soon.
+    async fn take_slot(&mut self) -> Result<(), String> {
+        if self.gate.is_open() {
+            return Ok(());
+        }
+        if self.record.slot.as_ref().is_some_and(|s| s.ended.is_none()) {
+            return Ok(());
+        }
+        match self.gate.ask().await {
+            Permit::Go => {
+                self.reported.retain(|r| !r.starts_with("wait/"));
+                super::log(&format!("took a fleet slot ({})", self.gate.describe()));
+                self.record.slot = Some(HeldSlot {
+                    from: self.gate.describe(),
+                    ..Default::default()
+                });
+                self.save_record();
+                Ok(())
+            }
+            Permit::Wait(why) => {
+                if self.reported.insert(format!("wait/{why}")) {
+                    super::log(&format!("not starting: {why}"));
+                }
+                self.retry = Some(super::gate::RETRY);
+                Err(why)
+            }
+        }
+    }
+
+    /// The session under the slot ended: remember how, so the slot is given
+    /// back (now, or by the next agent should this one die first).
+    fn slot_ended(&mut self, session: &str, outcome: &str) {
+        if let Some(slot) = &mut self.record.slot {
+            slot.session = Some(session.to_string());
+            slot.ended = Some(outcome.to_string());
+        }
+    }
+
+    async fn give_back_an_ended_slot(&mut self) {
+        if self.record.slot.as_ref().is_some_and(|s| s.ended.is_some()) {
+            self.give_back().await;
+        }
+    }
+
+    async fn give_back_an_unused_slot(&mut self) {
+        if self.task.is_none() && self.record.slot.is_some() {
+            self.give_back().await;
+        }
+    }
+
+    async fn give_back(&mut self) {
+        let Some(slot) = self.record.slot.clone() else {
+            return;
+        };
+        match self.gate.give_back(&slot).await {
+            Ok(()) => {
+                super::log(&format!(
+                    "gave the fleet slot back ({}{})",
+                    slot.from,
+                    match (&slot.session, &slot.ended) {
+                        (Some(s), Some(e)) => format!("; session {s} {e}"),
+                        _ => "; no session ran under it".into(),
+                    }
+                ));
+                self.record.slot = None;
+                self.save_record();
+            }
+            Err(e) => {
+                if self.reported.insert(format!("give-back/{e}")) {
+                    super::log(&format!(
+                        "cannot give the fleet slot back yet ({e}); asking again"
+                    ));
+                }
+                self.retry = Some(super::gate::RETRY);
+            }
+        }
     }
 }

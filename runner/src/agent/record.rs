@@ -2,7 +2,8 @@
 //! (written whole, atomically): the policy digest last achieved (a
 //! committed session) and the digests abandoned (their session aborted,
 //! or is held and not released): never run again on their own until the
-//! source changes.
+//! source changes; and the fleet slot this host holds, if any, with how
+//! its session ended when that is not yet reported (see `gate`).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,24 @@ pub struct ReconcileRecord {
     pub achieved: Option<Achieved>,
     /// Digest → the session that gave it up.
     pub abandoned: std::collections::BTreeMap<String, String>,
+    /// A fleet slot taken and not yet given back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<HeldSlot>,
+}
+
+/// A slot of the fleet's semaphore this host holds: taken before a
+/// session leaves Idle, given back once it has ended and that is reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldSlot {
+    /// Where the slot was taken (the FleetLock server, or the rollout).
+    pub from: String,
+    /// The session that ran under it, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// How that session ended, once it has: `committed` or `aborted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
