@@ -12,8 +12,14 @@
 # checkout, where tests/support/webdriver.rs looks first (then the PATH). So
 # a fresh CI clone and a contributor get the same driver, nothing is written
 # outside the checkout besides apt's packages, and `cargo clean` removes it
-# (this script builds it again). Nothing is installed when everything is
-# there.
+# (this script builds it again). The fleet's tests (fleet/tests/) run real
+# etcd clusters on loopback ports of their own: Debian's etcd-server (3.4),
+# whose /usr/bin/etcd they launch themselves (the service the package may
+# start on port 2379 is never used). The etcd-client crate compiles etcd's
+# protobuf API at build time: protoc (protobuf-compiler) and the well-known
+# .proto files it imports (libprotobuf-dev; without them the build fails
+# with `google/protobuf/descriptor.proto: File not found`). Nothing is
+# installed when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 geckodriver_version=0.37.1
@@ -28,6 +34,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[[ -f /usr/include/google/protobuf/descriptor.proto ]] || missing+=(libprotobuf-dev)
 if ((${#missing[@]})); then
     echo "install-test-deps: installing ${missing[*]}" >&2
     sudo=()
