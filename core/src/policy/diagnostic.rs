@@ -72,6 +72,19 @@ impl Finding {
         }
     }
 
+    /// The same finding in a document embedded at `prefix` (a JSON pointer)
+    /// in a larger one: a rollout's inline policy.
+    pub fn under(self, prefix: &str) -> Self {
+        let at = match self.at {
+            At::Value(p) => At::Value(format!("{prefix}{p}")),
+            At::Key(p) => At::Key(format!("{prefix}{p}")),
+        };
+        Self {
+            at,
+            message: self.message,
+        }
+    }
+
     pub fn place(self, file: &str, spans: &SpanMap, document: &serde_json::Value) -> Diagnostic {
         let (pointer, Position { line, column }) = match &self.at {
             At::Value(p) => (p, spans.value(p)),

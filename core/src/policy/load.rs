@@ -91,6 +91,38 @@ impl LoadedPolicy {
 /// sockets are refused as [`LoadError::Unreadable`] (its source a
 /// [`WrongKind`](crate::files::WrongKind)) without reading them.
 pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
+    let text = read_text(path, &POLICY)?;
+    load_text(&text, path)
+}
+
+/// What the loading pipeline needs to know of a kind of document (an
+/// `UpgradePolicy`, a `Rollout`): the words of its messages, its schema
+/// check and its semantic checks. The stages are the same for every kind.
+pub(crate) struct Pipeline<T> {
+    /// The document's noun in messages: `policy`, `rollout`.
+    pub noun: &'static str,
+    /// What an empty file should have been: `an UpgradePolicy`.
+    pub expected: &'static str,
+    /// What a path naming a device or a directory should have named.
+    pub wanted: &'static str,
+    /// Every schema violation in the parsed document.
+    pub schema: fn(&serde_json::Value) -> Vec<Finding>,
+    /// Checks a schema cannot express, on the typed document.
+    pub semantic: fn(&T) -> Vec<Finding>,
+}
+
+const POLICY: Pipeline<UpgradePolicy> = Pipeline {
+    noun: "policy",
+    expected: "an UpgradePolicy",
+    wanted: "a policy file (a regular file, or a pipe)",
+    schema: schema_check::check,
+    semantic: semantic::check,
+};
+
+/// The first stage: read a document file whole, up to [`MAX_POLICY_BYTES`],
+/// from a regular file or a pipe, as UTF-8 text; errors name `pipeline.noun`.
+pub(crate) fn read_text<T>(path: &Path, pipeline: &Pipeline<T>) -> Result<String, LoadError> {
+    let noun = pipeline.noun;
     let label = path.display().to_string();
     let unreadable = |source| LoadError::Unreadable {
         path: path.to_path_buf(),
@@ -107,7 +139,7 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
             return Err(unreadable(
                 WrongKind {
                     kind,
-                    wanted: "a policy file (a regular file, or a pipe)",
+                    wanted: pipeline.wanted,
                 }
                 .into_io(),
             ));
@@ -125,10 +157,10 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
     let too_large = |size: Option<u64>| {
         whole_file(match size {
             Some(size) => format!(
-                "the file is {size} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+                "the file is {size} bytes; a {noun} may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
             ),
             None => format!(
-                "the file is more than {MAX_POLICY_BYTES} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
+                "the file is more than {MAX_POLICY_BYTES} bytes; a {noun} may be at most {MAX_POLICY_BYTES} bytes (1 MiB)"
             ),
         })
     };
@@ -144,22 +176,21 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
     if bytes.len() as u64 > MAX_POLICY_BYTES {
         return Err(too_large(None));
     }
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
         Err(err) => {
             let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
             let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
             let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-            return Err(LoadError::Invalid(vec![Diagnostic {
+            Err(LoadError::Invalid(vec![Diagnostic {
                 file: label,
                 line,
                 column,
                 path: String::new(),
                 message: "the file is not UTF-8 text".into(),
-            }]));
+            }]))
         }
-    };
-    load_text(&text, path)
+    }
 }
 
 /// Load a policy from text that was read from `path` (for example the copy a
@@ -199,6 +230,17 @@ fn loaded(policy: UpgradePolicy, text: &str, path: &Path) -> LoadedPolicy {
 
 /// Parse and check a policy's text; `file` labels the diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
+    parse_document(text, file, &POLICY)
+}
+
+/// The stages after reading, for any kind of document: alias budget →
+/// YAML → JSON Schema → typed → semantic checks, each stage's findings
+/// placed at their lines and columns in `text`; `file` labels them.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    pipeline: &Pipeline<T>,
+) -> Result<T, Vec<Diagnostic>> {
     let at_start = |message: String| {
         vec![Diagnostic {
             file: file.to_string(),
@@ -213,9 +255,10 @@ pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
-        return Err(at_start(
-            "the file is empty; expected an UpgradePolicy".into(),
-        ));
+        return Err(at_start(format!(
+            "the file is empty; expected {}",
+            pipeline.expected
+        )));
     }
     // Before yaml_serde expands a single alias.
     super::aliases::check(text).map_err(|bomb| {
@@ -239,19 +282,18 @@ pub fn parse(text: &str, file: &str) -> Result<UpgradePolicy, Vec<Diagnostic>> {
         diags.dedup();
         diags
     };
-    let findings = schema_check::check(&document);
+    let findings = (pipeline.schema)(&document);
     if !findings.is_empty() {
         return Err(place(findings));
     }
     // The schema accepted it, so this only fails on what a schema cannot
     // express (e.g. a duration too long to represent); yaml_serde places it.
-    let policy: UpgradePolicy =
-        yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
-    let findings = semantic::check(&policy);
+    let typed: T = yaml_serde::from_str(text).map_err(|e| vec![yaml_diagnostic(file, text, &e)])?;
+    let findings = (pipeline.semantic)(&typed);
     if !findings.is_empty() {
         return Err(place(findings));
     }
-    Ok(policy)
+    Ok(typed)
 }
 
 /// A YAML-level error (syntax, duplicate key, nesting, aliases) as a diagnostic.
@@ -341,7 +383,7 @@ fn strip_positions(message: &str) -> String {
 }
 
 /// `spec.plugins[1]` → `/spec/plugins/1`.
-fn dotted_to_pointer(path: &str) -> String {
+pub(crate) fn dotted_to_pointer(path: &str) -> String {
     let mut out = String::new();
     for part in path.split('.').filter(|p| !p.is_empty()) {
         let mut pieces = part.split('[');

@@ -4,10 +4,10 @@
 pub mod aliases;
 mod diagnostic;
 mod grants;
-mod load;
+pub(crate) mod load;
 pub mod reference;
 pub mod schema_check;
-mod semantic;
+pub(crate) mod semantic;
 pub mod spans;
 mod types;
 pub mod values;
@@ -30,13 +30,17 @@ pub const SCHEMA_FILE: &str = "schemas/upgrade-policy.schema.json";
 /// The policy's JSON Schema, generated from the types.
 pub fn schema() -> &'static serde_json::Value {
     static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let schema = schemars::generate::SchemaSettings::default()
-            .with_transform(RecursiveTransform(optional_is_not_null))
-            .into_generator()
-            .into_root_schema_for::<UpgradePolicy>();
-        serde_json::to_value(schema).expect("a schema serializes")
-    })
+    SCHEMA.get_or_init(generate::<UpgradePolicy>)
+}
+
+/// The JSON Schema of a document type, as duplex generates every schema it
+/// checks in (the policy's, the rollout's).
+pub(crate) fn generate<T: schemars::JsonSchema>() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::default()
+        .with_transform(RecursiveTransform(optional_is_not_null))
+        .into_generator()
+        .into_root_schema_for::<T>();
+    serde_json::to_value(schema).expect("a schema serializes")
 }
 
 /// schemars writes an `Option<T>` field as `anyOf: [T, {type: null}]` (or
@@ -76,7 +80,12 @@ fn optional_is_not_null(schema: &mut schemars::Schema) {
 
 /// The schema as it is checked in: pretty JSON with a final newline.
 pub fn schema_json() -> String {
-    let mut text = serde_json::to_string_pretty(schema()).expect("a schema serializes");
+    pretty(schema())
+}
+
+/// A schema as it is checked in: pretty JSON with a final newline.
+pub(crate) fn pretty(schema: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(schema).expect("a schema serializes");
     text.push('\n');
     text
 }

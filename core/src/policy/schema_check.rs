@@ -17,26 +17,33 @@ fn validator() -> &'static Validator {
     })
 }
 
-/// Every schema violation in the document.
+/// Every schema violation in the policy.
 pub fn check(document: &Value) -> Vec<Finding> {
+    check_with(super::schema(), validator(), document)
+}
+
+/// Every violation of `schema` (which `validator` was built from) in the
+/// document, in the words of the policy's messages: how any document duplex
+/// reads (a policy, a rollout) is checked against its schema.
+pub fn check_with(schema: &Value, validator: &Validator, document: &Value) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for error in validator().iter_errors(document) {
-        explain(&error, &mut findings);
+    for error in validator.iter_errors(document) {
+        explain(schema, &error, &mut findings);
     }
     findings.dedup();
     findings
 }
 
 /// The schema node a keyword belongs to: `/$defs/Check/properties/x/type` → `/$defs/Check/properties/x`.
-fn schema_node(error: &ValidationError<'_>) -> Option<&'static Value> {
+fn schema_node<'s>(schema: &'s Value, error: &ValidationError<'_>) -> Option<&'s Value> {
     let path = error.schema_path().as_str();
     let parent = &path[..path.rfind('/').unwrap_or(0)];
-    super::schema().pointer(parent)
+    schema.pointer(parent)
 }
 
-fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
+fn explain(schema: &Value, error: &ValidationError<'_>, out: &mut Vec<Finding>) {
     let at = error.instance_path().as_str().to_string();
-    let node = schema_node(error);
+    let node = schema_node(schema, error);
     let message = match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let known: Vec<&str> = node
@@ -131,7 +138,7 @@ fn explain(error: &ValidationError<'_>, out: &mut Vec<Finding>) {
             }
             if let Some(branch) = tagged_branch(node, error.instance(), context) {
                 for inner in branch {
-                    explain(inner, out);
+                    explain(schema, inner, out);
                 }
                 return;
             }

@@ -15,6 +15,10 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 pub const BYTE_SIZE_PATTERN: &str = r"^[0-9]+(B|KiB|MiB|GiB)$";
 pub const SHA256_PATTERN: &str = r"^[0-9a-f]{64}$";
+/// A percentage of a rollout's hosts: `25%` (its range is a semantic check).
+pub const PERCENT_PATTERN: &str = r"^[0-9]+%$";
+/// A local time of day, `HH:MM` (a rollout's recurring windows).
+pub const CLOCK_TIME_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 pub const TIMESTAMP_PATTERN: &str =
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$";
 
@@ -27,6 +31,8 @@ pub fn describe_pattern(pattern: &str) -> Option<&'static str> {
         DURATION_PATTERN => Some("a duration such as `30s`, `10m`, `2h` or `1h30m`"),
         BYTE_SIZE_PATTERN => Some("a size such as `512KiB`, `64MiB` or `1GiB`"),
         SHA256_PATTERN => Some("a SHA-256 digest: 64 lower-case hex digits"),
+        PERCENT_PATTERN => Some("a count of hosts (a whole number) or a percentage such as `25%`"),
+        CLOCK_TIME_PATTERN => Some("a local time `HH:MM` such as `22:00` (00:00 to 23:59)"),
         TIMESTAMP_PATTERN => Some("an RFC 3339 time such as `2026-11-28T22:00:00Z`"),
         _ => None,
     }
