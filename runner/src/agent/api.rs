@@ -166,7 +166,8 @@ async fn plan(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value>
             "the policy source has not been fetched yet",
         ));
     };
-    let loaded = duplex_core::policy::load_file(&desired.file)
+    let loaded = desired
+        .load()
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "policy_invalid", e.to_string()))?;
     Ok(Json(serde_json::json!({
         "digest": desired.digest,

@@ -10,6 +10,7 @@
 //! goes on to its end on its own journal; giving the slot back is retried
 //! until the fleet answers.
 
+use super::fleet::FleetLink;
 use super::fleetlock::{Answer, FleetLock};
 use super::record::HeldSlot;
 use std::sync::Arc;
@@ -24,12 +25,16 @@ pub enum Gate {
     Open,
     /// A FleetLock server (coreos/airlock's protocol) is the semaphore.
     FleetLock(Arc<FleetLock>),
+    /// The fleet's etcd: the slot of the rollout that has a part for this
+    /// host, under its waves, pauses, windows and error budget.
+    Fleet(Arc<FleetLink>),
 }
 
 /// The answer to "may a session start now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Permit {
-    Go,
+    /// Start; the slot is the rollout's (the fleet) or the server's.
+    Go { rollout: Option<String> },
     /// Not now, and why (the agent's `idleBecause`).
     Wait(String),
 }
@@ -44,28 +49,33 @@ impl Gate {
         match self {
             Gate::Open => String::new(),
             Gate::FleetLock(f) => format!("fleetlock {}", f.base()),
+            Gate::Fleet(f) => format!("fleet {}", f.prefix()),
         }
     }
 
     /// Ask for a slot (or keep the one held: FleetLock locks are recursive).
     pub async fn ask(&self) -> Permit {
         match self {
-            Gate::Open => Permit::Go,
+            Gate::Open => Permit::Go { rollout: None },
             Gate::FleetLock(f) => {
                 let f = f.clone();
                 match blocking(move || f.pre_reboot()).await {
-                    Ok(Answer::Ok) => Permit::Go,
+                    Ok(Answer::Ok) => Permit::Go { rollout: None },
                     Ok(Answer::Refused(why)) => {
                         Permit::Wait(format!("no fleet slot: the FleetLock server says {why}"))
                     }
                     Err(e) => Permit::Wait(format!("no fleet slot: {e}")),
                 }
             }
+            Gate::Fleet(f) => match f.ask().await {
+                Ok(rollout) => Permit::Go { rollout },
+                Err(why) => Permit::Wait(format!("no fleet slot: {why}")),
+            },
         }
     }
 
     /// Give a held slot back.
-    pub async fn give_back(&self, _slot: &HeldSlot) -> Result<(), String> {
+    pub async fn give_back(&self, slot: &HeldSlot) -> Result<(), String> {
         match self {
             Gate::Open => Ok(()),
             Gate::FleetLock(f) => {
@@ -75,6 +85,13 @@ impl Gate {
                     Answer::Refused(why) => Err(format!("the FleetLock server says {why}")),
                 }
             }
+            Gate::Fleet(f) => match &slot.rollout {
+                Some(rollout) => {
+                    f.end(rollout, slot.ended.as_deref(), slot.session.as_deref())
+                        .await
+                }
+                None => Ok(()),
+            },
         }
     }
 }

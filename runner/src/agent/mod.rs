@@ -17,6 +17,7 @@
 pub mod api;
 mod console;
 pub mod events;
+mod fleet;
 mod fleetlock;
 mod gate;
 pub mod metrics;
@@ -44,8 +45,8 @@ pub struct Args {
     #[arg(long, default_value = "main", requires = "git")]
     pub branch: String,
     /// The policy file, relative to the directory or the repository.
-    #[arg(long, value_name = "PATH")]
-    pub policy: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "fleet")]
+    pub policy: Option<PathBuf>,
     /// How often to fetch the source (besides watching it and `POST /v1/source/fetch`).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub fetch_interval: Duration,
@@ -82,6 +83,26 @@ pub struct Args {
     /// This host's name in the fleet [default: the kernel's hostname].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Take part in the fleet's rollouts on etcd (`duplex rollout apply`):
+    /// the policy comes from the rollout that has a part for this host.
+    #[arg(long, requires = "etcd", conflicts_with_all = ["dir", "git", "policy", "fleetlock"])]
+    pub fleet: bool,
+    /// The fleet's etcd members (comma-separated http://host:port).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The prefix of the fleet's keys in etcd.
+    #[arg(long, value_name = "PREFIX", default_value = duplex_fleet::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// A label of this host (KEY=VALUE, repeatable), for rollouts' selectors.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
 }
 
 /// This host's name in the fleet: `--host`, else the kernel's hostname.
@@ -118,26 +139,38 @@ pub fn run(args: Args, state_dir: Option<PathBuf>) -> u8 {
         return fail(format!("{}: {e}", state_dir.display()));
     }
     let agent_dir = state_dir.join("agent");
-    let spec = match (&args.dir, &args.git) {
-        (Some(dir), None) => source::SourceSpec::Dir {
+    let policy = args.policy.clone().unwrap_or_default();
+    let spec = match (&args.dir, &args.git, args.fleet) {
+        (_, _, true) => None,
+        (Some(dir), None, false) => Some(source::SourceSpec::Dir {
             dir: dir.clone(),
-            file: args.policy.clone(),
-        },
-        (None, Some(url)) => source::SourceSpec::Git {
+            file: policy,
+        }),
+        (None, Some(url), false) => Some(source::SourceSpec::Git {
             url: url.clone(),
             branch: args.branch.clone(),
-            file: args.policy.clone(),
+            file: policy,
             workdir: agent_dir.join("git"),
-        },
+        }),
         _ => {
-            log("error: name the policy source: --dir DIR or --git URL");
+            log("error: name the policy source: --dir DIR, --git URL, or --fleet");
             return exit::USAGE;
         }
     };
-    let source = match source::PolicySource::new(spec) {
+    let source = match spec.map(source::PolicySource::new).transpose() {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    if let Some(bad) = args
+        .etcd
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        log(&format!(
+            "error: --etcd {bad}: not an etcd member's URL (http://host:port)"
+        ));
+        return exit::USAGE;
+    }
     let token = match api_token(&args, &agent_dir) {
         Ok(t) => t,
         Err(e) => return fail(e),
@@ -191,7 +224,7 @@ pub fn run(args: Args, state_dir: Option<PathBuf>) -> u8 {
 async fn serve(
     args: Args,
     state_dir: PathBuf,
-    source: source::PolicySource,
+    source: Option<source::PolicySource>,
     token: String,
     outbox: outbox::Outbox,
 ) -> u8 {
@@ -247,7 +280,7 @@ async fn serve(
         view: Default::default(),
         fetch_now: Default::default(),
         stop: duplex_core::cancel::Cancel::new(),
-        policy_path: args.policy.clone(),
+        policy_path: args.policy.clone().unwrap_or_default(),
     });
     let socket = match crate::api::socket::serve(&state_dir, api::router(agent.clone())) {
         Ok(Some(s)) => s,
@@ -313,6 +346,25 @@ async fn serve(
         std::process::id(),
         crate::api::socket::path(&state_dir).display()
     ));
+    let link = if args.fleet {
+        let config = duplex_fleet::FleetConfig {
+            prefix: args.etcd_prefix.clone(),
+            ..duplex_fleet::FleetConfig::new(args.etcd.clone())
+        };
+        let host = host_name(&args);
+        log(&format!(
+            "host {host} takes part in the fleet's rollouts on etcd {} (prefix {})",
+            args.etcd.join(","),
+            args.etcd_prefix
+        ));
+        Some(Arc::new(fleet::FleetLink::new(
+            config,
+            host,
+            args.labels.iter().cloned().collect(),
+        )))
+    } else {
+        None
+    };
     let gate = match &args.fleetlock {
         Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
             log(&format!(
@@ -332,9 +384,17 @@ async fn serve(
                 &args.fleetlock_group,
             )))
         }
-        None => gate::Gate::Open,
+        None => match &link {
+            Some(link) => gate::Gate::Fleet(link.clone()),
+            None => gate::Gate::Open,
+        },
     };
-    let result = reconcile::run(agent.clone(), source, args.fetch_interval, news_rx, gate).await;
+    let desire = match (source, link) {
+        (Some(source), _) => reconcile::Desire::Source(source),
+        (None, Some(link)) => reconcile::Desire::Fleet(link),
+        (None, None) => unreachable!("a source or the fleet was checked above"),
+    };
+    let result = reconcile::run(agent.clone(), desire, args.fetch_interval, news_rx, gate).await;
     socket.close().await;
     delivery.shutdown();
     drop(agent);

@@ -15,6 +15,7 @@
 //! the fleet's semaphore (`gate`), given back once the session has ended.
 
 use super::events;
+use super::fleet::{FleetLink, Wanted};
 use super::gate::{Gate, Permit};
 use super::metrics::Metrics;
 use super::record::{Achieved, HeldSlot, ReconcileRecord};
@@ -66,6 +67,19 @@ pub struct Desired {
     /// The policy file as fetched (materialised), for `plan`.
     #[serde(skip)]
     pub file: PathBuf,
+    /// The policy's text when it came from the fleet, not from `file`.
+    #[serde(skip)]
+    pub text: Option<String>,
+}
+
+impl Desired {
+    /// Load the desired policy again (for `plan`).
+    pub fn load(&self) -> Result<LoadedPolicy, LoadError> {
+        match &self.text {
+            Some(text) => duplex_core::policy::load_text(text, &self.file),
+            None => duplex_core::policy::load_file(&self.file),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +126,13 @@ struct Loop {
     retry: Option<Duration>,
 }
 
+/// Where the desired policy comes from: a policy source, or the fleet (the
+/// rollout that has a part for this host).
+pub enum Desire {
+    Source(PolicySource),
+    Fleet(Arc<FleetLink>),
+}
+
 impl Agent {
     fn now_ms(&self) -> u64 {
         self.app.clock().wall_ms()
@@ -145,7 +166,7 @@ impl Agent {
 /// Run the loop until the agent is stopped.
 pub async fn run(
     agent: Arc<Agent>,
-    mut source: PolicySource,
+    desire: Desire,
     interval: Duration,
     mut news: tokio::sync::mpsc::UnboundedReceiver<SessionNews>,
     gate: Gate,
@@ -164,8 +185,12 @@ pub async fn run(
     lp.publish_record();
     replay_events(&agent);
     lp.resume_in_flight();
+    let (mut source, fleet) = match desire {
+        Desire::Source(s) => (Some(s), None),
+        Desire::Fleet(f) => (None, Some(f)),
+    };
     // A stop interrupts a fetch in progress.
-    if let Some(flag) = source.interrupt_flag() {
+    if let Some(flag) = source.as_ref().and_then(PolicySource::interrupt_flag) {
         let stop = agent.stop.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
@@ -173,7 +198,11 @@ pub async fn run(
         });
     }
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = match super::source::watch(source.watch_paths(), changed_tx) {
+    let watch_paths = source
+        .as_ref()
+        .map(PolicySource::watch_paths)
+        .unwrap_or_default();
+    let _watcher = match super::source::watch(watch_paths, changed_tx) {
         Ok(w) => Some(w),
         Err(e) => {
             super::log(&format!(
@@ -182,6 +211,9 @@ pub async fn run(
             None
         }
     };
+    if let Some(link) = &fleet {
+        tokio::spawn(super::fleet::follow(agent.clone(), link.clone()));
+    }
     loop {
         if agent.stop.is_cancelled() {
             break;
@@ -189,19 +221,32 @@ pub async fn run(
         if lp.task.is_none() {
             lp.give_back_an_ended_slot().await;
         }
-        let fetched = tokio::task::spawn_blocking(move || {
-            let result = source.fetch();
-            (source, result)
-        })
-        .await
-        .map_err(|e| format!("the fetch task failed: {e}"))?;
-        source = fetched.0;
-        match fetched.1 {
-            Ok(snapshot) => lp.reconcile(snapshot).await,
+        let fetched = match (source.take(), &fleet) {
+            (Some(mut s), _) => {
+                let (s, result) = tokio::task::spawn_blocking(move || {
+                    let result = s.fetch();
+                    (s, result)
+                })
+                .await
+                .map_err(|e| format!("the fetch task failed: {e}"))?;
+                source = Some(s);
+                result
+                    .map(|s| Wanted::Policy(Box::new(s)))
+                    .map_err(|e| e.to_string())
+            }
+            (None, Some(link)) => link.fetch().await,
+            (None, None) => unreachable!("a desire is a source or the fleet"),
+        };
+        match fetched {
+            Ok(Wanted::Policy(snapshot)) => lp.reconcile(*snapshot).await,
+            Ok(Wanted::Nothing(why)) => lp.nothing_wanted(why).await,
             Err(e) => {
                 super::log(&format!("fetching the policy source failed: {e}"));
                 agent.metrics.source_failed("fetch");
-                agent.update(|v| v.fetch_error = Some(e.to_string()));
+                agent.update(|v| v.fetch_error = Some(e));
+                if lp.task.is_none() && !lp.gate.is_open() {
+                    lp.retry = Some(super::gate::RETRY);
+                }
             }
         }
         tokio::select! {
@@ -335,6 +380,13 @@ impl Loop {
             &snapshot.source_path,
             agent.now_ms() as f64 / 1000.0,
         );
+        // The policy's path in its source (the fleet: where it was read
+        // when the rollout was applied).
+        let policy_path = if agent.policy_path.as_os_str().is_empty() {
+            snapshot.policy_path.display().to_string()
+        } else {
+            agent.policy_path.display().to_string()
+        };
         let changed = agent
             .view
             .lock()
@@ -348,9 +400,10 @@ impl Loop {
                 digest: digest.clone(),
                 revision: snapshot.revision.clone(),
                 source: snapshot.source_path.clone(),
-                path: agent.policy_path.display().to_string(),
+                path: policy_path.clone(),
                 fetched_ms: agent.now_ms(),
                 file: snapshot.policy_path.clone(),
+                text: snapshot.text.clone(),
             });
         });
         if changed {
@@ -364,7 +417,11 @@ impl Loop {
                     .unwrap_or_default()
             ));
         }
-        let mut policy = match duplex_core::policy::load_file(&snapshot.policy_path) {
+        let loaded = match &snapshot.text {
+            Some(text) => duplex_core::policy::load_text(text, &snapshot.policy_path),
+            None => duplex_core::policy::load_file(&snapshot.policy_path),
+        };
+        let mut policy = match loaded {
             Ok(p) => p,
             Err(e) => return self.invalid(&digest, snapshot.revision.as_deref(), e),
         };
@@ -372,9 +429,10 @@ impl Loop {
         policy.origin = Some(PolicyOrigin {
             source: snapshot.source_path.clone(),
             revision: snapshot.revision.clone(),
-            path: agent.policy_path.display().to_string(),
+            path: policy_path.clone(),
         });
         if self.task.is_some() {
+            self.rollout_aborted().await;
             return self
                 .in_flight(policy, &digest, snapshot.revision.as_deref())
                 .await;
@@ -400,6 +458,14 @@ impl Loop {
         };
         agent.update(|v| v.idle_because = idle_because.clone());
         if idle_because.is_some() {
+            if let (Gate::Fleet(link), Some(achieved)) = (&self.gate, &self.record.achieved)
+                && achieved.digest == digest
+                && self.record.slot.is_none()
+                && let Err(e) = link.already_achieved(&achieved.session).await
+            {
+                super::log(&format!("cannot report to the fleet yet: {e}"));
+                self.retry = Some(super::gate::RETRY);
+            }
             // Nothing to start: a slot taken for it (before a crash, say)
             // is given back.
             return self.give_back_an_unused_slot().await;
@@ -526,6 +592,10 @@ impl Loop {
                     && slot.session.as_deref() != Some(&session)
                 {
                     slot.session = Some(session.clone());
+                    if let (Gate::Fleet(link), Some(rollout)) = (&self.gate, slot.rollout.clone()) {
+                        let (link, session) = (link.clone(), session.clone());
+                        tokio::spawn(async move { link.record_session(&rollout, &session).await });
+                    }
                     self.save_record();
                 }
                 self.agent.update(|v| {
@@ -539,6 +609,13 @@ impl Loop {
     }
 
     fn hold_changed(&mut self, session: String, held: Option<String>) {
+        if let (Gate::Fleet(link), Some(rollout)) = (
+            &self.gate,
+            self.record.slot.as_ref().and_then(|s| s.rollout.clone()),
+        ) {
+            let (link, held) = (link.clone(), held.clone());
+            tokio::spawn(async move { link.set_held(&rollout, held.as_deref()).await });
+        }
         let Some(digest) = self.running_digest.clone() else {
             return;
         };
@@ -652,11 +729,12 @@ impl Loop {
             return Ok(());
         }
         match self.gate.ask().await {
-            Permit::Go => {
+            Permit::Go { rollout } => {
                 self.reported.retain(|r| !r.starts_with("wait/"));
                 super::log(&format!("took a fleet slot ({})", self.gate.describe()));
                 self.record.slot = Some(HeldSlot {
                     from: self.gate.describe(),
+                    rollout,
                     ..Default::default()
                 });
                 self.save_record();
@@ -718,6 +796,49 @@ impl Loop {
                 }
                 self.retry = Some(super::gate::RETRY);
             }
+        }
+    }
+
+    /// The fleet has nothing for this host: nothing starts, and a slot
+    /// still held with no session under it is given back.
+    async fn nothing_wanted(&mut self, why: String) {
+        self.agent.update(|v| {
+            v.fetch_error = None;
+            v.desired = None;
+            v.idle_because = Some(why);
+        });
+        self.give_back_an_unused_slot().await;
+    }
+
+    /// An operator aborted the rollout this host's session runs under:
+    /// the session is asked to abort (once), as an operator command from
+    /// the rollout; the model decides whether it still can.
+    async fn rollout_aborted(&mut self) {
+        let Gate::Fleet(link) = &self.gate else {
+            return;
+        };
+        let Some(part) = link.part() else { return };
+        let Some(by) = part.aborted else { return };
+        if !self
+            .reported
+            .insert(format!("rollout-abort/{}", part.rollout))
+        {
+            return;
+        }
+        let request = OperatorRequest {
+            verb: OperatorVerb::Abort,
+            by: format!("rollout {} (aborted by {by})", part.rollout),
+            reason: Some(format!("the fleet's rollout {} was aborted", part.rollout)),
+        };
+        match self.agent.app.deliver(request).await {
+            Ok(a) => super::log(&format!(
+                "rollout {} aborted: the session's abort was accepted in {}",
+                part.rollout, a.at
+            )),
+            Err(e) => super::log(&format!(
+                "rollout {} aborted; the session goes on: {e}",
+                part.rollout
+            )),
         }
     }
 }

@@ -32,8 +32,11 @@ pub struct ReconcileRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeldSlot {
-    /// Where the slot was taken (the FleetLock server, or the rollout).
+    /// Where the slot was taken (the FleetLock server, or the fleet).
     pub from: String,
+    /// The rollout the slot belongs to (the fleet on etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
     /// The session that ran under it, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

@@ -118,10 +118,15 @@ pub enum Verb {
     Agent(Box<crate::agent::Args>),
     /// Watch the session live in the terminal (a state dir, or an agent) and give commands.
     Watch(crate::watch::Args),
+    /// The fleet on etcd: every host's state and slot; free a dead host's slot.
+    Fleet(fleet::Args),
+    /// Roll a policy out over the fleet on etcd, in waves, within a limit and an error budget.
+    Rollout(fleet::RolloutArgs),
 }
 
 pub(crate) mod dirs;
 pub(crate) mod errors;
+mod fleet;
 mod grants;
 pub(crate) mod operator;
 pub(crate) mod output;
@@ -202,6 +207,8 @@ pub fn main() -> ExitCode {
         Verb::Plugin(args) => plugin::run(&args, cli.output),
         Verb::Agent(args) => crate::agent::run(*args, cli.state_dir),
         Verb::Watch(args) => crate::watch::run(args, cli.state_dir),
+        Verb::Fleet(args) => fleet::run(&args, cli.output),
+        Verb::Rollout(args) => fleet::rollout(&args, cli.output),
     };
     ExitCode::from(code)
 }

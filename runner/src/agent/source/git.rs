@@ -118,6 +118,7 @@ impl GitSource {
             policy_path: root.join(&self.file),
             root,
             digest,
+            text: None,
         };
         self.last = Some(snapshot.clone());
         Ok(snapshot)

@@ -94,6 +94,9 @@ pub struct Snapshot {
     pub root: PathBuf,
     /// SHA-256 of the policy file's bytes (what `LoadedPolicy::digest` is).
     pub digest: Sha256,
+    /// The policy's text when it was not read from `policy_path` (the
+    /// fleet stores it); `policy_path` then only places relative paths.
+    pub text: Option<String>,
 }
 
 /// What went wrong fetching a policy, naming what and where.
@@ -247,6 +250,7 @@ fn fetch_dir(policy: &Path) -> Result<Snapshot, SourceError> {
         policy_path: policy.to_path_buf(),
         root: policy.parent().unwrap_or(Path::new("/")).to_path_buf(),
         digest: Sha256::of(&bytes),
+        text: None,
     })
 }
 
