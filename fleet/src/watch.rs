@@ -18,6 +18,7 @@ use crate::store::Fleet;
 pub struct Changes {
     rx: watch::Receiver<i64>,
     task: JoinHandle<()>,
+    endpoints: String,
 }
 
 impl Changes {
@@ -29,7 +30,7 @@ impl Changes {
             .await
             .map_err(|_| FleetError::Unreachable {
                 op: "watch".into(),
-                endpoints: String::new(),
+                endpoints: self.endpoints.clone(),
                 detail: "the watch task ended".into(),
             })?;
         Ok(*self.rx.borrow_and_update())
@@ -97,6 +98,10 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Ok(Changes { rx, task })
+        Ok(Changes {
+            rx,
+            task,
+            endpoints: self.inner.endpoints.clone(),
+        })
     }
 }

@@ -555,7 +555,8 @@ async fn members_die_and_come_back() {
     );
 
     // One member dies (whichever it is: it may be the leader).
-    cluster.kill_member(fastrand::usize(0..3));
+    let dead = fastrand::usize(0..3);
+    cluster.kill_member(dead);
     let started = Instant::now();
     assert_eq!(
         fleet
@@ -580,6 +581,8 @@ async fn members_die_and_come_back() {
         Decision::Start
     );
     assert!(started.elapsed() < TIMEOUT * 3);
+    // It comes back on its data dir and catches up.
+    cluster.restart_member(dead).await.unwrap();
     let before = fleet.rollout("outage").await.unwrap().unwrap();
 
     // Every member dies: errors within the timeout, no hang.
