@@ -3,6 +3,13 @@
 //! "not reachable right now" (a member down, a leader election) are
 //! retried within it, so a partition returns an error instead of hanging
 //! and a killed member goes unnoticed.
+//!
+//! A retried write may have been applied by the attempt whose answer was
+//! lost; every write is a transaction that compares what it read, so the
+//! retry changes nothing and the next read shows the write. Callers see
+//! the effect, not always the attempt that made it: `create_rollout` may
+//! say `Unchanged` for a rollout this call created, `try_start`
+//! `AlreadyHolds` for a slot it took, `pause`/`abort` `false`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
