@@ -48,6 +48,26 @@ fn the_checked_in_schema_is_not_stale() {
     assert_eq!(schema["title"], "UpgradePolicy");
 }
 
+/// The same for the rollout's schema: `cargo run -p duplex -- schema
+/// --kind rollout > schemas/rollout.schema.json`; `duplex schema` alone
+/// is still the policy's.
+#[test]
+fn the_checked_in_rollout_schema_is_not_stale() {
+    let out = duplex_run(&["schema", "--kind", "rollout"]);
+    assert_eq!(out.code, 0);
+    let path = repo_root().join("schemas/rollout.schema.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &out.stdout).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        out.stdout == checked_in,
+        "schemas/rollout.schema.json is stale: run `cargo run -p duplex -- schema --kind rollout > schemas/rollout.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&checked_in).unwrap();
+    assert_eq!(schema["title"], "Rollout");
+}
+
 #[test]
 fn plan_walks_the_state_model_with_the_policys_work() {
     let out = duplex_run(&["plan", "policies/approvals.yaml"]);

@@ -73,7 +73,7 @@ pub fn load_text(text: &str, path: &Path) -> Result<LoadedRollout, RolloutLoadEr
     let source = &rollout.spec.policy;
     let policy = match (&source.path, &source.inline) {
         (Some(relative), _) => {
-            let file = base_dir(path).join(relative);
+            let file = lexically_normal(&base_dir(path).join(relative));
             match policy::load_file(&file) {
                 Ok(policy) => policy,
                 Err(LoadError::Invalid(diags)) => return Err(RolloutLoadError::Invalid(diags)),
@@ -115,6 +115,31 @@ pub fn load_text(text: &str, path: &Path) -> Result<LoadedRollout, RolloutLoadEr
         digest: Sha256::of(text.as_bytes()),
         policy,
     })
+}
+
+/// `a/b/../c/./d` → `a/c/d`, without asking the file system (a `..`
+/// after a symbolic link is taken lexically): how the policy's path is shown
+/// and stored in the plan.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 fn base_dir(path: &Path) -> &Path {

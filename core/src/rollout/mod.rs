@@ -16,7 +16,7 @@ pub mod window;
 
 pub use load::{LoadedRollout, RolloutLoadError, load_file, load_text};
 pub use plan::{BetweenWaves, PlannedPolicy, PlannedWave, RecurringWindow, RolloutPlan};
-pub use resolve::{InventoryHost, ResolveError};
+pub use resolve::{InventoryHost, ResolveError, parse_inventory};
 pub use types::*;
 pub use window::window_open;
 

@@ -37,6 +37,17 @@ pub struct InventoryHost {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An inventory file's hosts: a YAML list of `{name, labels}`.
+pub fn parse_inventory(text: &str) -> Result<Vec<InventoryHost>, String> {
+    crate::policy::aliases::check(text).map_err(|bomb| {
+        format!(
+            "line {}, column {}: {}",
+            bomb.line, bomb.column, bomb.message
+        )
+    })?;
+    yaml_serde::from_str(text).map_err(|e| e.to_string())
+}
+
 /// Why a rollout cannot be resolved against an inventory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {

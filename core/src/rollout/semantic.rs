@@ -5,7 +5,6 @@
 
 use super::types::*;
 use super::window::MAX_WINDOW_LENGTH;
-use crate::policy::schema_check::did_you_mean;
 use crate::policy::{Finding, UpgradePolicy, semantic as policy_semantic};
 use std::collections::{HashMap, HashSet};
 
@@ -140,8 +139,7 @@ fn waves(spec: &RolloutSpec, out: &mut Vec<Finding>) {
                 out.push(Finding::value(
                     at,
                     format!(
-                        "host `{host}` is not one of the rollout's hosts{}; `spec.hosts.names` lists: {}",
-                        did_you_mean(host, &known),
+                        "host `{host}` is not one of the rollout's hosts; `spec.hosts.names` lists: {}",
                         known.join(", ")
                     ),
                 ));

@@ -82,14 +82,31 @@ pub enum Output {
     Json,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Which document's schema.
+    #[arg(long, value_enum, default_value_t = SchemaKind::Policy)]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// The UpgradePolicy (schemas/upgrade-policy.schema.json).
+    Policy,
+    /// The Rollout (schemas/rollout.schema.json).
+    Rollout,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Check policy files against the schema and the semantic rules.
     Validate(validate::Args),
-    /// Print the policy JSON Schema.
-    Schema,
+    /// Print the policy JSON Schema (or, with --kind rollout, the rollout's).
+    Schema(SchemaArgs),
     /// Show the path a policy will take through the state model, touching nothing.
     Plan(plan::Args),
+    /// Fleet rollouts: check a rollout document, resolve it against the fleet's hosts.
+    Rollout(rollout::Args),
     /// Write, build, inspect or verify plugins (WebAssembly components).
     Plugin(plugin::Args),
     /// Run an upgrade session for a policy (or carry on the one in flight).
@@ -132,6 +149,7 @@ pub(crate) mod operator;
 pub(crate) mod output;
 mod plan;
 mod plugin;
+mod rollout;
 pub(crate) mod run;
 pub(crate) mod signals;
 mod status;
@@ -179,10 +197,15 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Verb::Validate(args) => validate::run(&args, cli.output),
-        Verb::Schema => {
-            output::json_line(duplex_core::policy::schema_json().trim_end());
+        Verb::Schema(args) => {
+            let schema = match args.kind {
+                SchemaKind::Policy => duplex_core::policy::schema_json(),
+                SchemaKind::Rollout => duplex_core::rollout::schema_json(),
+            };
+            output::json_line(schema.trim_end());
             exit::OK
         }
+        Verb::Rollout(args) => rollout::run(&args, cli.output),
         Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),
         Verb::Apply(args) => run::drive(run::Verb::Apply(args), cli.output, cli.state_dir),
         Verb::Status => status::status(cli.output, cli.state_dir),
