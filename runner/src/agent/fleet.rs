@@ -40,6 +40,9 @@ pub struct FleetLink {
     pub host: String,
     pub labels: BTreeMap<String, String>,
     part: Mutex<Option<Part>>,
+    /// The last rollout this host had a part in, and its wave: what its
+    /// registration shows once that part has ended.
+    last_part: Mutex<Option<(String, usize)>>,
     plan: Mutex<Option<RolloutPlan>>,
     registration: tokio::sync::Mutex<Option<Registration>>,
 }
@@ -60,6 +63,7 @@ impl FleetLink {
             host,
             labels,
             part: Mutex::new(None),
+            last_part: Mutex::new(None),
             plan: Mutex::new(None),
             registration: tokio::sync::Mutex::new(None),
         }
@@ -116,7 +120,11 @@ impl FleetLink {
         achieved: Option<String>,
         last_event: Option<String>,
     ) -> HostRecord {
-        let part = self.part();
+        let part = self
+            .last_part
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         HostRecord {
             name: self.host.clone(),
             labels: self.labels.clone(),
@@ -125,8 +133,8 @@ impl FleetLink {
             status,
             partner,
             achieved,
-            rollout: part.as_ref().map(|p| p.rollout.clone()),
-            wave: part.as_ref().map(|p| p.wave),
+            rollout: part.as_ref().map(|p| p.0.clone()),
+            wave: part.as_ref().map(|p| p.1),
             last_event,
             updated_ms: Self::now_ms(),
         }
@@ -139,6 +147,9 @@ impl FleetLink {
         let fleet = self.fleet().await?;
         let rollouts = fleet.rollouts().await.map_err(|e| e.to_string())?;
         let mut chosen: Option<(RolloutView, usize)> = None;
+        // A rollout that still has a part for this host but will start
+        // nobody (halted, aborted): why nothing starts.
+        let mut stopped: Option<String> = None;
         for view in rollouts {
             let Some(wave) = view.plan.wave_of(&self.host) else {
                 continue;
@@ -151,10 +162,18 @@ impl FleetLink {
                 .results(&view.plan.name)
                 .await
                 .map_err(|e| e.to_string())?;
-            if results.contains_key(&self.host)
-                || view.state.aborted.is_some()
-                || view.state.halted.is_some()
-            {
+            if results.contains_key(&self.host) {
+                continue;
+            }
+            if let Some(why) = &view.state.halted {
+                stopped = Some(format!("rollout {} is halted: {why}", view.plan.name));
+                continue;
+            }
+            if let Some(m) = &view.state.aborted {
+                stopped = Some(format!(
+                    "rollout {} was aborted by {}: {}",
+                    view.plan.name, m.by, m.reason
+                ));
                 continue;
             }
             if chosen.is_none() {
@@ -164,10 +183,21 @@ impl FleetLink {
         let Some((view, wave)) = chosen else {
             *self.part.lock().unwrap_or_else(|e| e.into_inner()) = None;
             *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            return Ok(Wanted::Nothing(format!(
-                "no rollout in the fleet has a part for host {} that has not ended",
-                self.host
-            )));
+            let last = self
+                .last_part
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Ok(Wanted::Nothing(match (stopped, last) {
+                (Some(why), _) => why,
+                (None, Some((rollout, _))) => format!(
+                    "this host's part in rollout {rollout} has ended; no other rollout has a part for it"
+                ),
+                (None, None) => format!(
+                    "no rollout in the fleet has a part for host {} that has not ended",
+                    self.host
+                ),
+            }));
         };
         let plan = view.plan;
         let part = Part {
@@ -198,6 +228,8 @@ impl FleetLink {
             digest,
             text: Some(plan.policy.text.clone()),
         };
+        *self.last_part.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((part.rollout.clone(), part.wave));
         *self.part.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
         *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
         Ok(Wanted::Policy(Box::new(snapshot)))

@@ -132,6 +132,27 @@ fn rollout_name(arg: &str) -> Result<String, String> {
     Ok(arg.to_string())
 }
 
+/// The hosts registered in the fleet (alive or not), for resolving a rollout.
+pub fn inventory(etcd: &EtcdArgs) -> Result<Vec<InventoryHost>, String> {
+    runtime().block_on(async {
+        let fleet = connect(etcd).await?;
+        inventory_of(&fleet).await
+    })
+}
+
+async fn inventory_of(fleet: &Fleet) -> Result<Vec<InventoryHost>, String> {
+    Ok(fleet
+        .hosts()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(h, _)| InventoryHost {
+            name: h.name,
+            labels: h.labels,
+        })
+        .collect())
+}
+
 /// `duplex rollout apply FILE`: resolve the rollout against the hosts
 /// registered now and store it; every agent of the fleet then follows it.
 pub fn apply(args: &ApplyArgs, format: Output) -> u8 {
@@ -147,15 +168,9 @@ pub fn apply(args: &ApplyArgs, format: Output) -> u8 {
             Ok(f) => f,
             Err(e) => return fail(&e, exit::INVALID),
         };
-        let inventory: Vec<InventoryHost> = match fleet.hosts().await {
-            Ok(hosts) => hosts
-                .into_iter()
-                .map(|(h, _)| InventoryHost {
-                    name: h.name,
-                    labels: h.labels,
-                })
-                .collect(),
-            Err(e) => return fail(&e.to_string(), exit::INVALID),
+        let inventory = match inventory_of(&fleet).await {
+            Ok(i) => i,
+            Err(e) => return fail(&e, exit::INVALID),
         };
         let plan = match loaded.resolve(&inventory) {
             Ok(p) => p,
@@ -513,7 +528,9 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
                 dash(&h.last_event),
             ));
         }
-        output::lines(&escape(&text));
+        for line in text.lines() {
+            output::line(&escape(line));
+        }
         exit::OK
     })
 }
@@ -542,35 +559,4 @@ fn release(args: &ReleaseArgs) -> u8 {
             Err(e) => fail(&e.to_string(), exit::INVALID),
         }
     })
-}
-
-/// `duplex rollout ...` (the verbs against the fleet's etcd).
-#[derive(Debug, clap::Args)]
-pub struct RolloutArgs {
-    #[command(subcommand)]
-    pub command: RolloutCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum RolloutCommand {
-    /// Resolve the rollout against the hosts registered now and store it in the fleet.
-    Apply(ApplyArgs),
-    /// Show the rollout: waves, slots, results, releases.
-    Status(TargetArgs),
-    /// No host starts until `duplex rollout resume`; hosts in flight go on.
-    Pause(ReasonArgs),
-    /// Clear a pause, or approve the wave that waits for an approval.
-    Resume(TargetArgs),
-    /// No host starts any more; sessions in flight are asked to abort.
-    Abort(ReasonArgs),
-}
-
-pub fn rollout(args: &RolloutArgs, format: Output) -> u8 {
-    match &args.command {
-        RolloutCommand::Apply(a) => apply(a, format),
-        RolloutCommand::Status(a) => status(a, format),
-        RolloutCommand::Pause(a) => control(Control::Pause, &a.target, Some(&a.reason)),
-        RolloutCommand::Resume(a) => control(Control::Resume, a, None),
-        RolloutCommand::Abort(a) => control(Control::Abort, &a.target, Some(&a.reason)),
-    }
 }

@@ -105,7 +105,7 @@ pub enum Verb {
     Schema(SchemaArgs),
     /// Show the path a policy will take through the state model, touching nothing.
     Plan(plan::Args),
-    /// Fleet rollouts: check a rollout document, resolve it against the fleet's hosts.
+    /// Fleet rollouts: check, plan, apply, follow, pause, resume or abort one over the fleet on etcd.
     Rollout(rollout::Args),
     /// Write, build, inspect or verify plugins (WebAssembly components).
     Plugin(plugin::Args),
@@ -137,8 +137,6 @@ pub enum Verb {
     Watch(crate::watch::Args),
     /// The fleet on etcd: every host's state and slot; free a dead host's slot.
     Fleet(fleet::Args),
-    /// Roll a policy out over the fleet on etcd, in waves, within a limit and an error budget.
-    Rollout(fleet::RolloutArgs),
 }
 
 pub(crate) mod dirs;
@@ -231,7 +229,6 @@ pub fn main() -> ExitCode {
         Verb::Agent(args) => crate::agent::run(*args, cli.state_dir),
         Verb::Watch(args) => crate::watch::run(args, cli.state_dir),
         Verb::Fleet(args) => fleet::run(&args, cli.output),
-        Verb::Rollout(args) => fleet::rollout(&args, cli.output),
     };
     ExitCode::from(code)
 }

@@ -2,6 +2,7 @@
 //! INVENTORY`: a fleet rollout document checked, and resolved against the
 //! fleet's hosts into the plan every agent will obey.
 
+use super::fleet;
 use super::validate::{self, FileReport};
 use super::{Output, exit, output};
 use duplex_core::rollout::{
@@ -21,6 +22,16 @@ pub enum Verb {
     Validate(ValidateArgs),
     /// Resolve a rollout against the fleet's hosts: waves, limits, windows.
     Plan(PlanArgs),
+    /// Resolve the rollout against the hosts registered now and store it in the fleet's etcd.
+    Apply(fleet::ApplyArgs),
+    /// Show the rollout: waves, slots, results, releases.
+    Status(fleet::TargetArgs),
+    /// No host starts until `duplex rollout resume`; hosts in flight go on.
+    Pause(fleet::ReasonArgs),
+    /// Clear a pause, or approve the wave that waits for an approval.
+    Resume(fleet::TargetArgs),
+    /// No host starts any more; sessions in flight are asked to abort.
+    Abort(fleet::ReasonArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -36,10 +47,19 @@ pub struct PlanArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The fleet's hosts: a YAML list of `{name, labels}`.
-    // Where the hosts come from: `--etcd` (the fleet's registrations) is
-    // another source, added beside this one (see `inventory`).
-    #[arg(long, value_name = "INVENTORY.yaml", required = true)]
+    #[arg(
+        long,
+        value_name = "INVENTORY.yaml",
+        required_unless_present = "etcd",
+        conflicts_with = "etcd"
+    )]
     pub hosts: Option<PathBuf>,
+    /// Or the hosts registered in the fleet's etcd (comma-separated http://host:port).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The prefix of the fleet's keys in etcd.
+    #[arg(long, value_name = "PREFIX", default_value = duplex_fleet::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
     /// Compute the windows' next openings as of this time (RFC 3339)
     /// instead of now.
     #[arg(long, value_name = "TIME")]
@@ -50,6 +70,11 @@ pub fn run(args: &Args, output_format: Output) -> u8 {
     match &args.verb {
         Verb::Validate(a) => validate(a, output_format),
         Verb::Plan(a) => plan(a, output_format),
+        Verb::Apply(a) => fleet::apply(a, output_format),
+        Verb::Status(a) => fleet::status(a, output_format),
+        Verb::Pause(a) => fleet::control(fleet::Control::Pause, &a.target, Some(&a.reason)),
+        Verb::Resume(a) => fleet::control(fleet::Control::Resume, a, None),
+        Verb::Abort(a) => fleet::control(fleet::Control::Abort, &a.target, Some(&a.reason)),
     }
 }
 
@@ -109,9 +134,18 @@ fn shown(path: &Path) -> String {
 
 /// The fleet's hosts, from the source the flags name.
 fn inventory(args: &PlanArgs) -> Result<Vec<InventoryHost>, (u8, String)> {
-    // `--etcd` goes here: the hosts registered in the fleet's etcd.
     let Some(path) = &args.hosts else {
-        return Err((exit::USAGE, "give the fleet's hosts with --hosts".into()));
+        if args.etcd.is_empty() {
+            return Err((
+                exit::USAGE,
+                "give the fleet's hosts with --hosts or --etcd".into(),
+            ));
+        }
+        return fleet::inventory(&fleet::EtcdArgs {
+            etcd: args.etcd.clone(),
+            etcd_prefix: args.etcd_prefix.clone(),
+        })
+        .map_err(|e| (exit::INVALID, e));
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| (exit::USAGE, format!("cannot read {}: {e}", path.display())))?;
