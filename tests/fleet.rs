@@ -362,3 +362,191 @@ spec:
     let again = &etcd.rt.block_on(fleet.results("db-upgrade")).unwrap()[&first];
     assert_eq!(again.outcome, Outcome::Released);
 }
+
+#[test]
+fn operators_pause_resume_approve_and_abort_a_rollout_and_a_closed_window_starts_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let endpoints = etcd.endpoints();
+    let fleet = etcd.fleet();
+    let policies = policy_dir(dir.path(), "policies/demo.yaml", 500);
+    // A rollout whose only window is never open today: its host waits.
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    // 1970-01-01 was a Thursday; the day after tomorrow, in UTC.
+    let day = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][((days + 2) % 7) as usize];
+    std::fs::write(
+        policies.join("later.yaml"),
+        format!(
+            "apiVersion: duplex.dev/v1alpha1
+kind: Rollout
+metadata: {{ name: a-later }}
+spec:
+  policy: {{ path: p.yaml }}
+  hosts: {{ names: [h4] }}
+  windows:
+    - {{ days: [{day}], start: \"00:00\", length: 1h, timeZone: UTC }}
+"
+        ),
+    )
+    .unwrap();
+    let rollout = write_rollout(
+        &policies,
+        "apiVersion: duplex.dev/v1alpha1
+kind: Rollout
+metadata: { name: b-managed }
+spec:
+  policy: { path: p.yaml }
+  hosts: { names: [h1, h2, h3] }
+  waves:
+    - { name: first, hosts: [h1] }
+    - { name: second, hosts: [h2] }
+    - { name: third, hosts: [h3] }
+  maxUnavailable: 1
+  errorBudget: 1
+  betweenWaves: { approval: true }
+",
+    );
+    for file in ["later.yaml", "rollout.yaml"] {
+        let applied = duplex_fleet(
+            &endpoints,
+            &["rollout", "apply", policies.join(file).to_str().unwrap()],
+        );
+        assert_eq!(applied.code, 0, "{}", applied.stderr);
+    }
+    let again = duplex_fleet(&endpoints, &["rollout", "apply", rollout.to_str().unwrap()]);
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+    // Paused before any host runs: nobody starts.
+    let paused = duplex_fleet(
+        &endpoints,
+        &["rollout", "pause", "b-managed", "--reason", "change freeze"],
+    );
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    let mut hosts: Vec<Host> = ["h1", "h2", "h3", "h4"]
+        .iter()
+        .map(|n| Host::new(dir.path(), n, &[]))
+        .collect();
+    for h in &mut hosts {
+        h.start(&endpoints);
+    }
+    let idle = |h: &Host, needle: &str| {
+        h.status().is_some_and(|v| {
+            v["agent"]["idleBecause"]
+                .as_str()
+                .is_some_and(|w| w.contains(needle))
+        })
+    };
+    wait_until(
+        "h1 waits for the pause and h4 for its window",
+        Duration::from_secs(60),
+        || {
+            idle(&hosts[0], "paused by")
+                && idle(&hosts[0], "change freeze")
+                && idle(&hosts[3], "no maintenance window is open")
+        },
+        &hosts,
+    );
+    // Resumed: the first wave runs; the second waits for an approval.
+    let resumed = duplex_fleet(
+        &endpoints,
+        &["rollout", "resume", rollout.to_str().unwrap()],
+    );
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(resumed.stdout.contains("resumed"), "{}", resumed.stdout);
+    let results = || {
+        etcd.rt
+            .block_on(fleet.results("b-managed"))
+            .unwrap_or_default()
+    };
+    wait_until(
+        "h1 committed and h2 waits for an approval",
+        Duration::from_secs(90),
+        || results().len() == 1 && idle(&hosts[1], "waits for an operator's approval"),
+        &hosts,
+    );
+    let shown = duplex_fleet(&endpoints, &["rollout", "status", "b-managed"]);
+    assert!(
+        shown
+            .stdout
+            .contains("second: 0 of 1 ended, needs approval"),
+        "{}",
+        shown.stdout
+    );
+    let approved = duplex_fleet(&endpoints, &["rollout", "resume", "b-managed"]);
+    assert!(
+        approved.stdout.contains("wave 2 approved"),
+        "{}",
+        approved.stdout
+    );
+    // h2 starts; the rollout is aborted under it: its session is asked to
+    // abort, and nobody starts after it.
+    wait_until(
+        "h2 holds the slot",
+        Duration::from_secs(60),
+        || {
+            etcd.rt
+                .block_on(fleet.rollout("b-managed"))
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.state.holders.contains_key("h2"))
+        },
+        &hosts,
+    );
+    let aborted = duplex_fleet(
+        &endpoints,
+        &["rollout", "abort", "b-managed", "--reason", "bad build"],
+    );
+    assert_eq!(aborted.code, 0, "{}", aborted.stderr);
+    wait_until(
+        "h2's session ended",
+        Duration::from_secs(90),
+        || results().contains_key("h2"),
+        &hosts,
+    );
+    assert_eq!(results()["h2"].outcome, Outcome::Aborted, "{:?}", results());
+    assert!(
+        hosts[1].log().contains("rollout b-managed aborted"),
+        "{}",
+        hosts[1].log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!results().contains_key("h3"));
+    assert!(idle(&hosts[2], "aborted by"), "{:?}", hosts[2].status());
+    // h4 never started: its window never opened.
+    assert!(hosts[3].status().unwrap()["agent"]["running"].is_null());
+    let later = etcd.rt.block_on(fleet.results("a-later")).unwrap();
+    assert!(later.is_empty(), "{later:?}");
+
+    // Bad input: a name the fleet does not know, an etcd that does not
+    // answer, an endpoint that is not a URL.
+    let unknown = duplex_fleet(&endpoints, &["rollout", "status", "no-such-rollout"]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown
+            .stderr
+            .contains("no rollout named `no-such-rollout`"),
+        "{}",
+        unknown.stderr
+    );
+    let mut cmd = support::duplex();
+    cmd.args(["fleet", "status", "--etcd", "http://127.0.0.1:1"]);
+    let unreachable = support::run(&mut cmd);
+    assert_eq!(unreachable.code, 1);
+    assert!(
+        unreachable.stderr.contains("http://127.0.0.1:1"),
+        "{}",
+        unreachable.stderr
+    );
+    let mut cmd = support::duplex();
+    cmd.args(["fleet", "status", "--etcd", "127.0.0.1:2379"]);
+    let not_a_url = support::run(&mut cmd);
+    assert_eq!(not_a_url.code, 2);
+    assert!(
+        not_a_url.stderr.contains("not an etcd member's URL"),
+        "{}",
+        not_a_url.stderr
+    );
+}

@@ -253,17 +253,35 @@ impl fmt::Display for WaitReason {
                 of,
             } => write!(
                 f,
-                "wave {wave} ({name}) has not ended: {ended} of {of} hosts ended"
+                "wave {} ({name}) has not ended: {ended} of {of} hosts ended",
+                wave + 1
             ),
             WaitReason::BetweenWaves { until_ms } => {
-                write!(f, "pausing between waves until {until_ms} ms")
+                match jiff::Timestamp::from_millisecond(*until_ms as i64) {
+                    Ok(t) => write!(
+                        f,
+                        "pausing between waves until {}",
+                        t.round(jiff::Unit::Second).unwrap_or(t)
+                    ),
+                    Err(_) => write!(f, "pausing between waves until {until_ms} ms"),
+                }
             }
             WaitReason::Approval { wave, name } => {
-                write!(f, "wave {wave} ({name}) waits for an operator's approval")
+                write!(
+                    f,
+                    "wave {} ({name}) waits for an operator's approval (duplex rollout resume)",
+                    wave + 1
+                )
             }
             WaitReason::OutsideWindow => f.write_str("no maintenance window is open"),
             WaitReason::NoFreeSlot { holders, max } => {
-                write!(f, "all {max} slots are held (by {})", holders.join(", "))
+                let shown: Vec<&str> = holders.iter().take(5).map(String::as_str).collect();
+                let more = holders.len().saturating_sub(shown.len());
+                write!(f, "all {max} slots are held (by {}", shown.join(", "))?;
+                if more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                f.write_str(")")
             }
         }
     }

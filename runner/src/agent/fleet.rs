@@ -165,15 +165,16 @@ impl FleetLink {
             if results.contains_key(&self.host) {
                 continue;
             }
-            if let Some(why) = &view.state.halted {
-                stopped = Some(format!("rollout {} is halted: {why}", view.plan.name));
-                continue;
-            }
+            // An operator's abort says more than the budget it spent.
             if let Some(m) = &view.state.aborted {
                 stopped = Some(format!(
                     "rollout {} was aborted by {}: {}",
                     view.plan.name, m.by, m.reason
                 ));
+                continue;
+            }
+            if let Some(why) = &view.state.halted {
+                stopped = Some(format!("rollout {} is halted: {why}", view.plan.name));
                 continue;
             }
             if chosen.is_none() {
@@ -252,7 +253,9 @@ impl FleetLink {
             Decision::Start | Decision::AlreadyHolds => Ok(Some(part.rollout)),
             Decision::Wait(why) => Err(format!(
                 "rollout {} wave {} ({}): {why}",
-                part.rollout, part.wave, part.wave_name
+                part.rollout,
+                part.wave + 1,
+                part.wave_name
             )),
             Decision::Ended => Err(format!(
                 "this host's part in rollout {} has ended",

@@ -92,16 +92,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime starts")
 }
 
-async fn connect(etcd: &EtcdArgs) -> Result<Fleet, String> {
-    if let Some(bad) = etcd
+/// `--etcd` names members by URL; anything else is a usage error.
+fn check_urls(etcd: &EtcdArgs) -> Result<(), u8> {
+    match etcd
         .etcd
         .iter()
         .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
     {
-        return Err(format!(
-            "--etcd {bad}: not an etcd member's URL (http://host:port)"
-        ));
+        Some(bad) => Err(fail(
+            &format!("--etcd {bad}: not an etcd member's URL (http://host:port)"),
+            exit::USAGE,
+        )),
+        None => Ok(()),
     }
+}
+
+async fn connect(etcd: &EtcdArgs) -> Result<Fleet, String> {
     Fleet::connect(FleetConfig {
         prefix: etcd.etcd_prefix.clone(),
         ..FleetConfig::new(etcd.etcd.clone())
@@ -134,6 +140,15 @@ fn rollout_name(arg: &str) -> Result<String, String> {
 
 /// The hosts registered in the fleet (alive or not), for resolving a rollout.
 pub fn inventory(etcd: &EtcdArgs) -> Result<Vec<InventoryHost>, String> {
+    if let Some(bad) = etcd
+        .etcd
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        return Err(format!(
+            "--etcd {bad}: not an etcd member's URL (http://host:port)"
+        ));
+    }
     runtime().block_on(async {
         let fleet = connect(etcd).await?;
         inventory_of(&fleet).await
@@ -156,6 +171,9 @@ async fn inventory_of(fleet: &Fleet) -> Result<Vec<InventoryHost>, String> {
 /// `duplex rollout apply FILE`: resolve the rollout against the hosts
 /// registered now and store it; every agent of the fleet then follows it.
 pub fn apply(args: &ApplyArgs, format: Output) -> u8 {
+    if let Err(code) = check_urls(&args.etcd) {
+        return code;
+    }
     let loaded = match duplex_core::rollout::load_file(&args.file) {
         Ok(l) => l,
         Err(e) => {
@@ -297,6 +315,9 @@ async fn follow(fleet: &Fleet, plan: &RolloutPlan, format: Output) -> u8 {
 
 /// `duplex rollout status FILE|NAME`.
 pub fn status(args: &TargetArgs, format: Output) -> u8 {
+    if let Err(code) = check_urls(&args.etcd) {
+        return code;
+    }
     let name = match rollout_name(&args.rollout) {
         Ok(n) => n,
         Err(e) => return fail(&e, exit::INVALID),
@@ -376,7 +397,8 @@ fn render_status(view: &RolloutView, results: &BTreeMap<String, HostResult>, now
             ""
         };
         out.push_str(&format!(
-            "Wave {i}     {}: {} of {} ended{approval}\n",
+            "Wave {}     {}: {} of {} ended{approval}\n",
+            i + 1,
             wave.name,
             state.ended_in(i),
             wave.hosts.len()
@@ -414,6 +436,9 @@ pub enum Control {
 }
 
 pub fn control(what: Control, target: &TargetArgs, reason: Option<&str>) -> u8 {
+    if let Err(code) = check_urls(&target.etcd) {
+        return code;
+    }
     let name = match rollout_name(&target.rollout) {
         Ok(n) => n,
         Err(e) => return fail(&e, exit::INVALID),
@@ -437,7 +462,7 @@ pub fn control(what: Control, target: &TargetArgs, reason: Option<&str>) -> u8 {
                 }),
             Control::Resume => fleet.resume(&name, &by).await.map(|r| {
                 match (r.unpaused, r.approved) {
-                    (_, Some(w)) => format!("Rollout {name}: wave {w} approved by {by}."),
+                    (_, Some(w)) => format!("Rollout {name}: wave {} approved by {by}.", w + 1),
                     (true, None) => format!("Rollout {name} resumed."),
                     (false, None) => format!("Rollout {name}: nothing to resume (not paused, no wave waits for approval)."),
                 }
@@ -472,6 +497,9 @@ pub fn run(args: &Args, format: Output) -> u8 {
 }
 
 fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
+    if let Err(code) = check_urls(etcd) {
+        return code;
+    }
     runtime().block_on(async {
         let fleet = match connect(etcd).await {
             Ok(f) => f,
@@ -536,6 +564,9 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
 }
 
 fn release(args: &ReleaseArgs) -> u8 {
+    if let Err(code) = check_urls(&args.etcd) {
+        return code;
+    }
     let by = super::operator::current().0;
     runtime().block_on(async {
         let fleet = match connect(&args.etcd).await {
