@@ -89,6 +89,17 @@ pub fn request(
     caller: Option<String>,
     body: Result<Json<CommandBody>, JsonRejection>,
 ) -> Result<OperatorRequest, ApiError> {
+    let (by, reason) = operator_of(caller, body)?;
+    Ok(OperatorRequest { verb, by, reason })
+}
+
+/// Who gives a command and why (an empty reason is none), from its body;
+/// refused when the body is malformed. The agent's fleet commands read
+/// their bodies the same way.
+pub fn operator_of(
+    caller: Option<String>,
+    body: Result<Json<CommandBody>, JsonRejection>,
+) -> Result<(String, Option<String>), ApiError> {
     let body = match body {
         Ok(Json(body)) => body,
         // No body at all is an empty one.
@@ -120,11 +131,10 @@ pub fn request(
         .filter(|b| !b.trim().is_empty())
         .or(caller)
         .ok_or_else(|| ApiError::bad_request("`by` is required: who gives this command"))?;
-    Ok(OperatorRequest {
-        verb,
-        by: by.trim().to_string(),
-        reason: body.reason.filter(|r| !r.trim().is_empty()),
-    })
+    Ok((
+        by.trim().to_string(),
+        body.reason.filter(|r| !r.trim().is_empty()),
+    ))
 }
 
 pub fn answer(accepted: Accepted) -> CommandAnswer {
