@@ -3,7 +3,9 @@
 //! token. Reads: status (with desired and achieved), sessions, a session's
 //! log and its activity tree, the plan of the desired policy, the live stream (server-sent
 //! events), `/metrics`, and the web console at `/` (`console.rs`). Writes:
-//! the operator's commands, a fetch now.
+//! the operator's commands, a fetch now. In a fleet (`--fleet`), the
+//! fleet's hosts and rollouts and the operator's commands on them
+//! (`fleet_api.rs`).
 
 use super::metrics::CONTENT_TYPE;
 use super::reconcile::Agent;
@@ -44,6 +46,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(agent.clone())
         .merge(crate::api::commands::router(agent.app.clone(), starting))
+        .merge(super::fleet_api::router(agent.clone()))
         .merge(super::console::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see README's API section") })
 }
@@ -89,9 +92,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn status(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value>, ApiError> {
     let report = agent.app.status().map_err(|e| ApiError::from_app(&e))?;
     let view = agent.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // In a fleet: this host's name (the console links to the fleet page).
+    let fleet = agent
+        .fleet
+        .as_ref()
+        .map(|l| serde_json::json!({ "host": l.host, "prefix": l.prefix() }));
     Ok(Json(serde_json::json!({
         "agent": view,
         "status": report,
+        "fleet": fleet,
     })))
 }
 

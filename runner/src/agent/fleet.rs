@@ -324,29 +324,37 @@ impl FleetLink {
 }
 
 /// For the agent's life, in the background: wake the loop on every change
-/// under the fleet's rollouts (a slot freed, a wave approved), and keep this
-/// host's registration current (its lease kept alive by `duplex-fleet`).
+/// under the fleet's rollouts (a slot freed, a wave approved), tell the
+/// live stream's readers (the fleet page) of every change to the rollouts
+/// and to the hosts' registrations (`{"kind": "fleet"}`: read `/v1/fleet`
+/// again), and keep this host's registration current (its lease kept alive
+/// by `duplex-fleet`).
 pub async fn follow(
     agent: std::sync::Arc<super::reconcile::Agent>,
     link: std::sync::Arc<FleetLink>,
 ) {
-    let watcher = {
+    let watch = |rollouts: bool| {
         let (agent, link) = (agent.clone(), link.clone());
         tokio::spawn(async move {
             loop {
                 let changes = match link.fleet().await {
-                    Ok(f) => f.watch_rollouts().await.ok(),
+                    Ok(f) if rollouts => f.watch_rollouts().await.ok(),
+                    Ok(f) => f.watch_hosts().await.ok(),
                     Err(_) => None,
                 };
                 if let Some(mut changes) = changes {
                     while changes.changed().await.is_ok() {
-                        agent.fetch_now.notify_one();
+                        if rollouts {
+                            agent.fetch_now.notify_one();
+                        }
+                        let _ = agent.live.send(serde_json::json!({ "kind": "fleet" }));
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         })
     };
+    let watchers = [watch(true), watch(false)];
     let mut written: Option<HostRecord> = None;
     let mut failing = false;
     loop {
@@ -382,7 +390,9 @@ pub async fn follow(
             _ = agent.stop.cancelled() => break,
         }
     }
-    watcher.abort();
+    for w in watchers {
+        w.abort();
+    }
 }
 
 fn record_of(agent: &super::reconcile::Agent, link: &FleetLink) -> HostRecord {

@@ -11,6 +11,7 @@
 //! - `gate`, `fleetlock`: on a host that is one of many, the slot of the
 //!   fleet's semaphore a session starts under;
 //! - `api`: the HTTP API (control socket, and TCP with a token);
+//!   `fleet_api`: its fleet part (`--fleet` only), for the fleet page;
 //! - `sink`, `events`, `outbox`, `webhooks`: where a session's events go;
 //! - `metrics`: the Prometheus exposition.
 
@@ -18,6 +19,7 @@ pub mod api;
 mod console;
 pub mod events;
 mod fleet;
+mod fleet_api;
 mod fleetlock;
 mod gate;
 pub mod metrics;
@@ -268,6 +270,25 @@ async fn serve(
             ));
         })
     };
+    let link = if args.fleet {
+        let config = duplex_fleet::FleetConfig {
+            prefix: args.etcd_prefix.clone(),
+            ..duplex_fleet::FleetConfig::new(args.etcd.clone())
+        };
+        let host = host_name(&args);
+        log(&format!(
+            "host {host} takes part in the fleet's rollouts on etcd {} (prefix {})",
+            args.etcd.join(","),
+            args.etcd_prefix
+        ));
+        Some(Arc::new(fleet::FleetLink::new(
+            config,
+            host,
+            args.labels.iter().cloned().collect(),
+        )))
+    } else {
+        None
+    };
     let (live, _) = tokio::sync::broadcast::channel(1024);
     let (news_tx, news_rx) = tokio::sync::mpsc::unbounded_channel();
     let agent = Arc::new(reconcile::Agent {
@@ -281,6 +302,7 @@ async fn serve(
         fetch_now: Default::default(),
         stop: duplex_core::cancel::Cancel::new(),
         policy_path: args.policy.clone().unwrap_or_default(),
+        fleet: link.clone(),
     });
     let socket = match crate::api::socket::serve(&state_dir, api::router(agent.clone())) {
         Ok(Some(s)) => s,
@@ -346,25 +368,6 @@ async fn serve(
         std::process::id(),
         crate::api::socket::path(&state_dir).display()
     ));
-    let link = if args.fleet {
-        let config = duplex_fleet::FleetConfig {
-            prefix: args.etcd_prefix.clone(),
-            ..duplex_fleet::FleetConfig::new(args.etcd.clone())
-        };
-        let host = host_name(&args);
-        log(&format!(
-            "host {host} takes part in the fleet's rollouts on etcd {} (prefix {})",
-            args.etcd.join(","),
-            args.etcd_prefix
-        ));
-        Some(Arc::new(fleet::FleetLink::new(
-            config,
-            host,
-            args.labels.iter().cloned().collect(),
-        )))
-    } else {
-        None
-    };
     let gate = match &args.fleetlock {
         Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
             log(&format!(

@@ -104,6 +104,9 @@ pub struct Agent {
     pub fetch_now: Notify,
     pub stop: Cancel,
     pub policy_path: PathBuf,
+    /// The fleet this host takes part in (`--fleet`): what the fleet page
+    /// and `/v1/fleet` read.
+    pub fleet: Option<Arc<FleetLink>>,
 }
 
 type SessionTask = tokio::task::JoinHandle<Result<RunReport, AppError>>;
