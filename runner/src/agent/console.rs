@@ -1,8 +1,12 @@
-//! The web console: three static files compiled into the binary and served
-//! at `/`. The page holds no copy of the state model: it shows what the API
-//! says (`/v1/status`'s next commands and their consequences, `/v1/plan`'s
-//! path, `/v1/sessions/{id}/activity`'s tree) and sends the operator's
-//! commands to `/v1/commands/{verb}` with the token the operator gives it.
+//! The web console: static files compiled into the binary and served at
+//! `/` (the console: `index.html`, `console.js`) and `/fleet` (the fleet
+//! page of an agent in a fleet: `fleet.html`, `fleet.js`), with what they
+//! share (`shared.js`, `console.css`). The pages hold no copy of the state
+//! model nor of the fleet's decisions: they show what the API says
+//! (`/v1/status`'s next commands and their consequences, `/v1/plan`'s path,
+//! `/v1/sessions/{id}/activity`'s tree, `/v1/fleet`) and send the
+//! operator's commands to `/v1/commands/{verb}` and `/v1/fleet/...` with
+//! the token the operator gives them.
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,6 +33,18 @@ const JS: Asset = Asset {
     body: include_str!("console/console.js"),
     content_type: "text/javascript; charset=utf-8",
 };
+const SHARED_JS: Asset = Asset {
+    body: include_str!("console/shared.js"),
+    content_type: "text/javascript; charset=utf-8",
+};
+const FLEET: Asset = Asset {
+    body: include_str!("console/fleet.html"),
+    content_type: "text/html; charset=utf-8",
+};
+const FLEET_JS: Asset = Asset {
+    body: include_str!("console/fleet.js"),
+    content_type: "text/javascript; charset=utf-8",
+};
 
 /// Same-origin only: the page handles the API token, so nothing from
 /// elsewhere may run in it or receive from it.
@@ -36,11 +52,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The ETag of all three files together: a new binary with other assets
+/// The ETag of all the files together: a new binary with other assets
 /// is a new tag, so a browser revalidates (`no-cache`) and gets 304 until then.
 static ETAG: LazyLock<HeaderValue> = LazyLock::new(|| {
     let mut hash = Sha256::new();
-    for asset in [&INDEX, &CSS, &JS] {
+    for asset in [&INDEX, &CSS, &JS, &SHARED_JS, &FLEET, &FLEET_JS] {
         hash.update(asset.body.as_bytes());
     }
     let hex: String = hash.finalize()[..8]
@@ -60,6 +76,18 @@ pub fn router() -> Router {
         .route(
             "/console.js",
             get(|h: HeaderMap| async move { serve(&JS, &h) }),
+        )
+        .route(
+            "/shared.js",
+            get(|h: HeaderMap| async move { serve(&SHARED_JS, &h) }),
+        )
+        .route(
+            "/fleet",
+            get(|h: HeaderMap| async move { serve(&FLEET, &h) }),
+        )
+        .route(
+            "/fleet.js",
+            get(|h: HeaderMap| async move { serve(&FLEET_JS, &h) }),
         )
 }
 

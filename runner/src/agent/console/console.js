@@ -5,8 +5,6 @@
 // activity tree (`/v1/sessions/{id}/activity`) all come from the server.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-
 // Everything the page knows, as last fetched.
 const page = {
   report: null,        // GET /v1/status: {agent, status}
@@ -20,56 +18,6 @@ const page = {
   progressState: null, // the state the progress bars belong to
 };
 
-// ---------------------------------------------------------------------------
-// Small helpers.
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k.startsWith("data-") || k.startsWith("aria-") || k === "title" || k === "href" || k === "role") node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : String(c));
-  }
-  return node;
-}
-
-function utcTime(ms) {
-  return ms ? new Date(ms).toISOString().slice(11, 23) : "";
-}
-
-function utcDateTime(ms) {
-  return ms ? new Date(ms).toISOString().slice(0, 19).replace("T", " ") : "";
-}
-
-function duration(ms) {
-  if (ms === null || ms === undefined) return "";
-  if (ms < 1000) return `${ms} ms`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
-}
-
-function short(digest) {
-  return digest ? digest.slice(0, 12) : "–";
-}
-
-async function getJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
-    throw new Error(message);
-  }
-  return body;
-}
-
 // The session in flight, else the last one, as /v1/status reports it.
 function currentSession() {
   return page.report && page.report.status ? page.report.status.session : null;
@@ -82,52 +30,8 @@ function viewedSessionId() {
 }
 
 // ---------------------------------------------------------------------------
-// The live stream: every message means something changed; the page asks
-// again (debounced) rather than patching its copy.
-
-const live = { source: null, retry: null, delay: 1000 };
-
-function setConnection(state) {
-  const conn = $("conn");
-  conn.dataset.state = state;
-  conn.textContent = {
-    connecting: "connecting…",
-    connected: "● live",
-    disconnected: "disconnected — reconnecting…",
-  }[state];
-}
-
-function connect() {
-  clearTimeout(live.retry);
-  if (live.source) live.source.close();
-  const source = new EventSource("/v1/events");
-  live.source = source;
-  source.onopen = () => {
-    live.delay = 1000;
-    setConnection("connected");
-    refreshSoon(0);
-  };
-  source.onmessage = (e) => {
-    let message;
-    try {
-      message = JSON.parse(e.data);
-    } catch {
-      return;
-    }
-    takeLive(message);
-    refreshSoon();
-  };
-  source.onerror = () => {
-    setConnection("disconnected");
-    // The browser retries by itself while the stream is CONNECTING; once it
-    // gives up (CLOSED), the page starts a new one.
-    if (source.readyState === EventSource.CLOSED) {
-      source.close();
-      live.retry = setTimeout(connect, live.delay);
-      live.delay = Math.min(live.delay * 2, 10000);
-    }
-  };
-}
+// What the live stream says before the page asks again (shared.js's
+// `connect`): the axes and progress bars move at once.
 
 function takeLive(message) {
   const current = currentSession();
@@ -160,37 +64,7 @@ function takeLive(message) {
 }
 
 // ---------------------------------------------------------------------------
-// Fetching: one refresh at a time; messages that arrive meanwhile ask for
-// one more.
-
-const refresh = { timer: null, running: false, again: false };
-
-function refreshSoon(delay = 150) {
-  if (refresh.timer !== null) return;
-  refresh.timer = setTimeout(() => {
-    refresh.timer = null;
-    runRefresh();
-  }, delay);
-}
-
-async function runRefresh() {
-  if (refresh.running) {
-    refresh.again = true;
-    return;
-  }
-  refresh.running = true;
-  try {
-    await fetchAll();
-  } catch (e) {
-    // The agent is away: the live stream says so and reconnects.
-  } finally {
-    refresh.running = false;
-    if (refresh.again) {
-      refresh.again = false;
-      refreshSoon();
-    }
-  }
-}
+// Fetching (shared.js's `refreshSoon` runs it, one at a time).
 
 async function fetchAll() {
   const [report, sessions] = await Promise.all([getJson("/v1/status"), getJson("/v1/sessions")]);
@@ -223,12 +97,6 @@ function render(treeChanged) {
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
 }
 
-const TONES = {
-  state: (v) => (v === "Abort" ? "bad" : v === "Idle" ? "idle" : "info"),
-  status: (v) => ({ Ready: "ok", Busy: "busy", Broken: "bad" })[v] || "idle",
-  partner: (v) => ({ Up: "ok", Booting: "busy", Off: "busy", Hung: "bad", Crashed: "bad" })[v] || "idle",
-};
-
 function setAxis(id, tone, value) {
   const axis = $(id);
   axis.dataset.value = value || "";
@@ -250,6 +118,8 @@ function statusOf(config) {
 function renderStatusBar() {
   const s = currentSession();
   const agent = page.report.agent || {};
+  $("fleet-link").hidden = !page.report.fleet;
+  $("fleet-link").title = page.report.fleet ? `the fleet of host ${page.report.fleet.host}` : "";
   const runner = page.report.status.runner;
   $("runner").dataset.pid = runner ? String(runner.pid) : "";
   $("runner").textContent = runner ? `pid ${runner.pid}` : "none";
@@ -371,20 +241,6 @@ function renderProgress() {
 // Actions: enabled when the server lists them as next; confirmed with the
 // server's words for what they do; sent with the tab's name and token.
 
-const store = {
-  get by() { return sessionStorage.getItem("duplex.by") || ""; },
-  get token() { return sessionStorage.getItem("duplex.token") || ""; },
-  set(by, token) {
-    sessionStorage.setItem("duplex.by", by);
-    sessionStorage.setItem("duplex.token", token);
-  },
-  forgetToken() { sessionStorage.removeItem("duplex.token"); },
-  forget() {
-    sessionStorage.removeItem("duplex.by");
-    sessionStorage.removeItem("duplex.token");
-  },
-};
-
 function renderActions() {
   const s = currentSession();
   const next = s ? s.next : [];
@@ -422,39 +278,18 @@ function askToConfirm(command) {
   (known ? $("confirm-reason") : $("confirm-by")).focus();
 }
 
-async function send(command, by, token, reason) {
+async function send(command, by, reason) {
   const body = { by };
   if (reason) body.reason = reason;
-  let response;
-  let answer = null;
-  try {
-    response = await fetch(`/v1/commands/${command}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-    });
-    answer = await response.json().catch(() => null);
-  } catch (e) {
-    showMessage("error", "unreachable", `the agent did not answer: ${e.message}`);
-    return;
-  }
-  if (response.ok && answer && answer.accepted) {
-    const a = answer.accepted;
+  const sent = await postCommand(`/v1/commands/${command}`, body);
+  if (sent.ok && sent.answer.accepted) {
+    const a = sent.answer.accepted;
     showMessage("ok", "accepted", `${a.verb} accepted for session ${a.session} at ${a.at}; it takes effect at the run's next safe point.`);
   } else {
-    const error = answer && answer.error ? answer.error : { code: `http ${response.status}`, message: response.statusText };
-    if (response.status === 401) store.forgetToken();
+    const error = sent.error || { code: "unexpected", message: JSON.stringify(sent.answer) };
     showMessage("error", error.code, error.message);
   }
   refreshSoon(0);
-}
-
-function showMessage(kind, code, text) {
-  const box = $("message");
-  box.hidden = false;
-  box.dataset.kind = kind;
-  box.dataset.code = code;
-  box.replaceChildren(el("span", { class: "code" }, code), el("span", { class: "text" }, text));
 }
 
 // ---------------------------------------------------------------------------
@@ -666,12 +501,16 @@ function start() {
     const command = pendingCommand;
     $("confirm").close();
     renderActions();
-    send(command, store.by, store.token, $("confirm-reason").value.trim());
+    send(command, store.by, $("confirm-reason").value.trim());
   });
   $("forget").addEventListener("click", () => {
     store.forget();
     renderActions();
   });
+  refresh.fetch = fetchAll;
+  live.take = takeLive;
+  // The fleet's changes are the fleet page's (fleet.js).
+  live.wanted = (message) => message.kind !== "fleet";
   openFromHash();
   connect();
 }
