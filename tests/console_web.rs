@@ -194,13 +194,16 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
     let port = free_port();
     let mut agent = start_agent_with(dir.path(), &repo, port, &[]);
 
-    // The assets: the page and its two files, with their types; a page
+    // The assets: the pages and their files, with their types; a page
     // the browser has is revalidated, not sent again.
     agent.wait_for("the agent answers", |_| true);
     for (path, kind) in [
         ("/", "text/html"),
         ("/console.css", "text/css"),
         ("/console.js", "text/javascript"),
+        ("/shared.js", "text/javascript"),
+        ("/fleet", "text/html"),
+        ("/fleet.js", "text/javascript"),
     ] {
         let response = ureq::get(&agent.url(path)).call().unwrap();
         let header = |name: &str| {
@@ -222,6 +225,11 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
             .unwrap();
         assert_eq!(again.status().as_u16(), 304, "{path}");
     }
+    // Not in a fleet: the fleet's API says so, and the console does not
+    // link to the fleet page.
+    let (code, body) = agent.get("/v1/fleet");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("not_in_fleet"), "{body}");
     let token = token_of(&agent);
 
     let downloads = dir.path().join("downloads");
@@ -234,6 +242,13 @@ fn follows_approves_refuses_survives_a_restart_and_aborts(engine: Engine) {
         v["conn"] == "connected" && v["waiting"] == "Merge" && enabled(v, "approve")
     });
     let first = v["session"].as_str().unwrap().to_string();
+    assert_eq!(
+        page.execute(
+            "return document.getElementById('fleet-link').hidden",
+            json!([])
+        ),
+        true
+    );
     assert_eq!(v["state"], "Split", "{v}");
     assert_eq!(v["status"], "Ready", "{v}");
     assert_eq!(v["partner"], "Up", "{v}");
