@@ -150,6 +150,8 @@ impl FleetLink {
         // A rollout that still has a part for this host but will start
         // nobody (halted, aborted): why nothing starts.
         let mut stopped: Option<String> = None;
+        // The last rollout (by name) where this host's part has ended.
+        let mut ended: Option<(String, usize)> = None;
         for view in rollouts {
             let Some(wave) = view.plan.wave_of(&self.host) else {
                 continue;
@@ -163,6 +165,7 @@ impl FleetLink {
                 .await
                 .map_err(|e| e.to_string())?;
             if results.contains_key(&self.host) {
+                ended = Some((view.plan.name.clone(), wave));
                 continue;
             }
             // An operator's abort says more than the budget it spent.
@@ -184,11 +187,14 @@ impl FleetLink {
         let Some((view, wave)) = chosen else {
             *self.part.lock().unwrap_or_else(|e| e.into_inner()) = None;
             *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            let last = self
-                .last_part
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let last = {
+                let mut last = self.last_part.lock().unwrap_or_else(|e| e.into_inner());
+                // A new agent learns from the fleet where its host took part.
+                if last.is_none() {
+                    *last = ended;
+                }
+                last.clone()
+            };
             return Ok(Wanted::Nothing(match (stopped, last) {
                 (Some(why), _) => why,
                 (None, Some((rollout, _))) => format!(

@@ -345,6 +345,13 @@ impl Loop {
             // A crash after the session ended: `resume` marks it finished.
             if !s.finished {
                 self.start_resume(s.session.policy_digest.clone(), s.id.to_string());
+            } else if let Some(outcome) = s.session.ended {
+                self.remember_ended(
+                    &s.session.policy_digest,
+                    &s.id.to_string(),
+                    s.session.started_ms,
+                    outcome,
+                );
             }
             return;
         }
@@ -353,6 +360,67 @@ impl Loop {
             s.id, s.session.config
         ));
         self.start_resume(s.session.policy_digest.clone(), s.id.to_string());
+    }
+
+    /// The newest session finished, but the agent died before it recorded
+    /// what that meant (between the session's last record and the agent's
+    /// record): record it now, so the policy is not run a second time and a
+    /// fleet slot taken for it is given back with its outcome.
+    fn remember_ended(&mut self, digest: &str, session: &str, started_ms: u64, outcome: Outcome) {
+        let known = self
+            .record
+            .achieved
+            .as_ref()
+            .is_some_and(|a| a.session == session)
+            || self
+                .record
+                .abandoned
+                .get(digest)
+                .is_some_and(|s| s == session);
+        // The session ran under the slot: it is named there, or it started
+        // after the slot was taken (the agent died before naming it).
+        let slot_open = self.record.slot.as_ref().is_some_and(|slot| {
+            slot.ended.is_none()
+                && match &slot.session {
+                    Some(s) => s == session,
+                    None => slot.taken_ms.is_some_and(|t| started_ms >= t),
+                }
+        });
+        if known && !slot_open {
+            return;
+        }
+        super::log(&format!(
+            "session {session} had {} before the agent could record it; recorded now",
+            match outcome {
+                Outcome::Committed => "committed",
+                Outcome::Aborted => "aborted",
+            }
+        ));
+        match outcome {
+            Outcome::Committed => {
+                if !known {
+                    self.record.achieved = Some(Achieved {
+                        digest: digest.to_string(),
+                        revision: None,
+                        session: session.to_string(),
+                    });
+                }
+                if slot_open {
+                    self.slot_ended(session, "committed");
+                }
+            }
+            Outcome::Aborted => {
+                if !known {
+                    self.record
+                        .abandoned
+                        .insert(digest.to_string(), session.to_string());
+                }
+                if slot_open {
+                    self.slot_ended(session, "aborted");
+                }
+            }
+        }
+        self.save_record();
     }
 
     fn start_resume(&mut self, digest: String, session: String) {
@@ -738,6 +806,7 @@ impl Loop {
                 self.record.slot = Some(HeldSlot {
                     from: self.gate.describe(),
                     rollout,
+                    taken_ms: Some(self.agent.now_ms()),
                     ..Default::default()
                 });
                 self.save_record();

@@ -37,6 +37,9 @@ pub struct HeldSlot {
     /// The rollout the slot belongs to (the fleet on etcd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+    /// When it was taken (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_ms: Option<u64>,
     /// The session that ran under it, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

@@ -52,7 +52,8 @@ Examples:
 Environment:
   DUPLEX_STATE_DIR   the state dir when --state-dir is not given
   DUPLEX_CACHE_DIR   where compiled plugins are cached (default: per user)
-  DUPLEX_OPERATOR    who you are, for approvals and the log (default: the OS user)";
+  DUPLEX_OPERATOR    who you are, for approvals and the log (default: the OS user)
+  DUPLEX_ETCD        the fleet's etcd members for `rollout` and `fleet` (comma-separated URLs)";
 
 #[derive(Debug, Parser)]
 #[command(
