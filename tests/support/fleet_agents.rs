@@ -148,7 +148,9 @@ pub fn policy_dir(root: &Path, example: &str, delay_ms: u32) -> PathBuf {
 /// `duplex` with the fleet's endpoints.
 pub fn duplex_fleet(endpoints: &str, args: &[&str]) -> Run {
     let mut cmd = duplex();
-    cmd.args(args).env("DUPLEX_ETCD", endpoints);
+    cmd.args(args)
+        .env("DUPLEX_ETCD", endpoints)
+        .env("DUPLEX_OPERATOR", "ops");
     run(&mut cmd)
 }
 

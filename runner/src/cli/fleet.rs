@@ -176,8 +176,13 @@ pub fn apply(args: &ApplyArgs, format: Output) -> u8 {
     }
     let loaded = match duplex_core::rollout::load_file(&args.file) {
         Ok(l) => l,
-        Err(e) => {
-            output::elines(&escape(&e.to_string()));
+        Err(e @ duplex_core::rollout::RolloutLoadError::Unreadable { .. }) => {
+            return fail(&e.to_string(), exit::USAGE);
+        }
+        Err(duplex_core::rollout::RolloutLoadError::Invalid(diags)) => {
+            for d in diags {
+                output::eline(&escape(&d.to_string()));
+            }
             return exit::INVALID;
         }
     };
