@@ -244,7 +244,10 @@ impl FleetLink {
 
     /// May this host start now? Takes the slot when it may.
     pub async fn ask(&self) -> Result<Option<String>, String> {
-        let (Some(part), Some(plan)) = (self.part(), self.plan.lock().unwrap().clone()) else {
+        let (Some(part), Some(plan)) = (
+            self.part(),
+            self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        ) else {
             return Err("no rollout has a part for this host".into());
         };
         let now = jiff::Timestamp::now();
