@@ -61,8 +61,8 @@ mod watch;
 
 pub use error::FleetError;
 pub use registration::Registration;
-pub use store::{Created, DEFAULT_PREFIX, Fleet, FleetConfig, Resumed, RolloutView};
+pub use store::{Created, DEFAULT_PREFIX, Fleet, FleetConfig, Requests, Resumed, RolloutView};
 pub use types::{
     Decision, Holder, HostRecord, HostResult, Mark, Outcome, Release, RolloutState, WaitReason,
 };
-pub use watch::Changes;
+pub use watch::{Changes, RolloutWatch, Seen};

@@ -97,6 +97,14 @@ impl LocalCluster {
         url(self.members[i].client_port)
     }
 
+    /// Each member's process id, `None` for a member that is not running.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.members
+            .iter()
+            .map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Where the members' data and logs are.
     pub fn dir(&self) -> &Path {
         &self.dir

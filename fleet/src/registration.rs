@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::error::FleetError;
-use crate::store::{Fleet, check_name, decode, encode};
+use crate::store::{Fleet, Kind, check_name, decode, encode};
 use crate::types::HostRecord;
 
 /// A host's registration, alive while this value is: a background task
@@ -84,7 +84,7 @@ impl Fleet {
             ])
             .and_then([TxnOp::delete(self.seen_key(host), None)]);
         Ok(self
-            .txn(&format!("forget host {host}"), txn)
+            .txn(Kind::Txn, &format!("forget host {host}"), txn)
             .await?
             .succeeded())
     }
@@ -92,9 +92,11 @@ impl Fleet {
     async fn grant(&self, ttl: Duration, host: &str) -> Result<i64, FleetError> {
         let secs = ttl.as_secs() as i64;
         let resp = self
-            .call(&format!("grant a lease for {host}"), |mut c| async move {
-                c.lease_grant(secs, None).await
-            })
+            .call(
+                Kind::LeaseGrant,
+                &format!("grant a lease for {host}"),
+                |mut c| async move { c.lease_grant(secs, None).await },
+            )
             .await?;
         Ok(resp.id())
     }
@@ -109,7 +111,7 @@ impl Fleet {
             ),
             TxnOp::put(self.seen_key(&record.name), value, None),
         ]);
-        self.txn(&format!("register host {}", record.name), txn)
+        self.txn(Kind::Txn, &format!("register host {}", record.name), txn)
             .await?;
         Ok(())
     }
@@ -147,9 +149,11 @@ impl Registration {
         };
         self.shared
             .fleet
-            .call(&format!("revoke the lease of {name}"), |mut c| async move {
-                c.lease_revoke(lease).await
-            })
+            .call(
+                Kind::LeaseRevoke,
+                &format!("revoke the lease of {name}"),
+                |mut c| async move { c.lease_revoke(lease).await },
+            )
             .await?;
         Ok(())
     }
@@ -171,10 +175,12 @@ async fn keep_alive(shared: Arc<Shared>) {
     loop {
         let lease = shared.current.lock().await.1;
         let mut client = fleet.client.clone();
+        fleet.count(Kind::KeepAliveOpen);
         if let Ok(Ok((mut keeper, mut stream))) =
             tokio::time::timeout(timeout, client.lease_keep_alive(lease)).await
         {
             loop {
+                fleet.count(Kind::KeepAlive);
                 if !matches!(
                     tokio::time::timeout(timeout, keeper.keep_alive()).await,
                     Ok(Ok(()))

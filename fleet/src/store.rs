@@ -11,9 +11,10 @@
 //! say `Unchanged` for a rollout this call created, `try_start`
 //! `AlreadyHolds` for a slot it took, `pause`/`abort` `false`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use duplex_core::rollout::RolloutPlan;
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::decide;
 use crate::error::FleetError;
 use crate::types::{Decision, HostResult, Outcome, RolloutState};
+use crate::watch::Seen;
 
 /// Where the fleet's etcd is and how long one operation may take.
 #[derive(Debug, Clone)]
@@ -89,7 +91,98 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) endpoints: String,
+    /// Requests made through this connection, by kind ([`Kind`]).
+    pub(crate) counters: [AtomicU64; COUNTERS],
+    /// Plans read, by rollout, with their key's `mod_revision`: a plan is
+    /// never changed once stored, so a read of the rollout asks for the
+    /// plan key's revision only and reads the plan again when it differs.
+    plans: std::sync::Mutex<HashMap<String, (i64, Arc<RolloutPlan>)>>,
 }
+
+/// What a request to etcd was, for [`Fleet::requests`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// A plain read (`get`): revision, prefix listings, history, one key.
+    Range,
+    /// A rollout read in one transaction (plan revision, state, result).
+    Snapshot,
+    /// A plan read because the cached one was missing or stale.
+    PlanRead,
+    /// A compare-and-swap of a rollout's state.
+    Cas,
+    /// Another transaction (create a rollout, put a host's record, forget).
+    Txn,
+    LeaseGrant,
+    LeaseRevoke,
+    /// A lease's keep-alive stream opened (or re-opened).
+    KeepAliveOpen,
+    /// One keep-alive sent on a lease's stream.
+    KeepAlive,
+    /// A watch stream opened (or re-opened).
+    WatchOpen,
+}
+
+const KINDS: usize = 10;
+const COUNTERS: usize = KINDS + 2;
+
+/// Requests a [`Fleet`] (and every clone of it) made to etcd, by kind,
+/// retries included; `cas_conflicts` counts the compare-and-swaps that lost
+/// a race (each is also in `cas`), `watch_responses` the responses watch
+/// streams delivered. Cheap to read; for measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Requests {
+    pub range: u64,
+    pub snapshot: u64,
+    pub plan_read: u64,
+    pub cas: u64,
+    pub txn: u64,
+    pub lease_grant: u64,
+    pub lease_revoke: u64,
+    pub keep_alive_open: u64,
+    pub keep_alive: u64,
+    pub watch_open: u64,
+    pub cas_conflicts: u64,
+    pub watch_responses: u64,
+}
+
+impl Requests {
+    /// Every unary request and keep-alive (watch responses are pushed by
+    /// etcd, not requested, and are not counted).
+    pub fn total(&self) -> u64 {
+        self.range
+            + self.snapshot
+            + self.plan_read
+            + self.cas
+            + self.txn
+            + self.lease_grant
+            + self.lease_revoke
+            + self.keep_alive_open
+            + self.keep_alive
+            + self.watch_open
+    }
+
+    /// `self` plus `other`, field by field.
+    pub fn add(&self, other: &Requests) -> Requests {
+        Requests {
+            range: self.range + other.range,
+            snapshot: self.snapshot + other.snapshot,
+            plan_read: self.plan_read + other.plan_read,
+            cas: self.cas + other.cas,
+            txn: self.txn + other.txn,
+            lease_grant: self.lease_grant + other.lease_grant,
+            lease_revoke: self.lease_revoke + other.lease_revoke,
+            keep_alive_open: self.keep_alive_open + other.keep_alive_open,
+            keep_alive: self.keep_alive + other.keep_alive,
+            watch_open: self.watch_open + other.watch_open,
+            cas_conflicts: self.cas_conflicts + other.cas_conflicts,
+            watch_responses: self.watch_responses + other.watch_responses,
+        }
+    }
+}
+
+/// Indices past the request kinds: counted, not requests.
+const CAS_CONFLICTS: usize = KINDS;
+const WATCH_RESPONSES: usize = KINDS + 1;
 
 /// How many times a compare-and-swap is tried before giving up.
 const CAS_ATTEMPTS: u32 = 200;
@@ -108,10 +201,10 @@ pub(crate) enum Step<R> {
 
 /// A rollout read in one transaction: its plan, state, state revision and
 /// (when asked) one host's result.
-struct Snapshot {
-    plan: RolloutPlan,
-    state: RolloutState,
-    revision: i64,
+pub(crate) struct Snapshot {
+    pub(crate) plan: Arc<RolloutPlan>,
+    pub(crate) state: RolloutState,
+    pub(crate) revision: i64,
     result: Option<HostResult>,
 }
 
@@ -148,6 +241,8 @@ impl Fleet {
                 prefix,
                 timeout: config.timeout,
                 endpoints,
+                counters: Default::default(),
+                plans: Default::default(),
             }),
         };
         fleet.revision().await?;
@@ -159,11 +254,38 @@ impl Fleet {
         &self.inner.prefix
     }
 
+    /// The requests this connection (and its clones) made so far.
+    pub fn requests(&self) -> Requests {
+        let c = |i: usize| self.inner.counters[i].load(Ordering::Relaxed);
+        Requests {
+            range: c(Kind::Range as usize),
+            snapshot: c(Kind::Snapshot as usize),
+            plan_read: c(Kind::PlanRead as usize),
+            cas: c(Kind::Cas as usize),
+            txn: c(Kind::Txn as usize),
+            lease_grant: c(Kind::LeaseGrant as usize),
+            lease_revoke: c(Kind::LeaseRevoke as usize),
+            keep_alive_open: c(Kind::KeepAliveOpen as usize),
+            keep_alive: c(Kind::KeepAlive as usize),
+            watch_open: c(Kind::WatchOpen as usize),
+            cas_conflicts: c(CAS_CONFLICTS),
+            watch_responses: c(WATCH_RESPONSES),
+        }
+    }
+
+    pub(crate) fn count(&self, kind: Kind) {
+        self.inner.counters[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_watch_response(&self) {
+        self.inner.counters[WATCH_RESPONSES].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// etcd's current revision.
     pub async fn revision(&self) -> Result<i64, FleetError> {
         let key = self.inner.prefix.clone();
         let resp = self
-            .call("read the current revision", |mut c| {
+            .call(Kind::Range, "read the current revision", |mut c| {
                 let key = key.clone();
                 async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
             })
@@ -189,7 +311,7 @@ impl Fleet {
         format!("{}/rollouts/{rollout}/plan", self.inner.prefix)
     }
 
-    fn state_key(&self, rollout: &str) -> String {
+    pub(crate) fn state_key(&self, rollout: &str) -> String {
         format!("{}/rollouts/{rollout}/state", self.inner.prefix)
     }
 
@@ -205,7 +327,12 @@ impl Fleet {
 
     /// Runs one etcd request under the timeout, retrying what means "not
     /// reachable right now" until it runs out.
-    pub(crate) async fn call<T, F, Fut>(&self, op: &str, mut request: F) -> Result<T, FleetError>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        kind: Kind,
+        op: &str,
+        mut request: F,
+    ) -> Result<T, FleetError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -218,6 +345,7 @@ impl Fleet {
             if remaining.is_zero() {
                 return Err(self.gave_up(op, last));
             }
+            self.count(kind);
             match tokio::time::timeout(remaining, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if transient(&e) => {
@@ -260,7 +388,7 @@ impl Fleet {
     ) -> Result<Vec<KeyValue>, FleetError> {
         let prefix = prefix.to_owned();
         let mut resp = self
-            .call(op, |mut c| {
+            .call(Kind::Range, op, |mut c| {
                 let prefix = prefix.clone();
                 async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
@@ -270,10 +398,11 @@ impl Fleet {
 
     pub(crate) async fn txn(
         &self,
+        kind: Kind,
         op: &str,
         txn: Txn,
     ) -> Result<etcd_client::TxnResponse, FleetError> {
-        self.call(op, |mut c| {
+        self.call(kind, op, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
@@ -306,7 +435,7 @@ impl Fleet {
             ])
             .or_else([TxnOp::get(plan_key.clone(), None)]);
         let resp = self
-            .txn(&format!("create rollout {}", plan.name), txn)
+            .txn(Kind::Txn, &format!("create rollout {}", plan.name), txn)
             .await?;
         if resp.succeeded() {
             return Ok(Created::New);
@@ -330,7 +459,7 @@ impl Fleet {
     pub async fn rollouts(&self) -> Result<Vec<RolloutView>, FleetError> {
         let prefix = self.rollouts_prefix();
         let resp = self
-            .call("list rollouts", |mut c| {
+            .call(Kind::Range, "list rollouts", |mut c| {
                 let prefix = prefix.clone();
                 async move {
                     c.get(
@@ -366,7 +495,7 @@ impl Fleet {
         check_name("rollout", name)?;
         match self.snapshot(name, None).await {
             Ok(s) => Ok(Some(RolloutView {
-                plan: s.plan,
+                plan: (*s.plan).clone(),
                 state: s.state,
                 revision: s.revision,
             })),
@@ -391,6 +520,28 @@ impl Fleet {
         Ok(results)
     }
 
+    /// One host's result in a rollout, if it has one (one key read, where
+    /// [`Fleet::results`] reads every host's).
+    pub async fn result(&self, name: &str, host: &str) -> Result<Option<HostResult>, FleetError> {
+        check_name("rollout", name)?;
+        check_name("host", host)?;
+        let key = self.result_key(name, host);
+        let resp = self
+            .call(
+                Kind::Range,
+                &format!("read the result of {host} in rollout {name}"),
+                |mut c| {
+                    let key = key.clone();
+                    async move { c.get(key, None).await }
+                },
+            )
+            .await?;
+        resp.kvs()
+            .first()
+            .map(|kv| decode(&key, kv.value()))
+            .transpose()
+    }
+
     /// Every version the state key of a rollout ever had, oldest first,
     /// with the revision that wrote it: walked back from the newest with a
     /// read at each version's `mod_revision - 1`. Fails with
@@ -403,7 +554,7 @@ impl Fleet {
         let mut at = 0i64;
         loop {
             let resp = self
-                .call(&op, |mut c| {
+                .call(Kind::Range, &op, |mut c| {
                     let key = key.clone();
                     let options = (at > 0).then(|| GetOptions::new().with_revision(at));
                     async move { c.get(key, options).await }
@@ -432,11 +583,17 @@ impl Fleet {
         Ok(history)
     }
 
-    async fn snapshot(&self, name: &str, host: Option<&str>) -> Result<Snapshot, FleetError> {
+    pub(crate) async fn snapshot(
+        &self,
+        name: &str,
+        host: Option<&str>,
+    ) -> Result<Snapshot, FleetError> {
         let plan_key = self.plan_key(name);
         let state_key = self.state_key(name);
+        // The plan's revision only: the plan itself comes from the cache
+        // unless it is missing or stale (a plan is O(hosts) bytes).
         let mut ops = vec![
-            TxnOp::get(plan_key.clone(), None),
+            TxnOp::get(plan_key.clone(), Some(GetOptions::new().with_keys_only())),
             TxnOp::get(state_key.clone(), None),
         ];
         let result_key = host.map(|h| self.result_key(name, h));
@@ -444,16 +601,13 @@ impl Fleet {
             ops.push(TxnOp::get(key.clone(), None));
         }
         let resp = self
-            .txn(&format!("read rollout {name}"), Txn::new().and_then(ops))
+            .txn(
+                Kind::Snapshot,
+                &format!("read rollout {name}"),
+                Txn::new().and_then(ops),
+            )
             .await?;
-        let gets: Vec<Option<KeyValue>> = resp
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
-                _ => None,
-            })
-            .collect();
+        let gets = gets(&resp);
         let (Some(plan_kv), Some(state_kv)) = (&gets[0], &gets[1]) else {
             return Err(FleetError::RolloutNotFound(name.to_owned()));
         };
@@ -462,23 +616,61 @@ impl Fleet {
             _ => None,
         };
         Ok(Snapshot {
-            plan: decode(&plan_key, plan_kv.value())?,
+            plan: self.plan_at(name, plan_kv.mod_revision()).await?,
             state: decode(&state_key, state_kv.value())?,
             revision: state_kv.mod_revision(),
             result,
         })
     }
 
+    /// Rollout `name`'s plan as stored at `revision` (its key's
+    /// `mod_revision`): from the cache, or read (and cached).
+    async fn plan_at(&self, name: &str, revision: i64) -> Result<Arc<RolloutPlan>, FleetError> {
+        if let Some((rev, plan)) = self.plans().get(name)
+            && *rev == revision
+        {
+            return Ok(plan.clone());
+        }
+        let key = self.plan_key(name);
+        let resp = self
+            .call(
+                Kind::PlanRead,
+                &format!("read the plan of {name}"),
+                |mut c| {
+                    let key = key.clone();
+                    async move { c.get(key, None).await }
+                },
+            )
+            .await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Err(FleetError::RolloutNotFound(name.to_owned()));
+        };
+        let plan = Arc::new(decode::<RolloutPlan>(&key, kv.value())?);
+        self.plans()
+            .insert(name.to_owned(), (kv.mod_revision(), plan.clone()));
+        Ok(plan)
+    }
+
+    fn plans(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<RolloutPlan>)>> {
+        self.inner.plans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The compare-and-swap loop every change of a rollout's state goes
     /// through: read (plan, state, `host`'s result), decide with `step`,
     /// write the state (and the result) only if neither the state's
-    /// `mod_revision` nor the result's absence changed; otherwise read
-    /// again after a short jittered pause.
+    /// `mod_revision` nor the result's absence changed. A transaction that
+    /// lost the race brings back the state and the result as they are now
+    /// (its `else` branch), so the next attempt decides on them after a
+    /// short jittered pause, without another read. `seen` starts from a
+    /// state the caller already has (from [`Fleet::watch_rollout`]) instead
+    /// of reading it.
     pub(crate) async fn update<R>(
         &self,
         name: &str,
         host: Option<&str>,
         what: &str,
+        seen: Option<&Seen>,
+        attempts: u32,
         mut step: impl FnMut(
             &RolloutPlan,
             &RolloutState,
@@ -490,11 +682,24 @@ impl Fleet {
             check_name("host", host)?;
         }
         let state_key = self.state_key(name);
-        for attempt in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(name, host).await?;
+        let result_key = host.map(|h| self.result_key(name, h));
+        let mut snap = match seen {
+            Some(seen) => Snapshot {
+                plan: seen.plan.clone(),
+                state: (*seen.state).clone(),
+                revision: seen.revision,
+                // Unknown: the transaction requires it absent, and brings
+                // it back when it is not.
+                result: None,
+            },
+            None => self.snapshot(name, host).await?,
+        };
+        // Decides once more on what the last lost race brought back.
+        for attempt in 0..=attempts {
             let (state, result, value) = match step(&snap.plan, &snap.state, snap.result.as_ref())?
             {
                 Step::Done(value) => return Ok(value),
+                Step::Write { .. } if attempt == attempts => break,
                 Step::Write {
                     state,
                     result,
@@ -507,28 +712,45 @@ impl Fleet {
                 snap.revision,
             )];
             let mut then = vec![TxnOp::put(state_key.clone(), encode(&state), None)];
-            if let Some(host) = host {
-                let result_key = self.result_key(name, host);
+            let mut otherwise = vec![TxnOp::get(state_key.clone(), None)];
+            if let Some(result_key) = &result_key {
                 when.push(Compare::create_revision(
                     result_key.clone(),
                     CompareOp::Equal,
                     0,
                 ));
                 if let Some(result) = &result {
-                    then.push(TxnOp::put(result_key, encode(result), None));
+                    then.push(TxnOp::put(result_key.clone(), encode(result), None));
                 }
+                otherwise.push(TxnOp::get(result_key.clone(), None));
             }
-            let txn = Txn::new().when(when).and_then(then);
-            if self.txn(what, txn).await?.succeeded() {
+            let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
+            let resp = self.txn(Kind::Cas, what, txn).await?;
+            if resp.succeeded() {
                 return Ok(value);
             }
             // Lost the race: another agent or operator wrote first.
-            let jitter = fastrand::u64(0..=(5 + 5 * u64::from(attempt.min(10))));
-            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            self.inner.counters[CAS_CONFLICTS].fetch_add(1, Ordering::Relaxed);
+            let gets = gets(&resp);
+            let Some(state_kv) = &gets[0] else {
+                return Err(FleetError::RolloutNotFound(name.to_owned()));
+            };
+            snap.state = decode(&state_key, state_kv.value())?;
+            snap.revision = state_kv.mod_revision();
+            snap.result = match (&result_key, gets.get(1).and_then(|kv| kv.as_ref())) {
+                (Some(key), Some(kv)) => Some(decode(key, kv.value())?),
+                _ => None,
+            };
+            // Exponential backoff with full jitter: many writers racing
+            // for the one key (every end of a full set of slots) spread
+            // out instead of each losing again at once (every lost race
+            // is still a raft proposal).
+            let cap = (10u64 << attempt.min(7)).min(1_000);
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
         }
         Err(FleetError::Contended {
             key: state_key,
-            attempts: CAS_ATTEMPTS,
+            attempts,
         })
     }
 
@@ -547,10 +769,47 @@ impl Fleet {
         now_ms: u64,
         window_open: bool,
     ) -> Result<Decision, FleetError> {
+        self.take(name, host, None, now_ms, window_open).await
+    }
+
+    /// [`Fleet::try_start`] deciding first on a state already seen (from
+    /// [`Fleet::watch_rollout`]) instead of reading it: the slot is taken
+    /// only if the state is still at `seen.revision` and the host has no
+    /// result; otherwise the transaction brings back the state as it is
+    /// and the decision is made again on it. A host that saw `Start` in
+    /// its own copy of the state takes its slot in one request. One
+    /// attempt only: `None` when it lost the race and a slot still looks
+    /// free (many hosts race for it: the caller waits for its next copy
+    /// and its next chance rather than retrying at once).
+    pub async fn try_start_seen(
+        &self,
+        name: &str,
+        host: &str,
+        seen: &Seen,
+        now_ms: u64,
+        window_open: bool,
+    ) -> Result<Option<Decision>, FleetError> {
+        match self.take(name, host, Some(seen), now_ms, window_open).await {
+            Ok(decision) => Ok(Some(decision)),
+            Err(FleetError::Contended { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn take(
+        &self,
+        name: &str,
+        host: &str,
+        seen: Option<&Seen>,
+        now_ms: u64,
+        window_open: bool,
+    ) -> Result<Decision, FleetError> {
         self.update(
             name,
             Some(host),
             &format!("take a slot of rollout {name} for {host}"),
+            seen,
+            if seen.is_some() { 1 } else { CAS_ATTEMPTS },
             |plan, state, result| {
                 let decision =
                     decide::may_start(plan, state, host, result.is_some(), now_ms, window_open);
@@ -579,6 +838,8 @@ impl Fleet {
             name,
             Some(host),
             &format!("record {host}'s session in rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |_, state, _| {
                 if state.holders.get(host).and_then(|h| h.session.as_deref()) == Some(session) {
                     return Ok(Step::Done(()));
@@ -611,6 +872,8 @@ impl Fleet {
             name,
             Some(host),
             &format!("mark {host} held in rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |_, state, _| {
                 if state.holders.get(host).map(|h| h.held.as_deref()) == Some(held) {
                     return Ok(Step::Done(()));
@@ -652,6 +915,8 @@ impl Fleet {
             name,
             Some(host),
             &format!("end {host} in rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |plan, state, result| {
                 if let Some(result) = result {
                     return Ok(Step::Done(result.clone()));
@@ -691,6 +956,8 @@ impl Fleet {
             name,
             None,
             &format!("pause rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |_, state, _| {
                 if state.paused.is_some() {
                     return Ok(Step::Done(false));
@@ -719,6 +986,8 @@ impl Fleet {
             name,
             None,
             &format!("resume rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |plan, state, _| {
                 let paused = state.paused.is_some();
                 Ok(match decide::resume(plan, state) {
@@ -746,6 +1015,8 @@ impl Fleet {
             name,
             None,
             &format!("abort rollout {name}"),
+            None,
+            CAS_ATTEMPTS,
             |_, state, _| {
                 if state.aborted.is_some() {
                     return Ok(Step::Done(false));
@@ -786,6 +1057,8 @@ impl Fleet {
                     &name,
                     Some(host),
                     &format!("release {host} in rollout {name}"),
+                    None,
+                    CAS_ATTEMPTS,
                     |plan, state, _| {
                         Ok(
                             match decide::release_by_operator(
@@ -901,6 +1174,17 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, 
         key: key.to_owned(),
         source,
     })
+}
+
+/// The first key of each `get` of a transaction's branch, in order.
+fn gets(resp: &etcd_client::TxnResponse) -> Vec<Option<KeyValue>> {
+    resp.op_responses()
+        .into_iter()
+        .map(|r| match r {
+            TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
+            _ => None,
+        })
+        .collect()
 }
 
 fn first_kv(resp: &etcd_client::TxnResponse) -> Option<KeyValue> {

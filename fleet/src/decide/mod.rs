@@ -93,6 +93,27 @@ pub fn may_start(
     Decision::Start
 }
 
+/// How likely a waiting host whose own copy of the state says
+/// [`Decision::Start`] should try to take a slot now, so that about
+/// `spread` hosts per free slot race for it instead of every host waiting
+/// in its wave (each loser costs etcd a transaction): `spread × free slots
+/// / hosts of its wave that neither ended nor hold a slot`, at most 1. A
+/// host that does not try looks again at the next change or on its timer;
+/// the rule only thins the herd, the transaction decides who wins.
+pub fn try_chance(plan: &RolloutPlan, state: &RolloutState, host: &str, spread: f64) -> f64 {
+    let Some(wave) = plan.wave_of(host) else {
+        return 0.0;
+    };
+    let free = (plan.max_unavailable as usize).saturating_sub(state.holders.len());
+    let holding = state.holders.values().filter(|h| h.wave == wave).count();
+    let waiting = plan.waves[wave]
+        .hosts
+        .len()
+        .saturating_sub(state.ended_in(wave) as usize + holding)
+        .max(1);
+    (spread * free as f64 / waiting as f64).min(1.0)
+}
+
 /// Why the error budget is spent, if it is: aborted + released + held
 /// hosts reach `error_budget`.
 pub fn budget_exhausted(plan: &RolloutPlan, state: &RolloutState) -> Option<String> {

@@ -383,3 +383,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn try_chance_spreads_the_free_slots_over_the_waiting_hosts() {
+    let plan = plan(&[1, 99], 10, 5);
+    let mut state = RolloutState::new(&plan);
+    // Wave 1: 99 waiting, 10 free; spread 2 → 20/99.
+    let p = try_chance(&plan, &state, "w1-05", 2.0);
+    assert!((p - 20.0 / 99.0).abs() < 1e-9, "{p}");
+    // Fewer waiting than slots: always try.
+    state.ended_by_wave[1] = 95;
+    assert_eq!(try_chance(&plan, &state, "w1-05", 2.0), 1.0);
+    // No free slot: never.
+    state.ended_by_wave[1] = 0;
+    for i in 0..10 {
+        state = take_slot(&state, &format!("w1-{i:02}"), 1, 0);
+    }
+    assert_eq!(try_chance(&plan, &state, "w1-50", 2.0), 0.0);
+    assert_eq!(try_chance(&plan, &state, "nobody", 2.0), 0.0);
+}

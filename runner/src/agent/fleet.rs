@@ -160,11 +160,13 @@ impl FleetLink {
                 chosen = Some((view, wave));
                 break;
             }
-            let results = fleet
-                .results(&view.plan.name)
+            // This host's result alone: reading every host's would cost
+            // O(hosts) per wake-up.
+            let result = fleet
+                .result(&view.plan.name, &self.host)
                 .await
                 .map_err(|e| e.to_string())?;
-            if results.contains_key(&self.host) {
+            if result.is_some() {
                 ended = Some((view.plan.name.clone(), wave));
                 continue;
             }
