@@ -279,9 +279,20 @@ spec:
         || !holders().holders.is_empty(),
         &hosts,
     );
-    // Its agent dies; an operator frees its slot, with a reason.
+    // Its agent dies (its session waiting for an approval); an operator
+    // frees its slot, with a reason.
     let first = holders().holders.keys().next().unwrap().clone();
     let i = hosts.iter().position(|h| h.name == first).unwrap();
+    wait_until(
+        "the first host's session waits for its approval",
+        Duration::from_secs(60),
+        || {
+            hosts[i]
+                .status()
+                .is_some_and(|v| !v["status"]["session"]["waitingFor"].is_null())
+        },
+        &hosts,
+    );
     hosts[i].kill();
     let refused = duplex_fleet(&endpoints, &["fleet", "release", &first, "--reason", ""]);
     assert_ne!(refused.code, 0, "an empty reason is refused");

@@ -187,6 +187,10 @@ const WATCH_RESPONSES: usize = KINDS + 1;
 /// How many times a compare-and-swap is tried before giving up.
 const CAS_ATTEMPTS: u32 = 200;
 
+/// How many operation timeouts a compare-and-swap may take in all, lost
+/// races and their backoff included, before it fails as `Contended`.
+const CAS_TIMEOUTS: u32 = 6;
+
 /// One outcome of a compare-and-swap step.
 pub(crate) enum Step<R> {
     /// Nothing to write: return this.
@@ -694,8 +698,13 @@ impl Fleet {
             },
             None => self.snapshot(name, host).await?,
         };
+        // However many races it loses, one change gives up after this long
+        // (an operator's command must not hang for minutes under load).
+        let give_up_at = tokio::time::Instant::now() + self.inner.timeout * CAS_TIMEOUTS;
         // Decides once more on what the last lost race brought back.
+        let mut tried = 0;
         for attempt in 0..=attempts {
+            tried = attempt + 1;
             let (state, result, value) = match step(&snap.plan, &snap.state, snap.result.as_ref())?
             {
                 Step::Done(value) => return Ok(value),
@@ -746,11 +755,15 @@ impl Fleet {
             // out instead of each losing again at once (every lost race
             // is still a raft proposal).
             let cap = (10u64 << attempt.min(7)).min(1_000);
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
+            let wake = tokio::time::Instant::now() + Duration::from_millis(fastrand::u64(0..=cap));
+            if wake >= give_up_at {
+                break;
+            }
+            tokio::time::sleep_until(wake).await;
         }
         Err(FleetError::Contended {
             key: state_key,
-            attempts,
+            attempts: tried,
         })
     }
 

@@ -13,7 +13,9 @@
 use super::source::Snapshot;
 use duplex_core::policy::Sha256;
 use duplex_core::rollout::RolloutPlan;
-use duplex_fleet::{Decision, Fleet, FleetConfig, HostRecord, Outcome, Registration, RolloutView};
+use duplex_fleet::{
+    Decision, Fleet, FleetConfig, HostRecord, Outcome, Registration, RolloutState, RolloutView,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -43,7 +45,8 @@ pub struct FleetLink {
     /// The last rollout this host had a part in, and its wave: what its
     /// registration shows once that part has ended.
     last_part: Mutex<Option<(String, usize)>>,
-    plan: Mutex<Option<RolloutPlan>>,
+    /// The rollout's plan and its state as the last fetch read them.
+    plan: Mutex<Option<(RolloutPlan, RolloutState)>>,
     registration: tokio::sync::Mutex<Option<Registration>>,
 }
 
@@ -208,13 +211,12 @@ impl FleetLink {
                 ),
             }));
         };
-        let plan = view.plan;
+        let (plan, state) = (view.plan, view.state);
         let part = Part {
             rollout: plan.name.clone(),
             wave,
             wave_name: plan.waves[wave].name.clone(),
-            aborted: view
-                .state
+            aborted: state
                 .aborted
                 .as_ref()
                 .map(|m| format!("{}: {}", m.by, m.reason)),
@@ -240,13 +242,13 @@ impl FleetLink {
         *self.last_part.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((part.rollout.clone(), part.wave));
         *self.part.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
-        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, state));
         Ok(Wanted::Policy(Box::new(snapshot)))
     }
 
     /// May this host start now? Takes the slot when it may.
     pub async fn ask(&self) -> Result<Option<String>, String> {
-        let (Some(part), Some(plan)) = (
+        let (Some(part), Some((plan, state))) = (
             self.part(),
             self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         ) else {
@@ -254,12 +256,27 @@ impl FleetLink {
         };
         let now = jiff::Timestamp::now();
         let window_open = duplex_core::rollout::window_open(&plan.windows, now);
-        let decision = self
-            .fleet()
-            .await?
-            .try_start(&part.rollout, &self.host, Self::now_ms(), window_open)
-            .await
-            .map_err(|e| format!("cannot ask the fleet for a slot: {e}"))?;
+        // Decide first on the state the fetch just read: a host that must
+        // wait asks etcd nothing more (a change wakes it, and so does its
+        // timer); only a host that may start asks, in a transaction that
+        // decides again on the state as it is then.
+        let seen = duplex_fleet::decide::may_start(
+            &plan,
+            &state,
+            &self.host,
+            false,
+            Self::now_ms(),
+            window_open,
+        );
+        let decision = match seen {
+            Decision::Wait(_) => seen,
+            _ => self
+                .fleet()
+                .await?
+                .try_start(&part.rollout, &self.host, Self::now_ms(), window_open)
+                .await
+                .map_err(|e| format!("cannot ask the fleet for a slot: {e}"))?,
+        };
         match decision {
             Decision::Start | Decision::AlreadyHolds => Ok(Some(part.rollout)),
             Decision::Wait(why) => Err(format!(
