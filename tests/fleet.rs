@@ -515,6 +515,14 @@ spec:
         "{}",
         approved.stdout
     );
+    let shown = duplex_fleet(&endpoints, &["rollout", "status", "b-managed"]);
+    assert!(
+        shown
+            .stdout
+            .contains("second: 0 of 1 ended, approved by ops"),
+        "{}",
+        shown.stdout
+    );
     // h2 starts; the rollout is aborted under it: its session is asked to
     // abort, and nobody starts after it.
     wait_until(

@@ -63,6 +63,7 @@ pub use error::FleetError;
 pub use registration::Registration;
 pub use store::{Created, DEFAULT_PREFIX, Fleet, FleetConfig, Requests, Resumed, RolloutView};
 pub use types::{
-    Decision, Holder, HostRecord, HostResult, Mark, Outcome, Release, RolloutState, WaitReason,
+    Approval, Decision, Holder, HostRecord, HostResult, Mark, Outcome, Release, RolloutState,
+    WaitReason,
 };
 pub use watch::{Changes, RolloutWatch, Seen};

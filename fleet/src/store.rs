@@ -965,18 +965,32 @@ impl Fleet {
     /// hosts in flight go on. `false` when it was paused already.
     pub async fn pause(&self, name: &str, by: &str, reason: &str) -> Result<bool, FleetError> {
         let mark = mark(by, reason, "pause")?;
+        self.mark_once(name, "pause", mark, |state| &mut state.paused)
+            .await
+    }
+
+    /// Sets one of the state's operator marks unless it is set already:
+    /// `false` then.
+    async fn mark_once(
+        &self,
+        name: &str,
+        verb: &str,
+        mark: crate::types::Mark,
+        field: fn(&mut RolloutState) -> &mut Option<crate::types::Mark>,
+    ) -> Result<bool, FleetError> {
         self.update(
             name,
             None,
-            &format!("pause rollout {name}"),
+            &format!("{verb} rollout {name}"),
             None,
             CAS_ATTEMPTS,
             |_, state, _| {
-                if state.paused.is_some() {
+                let mut next = state.clone();
+                let slot = field(&mut next);
+                if slot.is_some() {
                     return Ok(Step::Done(false));
                 }
-                let mut next = state.clone();
-                next.paused = Some(mark.clone());
+                *slot = Some(mark.clone());
                 Ok(Step::Write {
                     state: Box::new(next),
                     result: None,
@@ -991,10 +1005,10 @@ impl Fleet {
     /// progress when it waits for an approval (the first wave that has not
     /// ended, after the first, once every earlier wave ended): one resume
     /// approves at most one wave, so waves are approved one at a time,
-    /// each after the previous one ended. `by` is accepted for the
-    /// caller's records; the state keeps only what it changed.
+    /// each after the previous one ended. An approval is recorded with
+    /// `by` and the time.
     pub async fn resume(&self, name: &str, by: &str) -> Result<Resumed, FleetError> {
-        let _ = by;
+        let at_ms = now_ms();
         self.update(
             name,
             None,
@@ -1005,8 +1019,17 @@ impl Fleet {
                 let paused = state.paused.is_some();
                 Ok(match decide::resume(plan, state) {
                     None => Step::Done(Resumed::default()),
-                    Some((next, approved)) => Step::Write {
-                        state: Box::new(next),
+                    Some((mut next, approved)) => Step::Write {
+                        state: Box::new({
+                            if let Some(wave) = approved {
+                                next.approvals.push(crate::types::Approval {
+                                    wave,
+                                    by: by.to_owned(),
+                                    at_ms,
+                                });
+                            }
+                            next
+                        }),
                         result: None,
                         value: Resumed {
                             unpaused: paused,
@@ -1024,26 +1047,8 @@ impl Fleet {
     /// seeing this). `false` when it was aborted already.
     pub async fn abort(&self, name: &str, by: &str, reason: &str) -> Result<bool, FleetError> {
         let mark = mark(by, reason, "abort")?;
-        self.update(
-            name,
-            None,
-            &format!("abort rollout {name}"),
-            None,
-            CAS_ATTEMPTS,
-            |_, state, _| {
-                if state.aborted.is_some() {
-                    return Ok(Step::Done(false));
-                }
-                let mut next = state.clone();
-                next.aborted = Some(mark.clone());
-                Ok(Step::Write {
-                    state: Box::new(next),
-                    result: None,
-                    value: true,
-                })
-            },
-        )
-        .await
+        self.mark_once(name, "abort", mark, |state| &mut state.aborted)
+            .await
     }
 
     /// An operator releases `host`'s slot in every rollout where it holds

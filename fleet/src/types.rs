@@ -67,6 +67,16 @@ pub struct Mark {
     pub at_ms: u64,
 }
 
+/// An operator approved a wave (`resume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The wave (index into the plan's waves).
+    pub wave: usize,
+    pub by: String,
+    pub at_ms: u64,
+}
+
 /// An operator released a host's slot: its upgrade's end is unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +111,9 @@ pub struct RolloutState {
     /// Waves (after the first) an operator approved.
     #[serde(default)]
     pub approved_waves: BTreeSet<usize>,
+    /// Who approved each of them, and when (in order).
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
     /// Paused by an operator: no host starts until `resume`.
     #[serde(default)]
     pub paused: Option<Mark>,

@@ -393,13 +393,14 @@ fn render_status(view: &RolloutView, results: &BTreeMap<String, HostResult>, now
     ));
     for (i, wave) in plan.waves.iter().enumerate() {
         let approval = if i > 0 && plan.between_waves.approval {
-            if state.approved_waves.contains(&i) {
-                ", approved"
-            } else {
-                ", needs approval (duplex rollout resume)"
+            let by = state.approvals.iter().find(|a| a.wave == i);
+            match (state.approved_waves.contains(&i), by) {
+                (true, Some(a)) => format!(", approved by {}", a.by),
+                (true, None) => ", approved".to_string(),
+                (false, _) => ", needs approval (duplex rollout resume)".to_string(),
             }
         } else {
-            ""
+            String::new()
         };
         out.push_str(&format!(
             "Wave {}     {}: {} of {} ended{approval}\n",
