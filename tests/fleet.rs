@@ -404,6 +404,12 @@ fn operators_pause_resume_approve_and_abort_a_rollout_and_a_closed_window_starts
     let endpoints = etcd.endpoints();
     let fleet = etcd.fleet();
     let policies = policy_dir(dir.path(), "policies/demo.yaml", 500);
+    // A long soak after the merge: the rollout's abort reaches h2's session
+    // before its commit however loaded the machine is.
+    let p = policies.join("p.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("soak: 3s"));
+    std::fs::write(&p, text.replace("soak: 3s", "soak: 20s")).unwrap();
     // A rollout whose only window is never open today: its host waits.
     let days = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -40,6 +40,22 @@ fn ctl_path() -> PathBuf {
 
 impl Host {
     fn new() -> Host {
+        // The ports are free when picked, not when the service binds them:
+        // under a loaded suite another process can take one in between.
+        // Three tries with fresh ports, each failure shown.
+        for attempt in 1..=3 {
+            match Host::try_new() {
+                Ok(host) => return host,
+                Err(why) if attempt < 3 => {
+                    eprintln!("production did not start, trying new ports: {why}")
+                }
+                Err(why) => panic!("production did not start three times: {why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_new() -> Result<Host, String> {
         let dir = tempfile::tempdir().unwrap();
         let host = Host {
             dir,
@@ -58,8 +74,12 @@ impl Host {
         assert!(untar.success());
         std::os::unix::fs::symlink("releases/1.0.0", host.home().join("current")).unwrap();
         let started = host.ctl("start", "production");
-        assert!(started.status.success(), "{started:?}");
-        host
+        if !started.status.success() {
+            let log =
+                std::fs::read_to_string(host.home().join("run/production.log")).unwrap_or_default();
+            return Err(format!("{started:?}; production.log: {log:?}"));
+        }
+        Ok(host)
     }
 
     fn home(&self) -> PathBuf {

@@ -891,10 +891,8 @@ impl Loop {
         };
         let Some(part) = link.part() else { return };
         let Some(by) = part.aborted else { return };
-        if !self
-            .reported
-            .insert(format!("rollout-abort/{}", part.rollout))
-        {
+        let done = format!("rollout-abort/{}", part.rollout);
+        if self.reported.contains(&done) {
             return;
         }
         let request = OperatorRequest {
@@ -903,14 +901,24 @@ impl Loop {
             reason: Some(format!("the fleet's rollout {} was aborted", part.rollout)),
         };
         match self.agent.app.deliver(request).await {
-            Ok(a) => super::log(&format!(
-                "rollout {} aborted: the session's abort was accepted in {}",
-                part.rollout, a.at
-            )),
-            Err(e) => super::log(&format!(
-                "rollout {} aborted; the session goes on: {e}",
-                part.rollout
-            )),
+            Ok(a) => {
+                self.reported.insert(done);
+                super::log(&format!(
+                    "rollout {} aborted: the session's abort was accepted in {}",
+                    part.rollout, a.at
+                ));
+            }
+            // Not yet (the session is still opening, say): asked again at
+            // the next reconcile; said once.
+            Err(e) => {
+                if self.reported.insert(format!("{done}/{e}")) {
+                    super::log(&format!(
+                        "rollout {} aborted; the session goes on for now: {e}",
+                        part.rollout
+                    ));
+                }
+                self.retry = Some(super::gate::RETRY);
+            }
         }
     }
 }
