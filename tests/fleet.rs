@@ -31,19 +31,7 @@ fn twenty_hosts_roll_out_in_waves_within_the_limit_through_kills_of_agents_and_e
     let mut hosts: Vec<Host> = (1..=20)
         .map(|i| Host::new(dir.path(), &format!("ft-{i:02}"), &["site=lab"]))
         .collect();
-    for h in &mut hosts {
-        h.start(&endpoints);
-    }
-    wait_until(
-        "every host registered",
-        Duration::from_secs(60),
-        || {
-            etcd.rt
-                .block_on(fleet.hosts())
-                .is_ok_and(|h| h.iter().filter(|(_, alive)| *alive).count() == 20)
-        },
-        &hosts,
-    );
+    etcd.start_registered(&fleet, &mut hosts);
     let rollout = write_rollout(
         &policies,
         "apiVersion: duplex.dev/v1alpha1

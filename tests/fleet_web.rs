@@ -150,19 +150,7 @@ fn the_fleet_page_shows_hosts_and_waves_approves_pauses_resumes_and_releases() {
     let mut hosts: Vec<Host> = (1..=4)
         .map(|i| Host::new(dir.path(), &format!("fw-{i}"), &[]))
         .collect();
-    for h in &mut hosts {
-        h.start(&endpoints);
-    }
-    wait_until(
-        "every host registered",
-        Duration::from_secs(60),
-        || {
-            etcd.rt
-                .block_on(fleet.hosts())
-                .is_ok_and(|h| h.iter().filter(|(_, alive)| *alive).count() == 4)
-        },
-        &hosts,
-    );
+    etcd.start_registered(&fleet, &mut hosts);
     let rollout = policies.join("rollout.yaml");
     std::fs::write(
         &rollout,

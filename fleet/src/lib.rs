@@ -61,7 +61,9 @@ mod watch;
 
 pub use error::FleetError;
 pub use registration::Registration;
-pub use store::{Created, DEFAULT_PREFIX, Fleet, FleetConfig, Requests, Resumed, RolloutView};
+pub use store::{
+    Created, DEFAULT_PREFIX, Fleet, FleetConfig, HostPlace, Requests, Resumed, RolloutView,
+};
 pub use types::{
     Approval, Decision, Holder, HostRecord, HostResult, Mark, Outcome, Release, RolloutState,
     WaitReason,

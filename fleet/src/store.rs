@@ -71,6 +71,34 @@ pub struct RolloutView {
     pub revision: i64,
 }
 
+/// Where a host stands in the fleet's rollouts: what `duplex fleet status`
+/// and the fleet page show beside its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPlace {
+    /// The rollout where it holds a slot, if any.
+    pub slot: Option<String>,
+    /// The name of the wave its record names (in the rollout it names).
+    pub wave_name: Option<String>,
+}
+
+impl HostPlace {
+    pub fn of(record: &crate::types::HostRecord, rollouts: &[RolloutView]) -> HostPlace {
+        let slot = rollouts
+            .iter()
+            .find(|v| v.state.holders.contains_key(&record.name))
+            .map(|v| v.plan.name.clone());
+        let wave_name = match (&record.rollout, record.wave) {
+            (Some(r), Some(w)) => rollouts
+                .iter()
+                .find(|v| &v.plan.name == r)
+                .and_then(|v| v.plan.waves.get(w))
+                .map(|w| w.name.clone()),
+            _ => None,
+        };
+        HostPlace { slot, wave_name }
+    }
+}
+
 /// What `resume` changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Resumed {

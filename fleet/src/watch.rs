@@ -31,12 +31,17 @@ impl Changes {
         self.rx
             .changed()
             .await
-            .map_err(|_| FleetError::Unreachable {
-                op: "watch".into(),
-                endpoints: self.endpoints.clone(),
-                detail: "the watch task ended".into(),
-            })?;
+            .map_err(|_| watch_ended(&self.endpoints))?;
         Ok(*self.rx.borrow_and_update())
+    }
+}
+
+/// A watch's task is gone (the `Fleet` it came from was dropped).
+fn watch_ended(endpoints: &str) -> FleetError {
+    FleetError::Unreachable {
+        op: "watch".into(),
+        endpoints: endpoints.to_owned(),
+        detail: "the watch task ended".into(),
     }
 }
 
@@ -87,11 +92,7 @@ impl RolloutWatch {
         self.rx
             .changed()
             .await
-            .map_err(|_| FleetError::Unreachable {
-                op: "watch".into(),
-                endpoints: self.endpoints.clone(),
-                detail: "the watch task ended".into(),
-            })?;
+            .map_err(|_| watch_ended(&self.endpoints))?;
         Ok(self.rx.borrow_and_update().clone())
     }
 }

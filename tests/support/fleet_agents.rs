@@ -40,6 +40,25 @@ impl Etcd {
         self.cluster.endpoints().join(",")
     }
 
+    /// Start every host's agent and wait until each has registered.
+    pub fn start_registered(&self, fleet: &Fleet, hosts: &mut [Host]) {
+        let endpoints = self.endpoints();
+        for h in hosts.iter_mut() {
+            h.start(&endpoints);
+        }
+        let n = hosts.len();
+        wait_until(
+            "every host registered",
+            Duration::from_secs(60),
+            || {
+                self.rt
+                    .block_on(fleet.hosts())
+                    .is_ok_and(|h| h.iter().filter(|(_, alive)| *alive).count() == n)
+            },
+            hosts,
+        );
+    }
+
     /// A client of the fleet's keys, as the agents see them.
     pub fn fleet(&self) -> Fleet {
         self.rt

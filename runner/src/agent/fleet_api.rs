@@ -91,20 +91,9 @@ async fn overview(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiErr
     let hosts: Vec<Value> = hosts
         .into_iter()
         .map(|(record, alive)| {
-            // The rollout where it holds a slot, as `duplex fleet status`'s SLOT.
-            let slot = rollouts
-                .iter()
-                .find(|v| v.state.holders.contains_key(&record.name))
-                .map(|v| v.plan.name.clone());
-            let wave_name = match (&record.rollout, record.wave) {
-                (Some(r), Some(w)) => rollouts
-                    .iter()
-                    .find(|v| &v.plan.name == r)
-                    .and_then(|v| v.plan.waves.get(w))
-                    .map(|w| w.name.clone()),
-                _ => None,
-            };
-            json!({ "record": record, "alive": alive, "slot": slot, "waveName": wave_name })
+            // As `duplex fleet status` shows it.
+            let place = duplex_fleet::HostPlace::of(&record, &rollouts);
+            json!({ "record": record, "alive": alive, "slot": place.slot, "waveName": place.wave_name })
         })
         .collect();
     let rollouts: Vec<Value> = rollouts

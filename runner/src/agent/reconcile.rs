@@ -75,10 +75,7 @@ pub struct Desired {
 impl Desired {
     /// Load the desired policy again (for `plan`).
     pub fn load(&self) -> Result<LoadedPolicy, LoadError> {
-        match &self.text {
-            Some(text) => duplex_core::policy::load_text(text, &self.file),
-            None => duplex_core::policy::load_file(&self.file),
-        }
+        super::source::load(&self.file, self.text.as_deref())
     }
 }
 
@@ -389,36 +386,31 @@ impl Loop {
         if known && !slot_open {
             return;
         }
+        let ended = match outcome {
+            Outcome::Committed => "committed",
+            Outcome::Aborted => "aborted",
+        };
         super::log(&format!(
-            "session {session} had {} before the agent could record it; recorded now",
-            match outcome {
-                Outcome::Committed => "committed",
-                Outcome::Aborted => "aborted",
-            }
+            "session {session} had {ended} before the agent could record it; recorded now"
         ));
-        match outcome {
-            Outcome::Committed => {
-                if !known {
+        if !known {
+            match outcome {
+                Outcome::Committed => {
                     self.record.achieved = Some(Achieved {
                         digest: digest.to_string(),
                         revision: None,
                         session: session.to_string(),
-                    });
+                    })
                 }
-                if slot_open {
-                    self.slot_ended(session, "committed");
-                }
-            }
-            Outcome::Aborted => {
-                if !known {
+                Outcome::Aborted => {
                     self.record
                         .abandoned
                         .insert(digest.to_string(), session.to_string());
                 }
-                if slot_open {
-                    self.slot_ended(session, "aborted");
-                }
             }
+        }
+        if slot_open {
+            self.slot_ended(session, ended);
         }
         self.save_record();
     }
@@ -488,11 +480,7 @@ impl Loop {
                     .unwrap_or_default()
             ));
         }
-        let loaded = match &snapshot.text {
-            Some(text) => duplex_core::policy::load_text(text, &snapshot.policy_path),
-            None => duplex_core::policy::load_file(&snapshot.policy_path),
-        };
-        let mut policy = match loaded {
+        let mut policy = match snapshot.load() {
             Ok(p) => p,
             Err(e) => return self.invalid(&digest, snapshot.revision.as_deref(), e),
         };

@@ -6,7 +6,7 @@
 use super::output::{self, escape};
 use super::{Output, exit};
 use duplex_core::rollout::{InventoryHost, RolloutPlan};
-use duplex_fleet::{Created, Fleet, FleetConfig, HostResult, Outcome, RolloutView};
+use duplex_fleet::{Created, Fleet, FleetConfig, HostPlace, HostResult, Outcome, RolloutView};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,17 +92,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime starts")
 }
 
-/// `--etcd` names members by URL; anything else is a usage error.
-fn check_urls(etcd: &EtcdArgs) -> Result<(), u8> {
-    match etcd
-        .etcd
+/// `--etcd` names members by URL: why one is not.
+fn not_urls(etcd: &EtcdArgs) -> Option<String> {
+    etcd.etcd
         .iter()
         .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
-    {
-        Some(bad) => Err(fail(
-            &format!("--etcd {bad}: not an etcd member's URL (http://host:port)"),
-            exit::USAGE,
-        )),
+        .map(|bad| format!("--etcd {bad}: not an etcd member's URL (http://host:port)"))
+}
+
+/// Anything but URLs in `--etcd` is a usage error.
+fn check_urls(etcd: &EtcdArgs) -> Result<(), u8> {
+    match not_urls(etcd) {
+        Some(why) => Err(fail(&why, exit::USAGE)),
         None => Ok(()),
     }
 }
@@ -140,14 +141,8 @@ fn rollout_name(arg: &str) -> Result<String, String> {
 
 /// The hosts registered in the fleet (alive or not), for resolving a rollout.
 pub fn inventory(etcd: &EtcdArgs) -> Result<Vec<InventoryHost>, String> {
-    if let Some(bad) = etcd
-        .etcd
-        .iter()
-        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
-    {
-        return Err(format!(
-            "--etcd {bad}: not an etcd member's URL (http://host:port)"
-        ));
+    if let Some(why) = not_urls(etcd) {
+        return Err(why);
     }
     runtime().block_on(async {
         let fleet = connect(etcd).await?;
@@ -515,12 +510,6 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
             (Ok(h), Ok(r)) => (h, r),
             (Err(e), _) | (_, Err(e)) => return fail(&e.to_string(), exit::INVALID),
         };
-        let slot_of = |host: &str| {
-            rollouts
-                .iter()
-                .find(|v| v.state.holders.contains_key(host))
-                .map(|v| v.plan.name.clone())
-        };
         if format == Output::Json {
             let rows: Vec<_> = hosts
                 .iter()
@@ -528,7 +517,7 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
                     serde_json::json!({
                         "host": h,
                         "alive": alive,
-                        "slot": slot_of(&h.name),
+                        "slot": HostPlace::of(h, &rollouts).slot,
                     })
                 })
                 .collect();
@@ -541,14 +530,7 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
             "HOST", "ALIVE", "STATE", "STATUS", "PARTNER", "ROLLOUT", "WAVE", "SLOT", "LAST EVENT"
         );
         for (h, alive) in &hosts {
-            let wave = match (&h.rollout, h.wave) {
-                (Some(r), Some(w)) => rollouts
-                    .iter()
-                    .find(|v| &v.plan.name == r)
-                    .and_then(|v| v.plan.waves.get(w))
-                    .map(|w| w.name.clone()),
-                _ => None,
-            };
+            let place = HostPlace::of(h, &rollouts);
             text.push_str(&format!(
                 "{:<16} {:<6} {:<13} {:<7} {:<12} {:<20} {:<12} {:<20} {}\n",
                 h.name,
@@ -557,8 +539,8 @@ fn fleet_status(etcd: &EtcdArgs, format: Output) -> u8 {
                 dash(&h.status),
                 dash(&h.partner),
                 dash(&h.rollout),
-                dash(&wave),
-                dash(&slot_of(&h.name)),
+                dash(&place.wave_name),
+                dash(&place.slot),
                 dash(&h.last_event),
             ));
         }

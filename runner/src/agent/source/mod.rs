@@ -45,7 +45,7 @@ mod tests;
 
 use std::path::{Component, Path, PathBuf};
 
-use duplex_core::policy::{MAX_POLICY_BYTES, Sha256};
+use duplex_core::policy::{LoadError, LoadedPolicy, MAX_POLICY_BYTES, Sha256};
 
 // The agent loop (wired later) is its user; the tests already are.
 #[allow(unused_imports)]
@@ -97,6 +97,22 @@ pub struct Snapshot {
     /// The policy's text when it was not read from `policy_path` (the
     /// fleet stores it); `policy_path` then only places relative paths.
     pub text: Option<String>,
+}
+
+impl Snapshot {
+    /// Load and check the policy this fetch found.
+    pub fn load(&self) -> Result<LoadedPolicy, LoadError> {
+        load(&self.policy_path, self.text.as_deref())
+    }
+}
+
+/// Load a policy: its text when a source handed it over (the fleet), with
+/// `path` placing its relative paths; else the file at `path`.
+pub fn load(path: &Path, text: Option<&str>) -> Result<LoadedPolicy, LoadError> {
+    match text {
+        Some(text) => duplex_core::policy::load_text(text, path),
+        None => duplex_core::policy::load_file(path),
+    }
 }
 
 /// What went wrong fetching a policy, naming what and where.
