@@ -20,6 +20,12 @@ impl Drop for Agent {
 }
 
 impl Agent {
+    /// What the agent wrote on stderr (every agent started on this state
+    /// dir, in order).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.state)).unwrap_or_default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -55,6 +61,7 @@ impl Agent {
         ok: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         let started = Instant::now();
+        let mut last = serde_json::Value::Null;
         loop {
             let answer = ureq::get(&self.url("/v1/status")).call();
             if let Ok(mut response) = answer {
@@ -63,10 +70,12 @@ impl Agent {
                 if ok(&v) {
                     return v;
                 }
+                last = v;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(180),
-                "never: {what}"
+                "never: {what}\nlast status: {last}\nthe agent's log:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -128,6 +137,11 @@ pub fn write_policy(repo: &Path, example: &str, extra_comment: &str) {
     .unwrap();
 }
 
+/// Where the agents of a state dir log: beside it.
+fn log_path(state: &Path) -> PathBuf {
+    state.with_file_name("agent.log")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,7 +165,13 @@ pub fn start_agent_with(dir: &Path, repo: &Path, port: u16, extra: &[&str]) -> A
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path(&state))
+                .unwrap(),
+        );
     Agent {
         child: cmd.spawn().unwrap(),
         port,
