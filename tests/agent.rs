@@ -362,7 +362,12 @@ fn commands_drift_a_declared_abort_kill_9_and_webhooks() {
     assert_eq!(v["agent"]["abandoned"][0], first_digest);
 
     // The abandoned policy committed again is not run again on its own.
-    git(&repo, &["revert", "--no-edit", "HEAD", "HEAD~1"]);
+    // One commit: `git revert HEAD HEAD~1` makes two, and an agent that
+    // fetched between them would rightly start a session for the policy in
+    // between (the comment kept, the abort gone), which is not the case
+    // this checks.
+    git(&repo, &["revert", "--no-commit", "HEAD", "HEAD~1"]);
+    git(&repo, &["commit", "-qm", "back to the abandoned policy"]);
     agent.wait_for("the abandoned digest is desired again, and idle", |v| {
         v["agent"]["desired"]["digest"] == first_digest
             && v["agent"]["idleBecause"]
