@@ -52,6 +52,10 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 pub enum Error {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(
+        "a plugin from a registry is kept in the plugin cache once pulled, and this runner has no plugin cache"
+    )]
+    NoCache,
     #[error("cannot use {} as the OCI cache: {why}", path.display())]
     Untrusted { path: PathBuf, why: String },
     #[error("OCI cache {}: {source}", path.display())]

@@ -81,7 +81,11 @@ impl Reference {
                 Some((h, "")) => (&registry[..=h.len()], None),
                 Some((h, rest)) => match rest.strip_prefix(':') {
                     Some(p) => (&registry[..=h.len()], Some(p)),
-                    None => return Err(bad("an IPv6 address in brackets may only be followed by `:PORT`")),
+                    None => {
+                        return Err(bad(
+                            "an IPv6 address in brackets may only be followed by `:PORT`",
+                        ));
+                    }
                 },
                 None => return Err(bad("an IPv6 address's `[` is not closed")),
             }
@@ -94,7 +98,9 @@ impl Reference {
         if let Some(port) = port
             && (port.is_empty() || port.parse::<u16>().is_err())
         {
-            return Err(bad(&format!("the port `{port}` is not a number up to 65535")));
+            return Err(bad(&format!(
+                "the port `{port}` is not a number up to 65535"
+            )));
         }
         let host_ok = if let Some(v6) = host.strip_prefix('[') {
             v6.strip_suffix(']')
@@ -106,7 +112,9 @@ impl Reference {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         };
         if !host_ok {
-            return Err(bad(&format!("the registry host `{host}` is not a host name or address")));
+            return Err(bad(&format!(
+                "the registry host `{host}` is not a host name or address"
+            )));
         }
         let (repository, tag) = match path.rsplit_once(':') {
             Some((repo, tag)) => (repo, Some(tag)),
@@ -225,16 +233,8 @@ mod tests {
         assert_eq!((r.host(), r.repository.as_str()), ("localhost", "a/b"));
         assert_eq!(r.tag.as_deref(), Some("t"));
         assert!(r.is_loopback());
-        assert!(
-            !Reference::parse("oci://ghcr.io/a")
-                .unwrap()
-                .is_loopback()
-        );
-        assert!(
-            Reference::parse("oci://127.9.0.1/a")
-                .unwrap()
-                .is_loopback()
-        );
+        assert!(!Reference::parse("oci://ghcr.io/a").unwrap().is_loopback());
+        assert!(Reference::parse("oci://127.9.0.1/a").unwrap().is_loopback());
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! host puts the store inside its own checked cache directory).
 
 use crate::{
-    CONFIG_MEDIA_TYPE, Error, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES,
-    Reference, SIGNATURE_ANNOTATION, sha256_hex,
+    CONFIG_MEDIA_TYPE, Error, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Reference,
+    SIGNATURE_ANNOTATION, sha256_hex,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -358,7 +358,11 @@ fn parse_manifest(bytes: &[u8], reference: &Reference, max_bytes: u64) -> Result
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .ok_or_else(|| bad(format!("its layer's digest `{digest}` is not a sha256 digest")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "its layer's digest `{digest}` is not a sha256 digest"
+            ))
+        })?;
     let size = layer["size"]
         .as_u64()
         .ok_or_else(|| bad("its layer has no size".into()))?;
@@ -393,11 +397,7 @@ struct Staged {
 impl Staged {
     fn new(tmp: &Path) -> Result<Staged, Error> {
         for _ in 0..16 {
-            let path = tmp.join(format!(
-                "{}-{:016x}",
-                std::process::id(),
-                random_u64()
-            ));
+            let path = tmp.join(format!("{}-{:016x}", std::process::id(), random_u64()));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -484,7 +484,10 @@ fn owned_and_private(meta: &fs::Metadata) -> Result<(), String> {
     }
     let mode = meta.permissions().mode();
     if mode & 0o022 != 0 {
-        return Err(format!("it is writable by others (mode {:04o})", mode & 0o7777));
+        return Err(format!(
+            "it is writable by others (mode {:04o})",
+            mode & 0o7777
+        ));
     }
     Ok(())
 }

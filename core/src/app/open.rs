@@ -150,7 +150,11 @@ pub(super) fn create(
     let hardware = spec.plugin(&spec.target.plugin).map(|p| {
         Box::new(HardwarePin {
             plugin: PluginRef {
-                source: absolute(&policy.resolve(&p.source)).display().to_string(),
+                source: if duplex_oci::is_oci(&p.source) {
+                    p.source.clone()
+                } else {
+                    absolute(&policy.resolve(&p.source)).display().to_string()
+                },
                 ..p.clone()
             },
             with: spec.target.with.clone(),
@@ -167,10 +171,14 @@ pub(super) fn create(
     };
     let mut files = vec![(PathBuf::from(POLICY_COPY), policy.text.clone().into_bytes())];
     for (name, plugin) in plugins {
-        let source = spec
-            .plugin(name)
-            .map(|p| policy.resolve(&p.source))
-            .ok_or_else(|| AppError::Internal(format!("plugin `{name}` is not in the policy")))?;
+        if spec.plugin(name).is_none() {
+            return Err(AppError::Internal(format!(
+                "plugin `{name}` is not in the policy"
+            )));
+        }
+        // The file it was loaded from (for an `oci://` source, its copy in
+        // the plugin cache).
+        let source = plugin.spec().path.clone();
         let bytes = std::fs::read(&source).map_err(|e| {
             AppError::Internal(format!(
                 "cannot copy plugin `{name}` from {}: {e}",

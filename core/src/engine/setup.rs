@@ -125,11 +125,17 @@ pub fn protected_paths(
         what: "the state dir".into(),
         readable: false,
     });
-    let plugin_files = spec.plugins.iter().map(|p| plugins::ProtectedPath {
-        path: policy.resolve(&p.source),
-        what: format!("plugin `{}`'s file", p.name),
-        readable: true,
-    });
+    // A plugin pulled from a registry is in the plugin cache, which is
+    // always protected.
+    let plugin_files = spec
+        .plugins
+        .iter()
+        .filter(|p| !duplex_oci::is_oci(&p.source))
+        .map(|p| plugins::ProtectedPath {
+            path: policy.resolve(&p.source),
+            what: format!("plugin `{}`'s file", p.name),
+            readable: true,
+        });
     let artifacts = spec
         .software
         .iter()
@@ -144,6 +150,64 @@ pub fn protected_paths(
         .chain(plugin_files)
         .chain(artifacts)
         .collect()
+}
+
+/// Where a plugin entry's component is, once its source is resolved: the
+/// policy's file, or the verified copy of an `oci://` source in the plugin
+/// cache (pulled if it was not there).
+#[derive(Debug, Clone)]
+pub struct ComponentSource {
+    pub path: PathBuf,
+    /// What the registry's manifest said, for an `oci://` source.
+    pub oci: Option<duplex_oci::Pulled>,
+}
+
+impl ComponentSource {
+    /// The component's minisign signature text, if it has one: for an
+    /// `oci://` source the manifest's `dev.duplex.signature.minisign`
+    /// annotation (kept in the cache beside the component), for a file the
+    /// `<file>.minisig` beside it.
+    pub fn signature(&self) -> Option<String> {
+        match &self.oci {
+            Some(pulled) => pulled.signature().map(str::to_string),
+            None => {
+                let mut sig = self.path.clone().into_os_string();
+                sig.push(".minisig");
+                let bytes =
+                    crate::files::read_regular(Path::new(&sig), "a signature", 64 << 10).ok()?;
+                String::from_utf8(bytes).ok()
+            }
+        }
+    }
+}
+
+/// Resolves plugin entry `p`'s source: a file of the policy, or an `oci://`
+/// reference pulled into (or found in) the host's cache, whose component
+/// must be the one `sha256` pins.
+pub fn component_source(
+    host: &PluginHost,
+    policy: &LoadedPolicy,
+    p: &PluginRef,
+) -> Result<ComponentSource, PluginError> {
+    if !duplex_oci::is_oci(&p.source) {
+        return Ok(ComponentSource {
+            path: policy.resolve(&p.source),
+            oci: None,
+        });
+    }
+    let pulled = host.pull_oci(&p.name, &p.source)?;
+    if pulled.sha256 != p.sha256.as_str() {
+        return Err(PluginError::OciDigest {
+            name: p.name.clone(),
+            reference: p.source.clone(),
+            expected: p.sha256.to_string(),
+            actual: pulled.sha256,
+        });
+    }
+    Ok(ComponentSource {
+        path: pulled.path.clone(),
+        oci: Some(pulled),
+    })
 }
 
 /// The largest memory limit among a policy's plugins: what the plugin host
@@ -171,9 +235,19 @@ pub fn load_for_policy(
     let mut loaded = Plugins::new();
     let mut findings = Vec::new();
     for (i, p) in policy.policy.spec.plugins.iter().enumerate() {
+        let source = match component_source(host, policy, p) {
+            Ok(source) => source,
+            Err(e) => {
+                findings.push(Finding::value(
+                    format!("/spec/plugins/{i}/{}", e.policy_field()),
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
         let spec = plugin_spec(
             p,
-            policy.resolve(&p.source),
+            source.path,
             state_dir,
             &policy.policy.spec.software,
             |path| policy.resolve(path),
@@ -243,6 +317,8 @@ pub fn load_pinned<'p>(
         let copy = pinned_copy(session_dir, &p.sha256.to_string());
         let component = if copy.is_file() {
             copy
+        } else if duplex_oci::is_oci(&p.source) {
+            host.pull_oci(&p.name, &p.source)?.path
         } else {
             resolve(&p.source)
         };

@@ -80,6 +80,23 @@ pub enum PluginError {
     },
     #[error("plugin host: {0}")]
     Host(String),
+    /// An `oci://` source cannot be pulled (or found in the cache).
+    #[error("plugin `{name}`: {source}")]
+    Oci {
+        name: String,
+        #[source]
+        source: duplex_oci::Error,
+    },
+    /// The component an `oci://` source names is not the one `sha256` pins.
+    #[error(
+        "plugin `{name}`: {reference} holds a component with sha256 {actual}, but the policy pins sha256 {expected}"
+    )]
+    OciDigest {
+        name: String,
+        reference: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl PluginError {
@@ -87,12 +104,15 @@ impl PluginError {
     /// `duplex validate` places it): `sha256`, `source` or `name`.
     pub fn policy_field(&self) -> &'static str {
         match self {
-            PluginError::DigestMismatch { .. } | PluginError::BadDigest { .. } => "sha256",
+            PluginError::DigestMismatch { .. }
+            | PluginError::BadDigest { .. }
+            | PluginError::OciDigest { .. } => "sha256",
             PluginError::Unreadable { .. }
             | PluginError::Invalid { .. }
             | PluginError::OverCompileLimits { .. }
             | PluginError::OverSandboxLimits { .. }
-            | PluginError::Incompatible { .. } => "source",
+            | PluginError::Incompatible { .. }
+            | PluginError::Oci { .. } => "source",
             _ => "name",
         }
     }

@@ -85,6 +85,8 @@ struct Shared {
     max_memory_bytes: u64,
     linker: Linker<HostState>,
     cache: cache::Cache,
+    /// Plugins pulled from OCI registries, inside the cache dir (`oci/`).
+    oci: Option<duplex_oci::Store>,
     protected: Vec<ProtectedPath>,
     stop: Arc<AtomicBool>,
 }
@@ -142,6 +144,10 @@ impl PluginHost {
                 max_memory_bytes: config.max_memory_bytes,
                 linker,
                 cache,
+                oci: config
+                    .cache_dir
+                    .as_ref()
+                    .map(|dir| duplex_oci::Store::new(dir.join("oci"))),
                 protected,
                 stop,
             }),
@@ -181,6 +187,24 @@ impl PluginHost {
     /// it would need).
     pub fn inspect(&self, spec: &PluginSpec) -> Result<LoadedPlugin, PluginError> {
         self.open(spec, &[], Open::Inspect)
+    }
+
+    /// The component an `oci://` source names (pinned by its manifest
+    /// digest): from the OCI store inside the plugin cache, or pulled from
+    /// its registry into it, verified (see the `duplex_oci` crate). A
+    /// reference already pulled never touches the network.
+    pub fn pull_oci(&self, name: &str, source: &str) -> Result<duplex_oci::Pulled, PluginError> {
+        let oci = |source| PluginError::Oci {
+            name: name.to_string(),
+            source,
+        };
+        let reference = duplex_oci::Reference::parse_pinned(source).map_err(|e| oci(e.into()))?;
+        let store = self
+            .shared
+            .oci
+            .as_ref()
+            .ok_or_else(|| oci(duplex_oci::Error::NoCache))?;
+        store.pull(&reference, MAX_PLUGIN_BYTES).map_err(oci)
     }
 
     /// The largest memory limit this host's plugins may have (each memory

@@ -169,6 +169,11 @@ fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
             ));
         }
         let base = format!("/spec/plugins/{i}");
+        if duplex_oci::is_oci(&p.source)
+            && let Err(e) = duplex_oci::Reference::parse_pinned(&p.source)
+        {
+            out.push(Finding::value(format!("{base}/source"), e.to_string()));
+        }
         if p.limits.timeout.as_duration().is_zero() {
             out.push(Finding::value(
                 format!("{base}/limits/timeout"),

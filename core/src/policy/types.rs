@@ -405,9 +405,18 @@ pub struct PluginRef {
     /// How the rest of the policy refers to this plugin.
     #[schemars(regex(pattern = super::values::NAME_PATTERN))]
     pub name: String,
-    /// Path to the component (`.wasm`), relative to the policy file.
+    /// The component: a path to its `.wasm` file, relative to the policy
+    /// file (or absolute); or a reference in an OCI registry pinned by its
+    /// manifest digest, `oci://REGISTRY[:PORT]/REPOSITORY[:TAG]@sha256:<64
+    /// hex>` (`duplex plugin push` prints it; a tag alone is refused). A
+    /// registry plugin is pulled once into the plugin cache, verified, and
+    /// used from there offline; registries are reached over HTTPS, except
+    /// on the loopback (`localhost`, `127.0.0.1`, `::1`: plain HTTP).
     #[schemars(length(min = 1))]
     pub source: String,
+    /// SHA-256 of the component, verified on every load; for an `oci://`
+    /// source it must be the digest of the manifest's layer (the one
+    /// `duplex plugin push` prints).
     pub sha256: Sha256,
     /// What the plugin may use beyond logging; nothing by default.
     #[serde(default)]

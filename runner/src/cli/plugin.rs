@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 mod build;
 #[path = "plugin_new.rs"]
 mod new;
+#[path = "plugin_push.rs"]
+mod push;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,6 +50,12 @@ pub enum Command {
     /// Build a plugin crate to a component and print its path and sha256.
     /// Exit 0, 1 if it cannot be built, 2 if there is no crate.
     Build(build::Args),
+    /// Publish a plugin to an OCI registry (`oci://REGISTRY/REPOSITORY[:TAG]`)
+    /// with its describe metadata as annotations; print the reference pinned
+    /// by the manifest digest and the component's sha256, for a policy.
+    /// Exit 0, 1 if it is not a valid plugin or the registry refuses it, 2
+    /// for a bad reference or an unreadable file.
+    Push(push::Args),
 }
 
 pub fn run(args: &Args, output: Output) -> u8 {
@@ -56,6 +64,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
         Command::Verify { file, sha256 } => verify(file, sha256, output),
         Command::New(args) => new::run(args, output),
         Command::Build(args) => build::run(args, output),
+        Command::Push(args) => push::run(args, output),
     }
 }
 
