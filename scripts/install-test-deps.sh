@@ -37,6 +37,8 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [[ -f /usr/include/google/protobuf/descriptor.proto ]] || missing+=(libprotobuf-dev)
+# tests/oci.rs runs a real OCI registry on the loopback (its own config and port).
+[[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
 if ((${#missing[@]})); then
     echo "install-test-deps: installing ${missing[*]}" >&2
     sudo=()

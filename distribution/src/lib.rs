@@ -1,8 +1,8 @@
 //! Duplex plugins distributed through OCI registries: the one place that
 //! speaks the registry protocol (through the `oci-client` crate).
 //!
-//! - [`Reference`]: `oci://REGISTRY[:PORT]/REPOSITORY[:TAG]@sha256:<hex>`,
-//!   pinned by the manifest digest.
+//! - [`Reference`]: an `oci://` reference (registry, repository, optional
+//!   tag) pinned by the manifest digest.
 //! - [`Store`]: a content-addressed cache of manifests and components
 //!   (`manifests/sha256/<hex>`, `blobs/sha256/<hex>`), filled by
 //!   [`Store::pull`]: the manifest by its digest and the component by the
@@ -159,11 +159,11 @@ pub fn push(
         client
             .push_blob(&image, component, &format!("sha256:{layer_hex}"))
             .await
-            .map_err(|e| registry_error(reference, e))?;
+            .map_err(|e| oci_error(reference, e))?;
         client
             .push_blob(&image, config.to_vec(), &format!("sha256:{config_hex}"))
             .await
-            .map_err(|e| registry_error(reference, e))?;
+            .map_err(|e| oci_error(reference, e))?;
         client
             .push_manifest_raw(
                 &image,
@@ -171,7 +171,7 @@ pub fn push(
                 http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
             )
             .await
-            .map_err(|e| registry_error(reference, e))?;
+            .map_err(|e| oci_error(reference, e))?;
         Ok(Pushed {
             reference: pinned,
             sha256: layer_hex,
@@ -203,6 +203,48 @@ fn registry_error(reference: &Reference, e: impl std::fmt::Display) -> Error {
         reference: reference.to_string(),
         message: e.to_string(),
     }
+}
+
+/// What went wrong talking to `reference`'s registry, in words: what the
+/// registry said it lacks, or why it could not be reached.
+fn oci_error(reference: &Reference, e: oci_client::errors::OciDistributionError) -> Error {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    let what = match &reference.digest {
+        Some(d) => format!("manifest sha256:{d}"),
+        None => "manifest".to_string(),
+    };
+    let message = match &e {
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| e.code == C::ManifestUnknown) =>
+        {
+            format!(
+                "it has no {what} in repository `{}` (pin the reference `duplex plugin push` printed)",
+                reference.repository
+            )
+        }
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| e.code == C::NameUnknown) =>
+        {
+            format!("it has no repository `{}`", reference.repository)
+        }
+        E::ImageManifestNotFoundError(_) => {
+            format!("it has no {what} in repository `{}`", reference.repository)
+        }
+        E::UnauthorizedError { .. } => {
+            "it refuses anonymous access (Duplex pulls and pushes anonymously)".to_string()
+        }
+        E::RequestError(r) => {
+            let mut text = format!("cannot reach it: {r}");
+            let mut source = std::error::Error::source(r);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+        other => other.to_string(),
+    };
+    registry_error(reference, message)
 }
 
 /// Runs `f` to completion on a runtime of its own, on a thread of its own

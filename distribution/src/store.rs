@@ -151,7 +151,7 @@ impl Store {
                             ),
                         }
                     }
-                    e => registry_error(&e),
+                    e => crate::oci_error(reference, e),
                 })?;
             if body.len() > MAX_MANIFEST_BYTES {
                 return Err(Error::NotAPlugin {
@@ -182,7 +182,7 @@ impl Store {
             let mut sized = client
                 .pull_blob_stream(&image, &layer)
                 .await
-                .map_err(|e| registry_error(&e))?;
+                .map_err(|e| crate::oci_error(reference, e))?;
             if let Some(len) = sized.content_length
                 && len > max_bytes
             {

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod fleet_history;
 pub mod fleetlock;
 pub mod prometheus;
+pub mod registry;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

@@ -85,7 +85,7 @@ pub enum PluginError {
     Oci {
         name: String,
         #[source]
-        source: duplex_oci::Error,
+        source: Box<duplex_oci::Error>,
     },
     /// The component an `oci://` source names is not the one `sha256` pins.
     #[error(

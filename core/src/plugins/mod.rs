@@ -196,7 +196,7 @@ impl PluginHost {
     pub fn pull_oci(&self, name: &str, source: &str) -> Result<duplex_oci::Pulled, PluginError> {
         let oci = |source| PluginError::Oci {
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         };
         let reference = duplex_oci::Reference::parse_pinned(source).map_err(|e| oci(e.into()))?;
         let store = self

@@ -1,0 +1,371 @@
+//! Plugins from an OCI registry, against a real registry on the loopback
+//! (Debian's docker-registry, started by the harness in
+//! tests/support/registry.rs): `duplex plugin push`, a policy pinned by the
+//! printed reference through `validate` and `apply`, offline use once
+//! pulled, a tag alone refused, a registry serving wrong bytes refused with
+//! nothing cached, an unknown digest.
+
+mod support;
+use support::registry::{CorruptingProxy, Registry};
+use support::*;
+
+use std::path::{Path, PathBuf};
+
+/// A test's scratch place with a plugin cache of its own (so what one test
+/// pulls is not another's cache hit).
+struct Place {
+    site: Site,
+    cache: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            site: Site::new(),
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.cache.path().join("plugins")
+    }
+
+    /// `duplex ARGS...` in the scratch dir, with this place's cache and
+    /// state dir.
+    fn duplex(&self, args: &[&str]) -> Run {
+        run(duplex()
+            .current_dir(self.site.dir.path())
+            .env("DUPLEX_CACHE_DIR", self.cache_dir())
+            .env("DUPLEX_OPERATOR", "tester")
+            .arg("--state-dir")
+            .arg(self.site.state_dir())
+            .args(args))
+    }
+
+    /// Writes `policy.yaml` (the simulated system) with the two plugins'
+    /// sources replaced by `duplex_source` and `checks_source`.
+    fn policy(&self, duplex_source: &str, checks_source: &str) -> PathBuf {
+        let path = self.site.policy("", "");
+        let dist = repo_root().join("plugins/dist");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                &format!("{}/sim-duplex.wasm", dist.display()),
+                duplex_source,
+            )
+            .replace(
+                &format!("{}/sim-checks.wasm", dist.display()),
+                checks_source,
+            );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The files in the cache's OCI store (`manifests/...`, `blobs/...`).
+    fn cached(&self) -> Vec<String> {
+        let root = self.cache_dir().join("oci");
+        let mut out = Vec::new();
+        for sub in ["manifests/sha256", "blobs/sha256", "tmp"] {
+            if let Ok(dir) = std::fs::read_dir(root.join(sub)) {
+                for e in dir.flatten() {
+                    out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// What `duplex plugin push --output json` printed.
+struct Pushed {
+    reference: String,
+    sha256: String,
+    manifest: String,
+}
+
+fn push(file: &Path, to: &str) -> Pushed {
+    let out = duplex_run(&[
+        "--output",
+        "json",
+        "plugin",
+        "push",
+        file.to_str().unwrap(),
+        to,
+    ]);
+    assert_eq!(out.code, 0, "push: {}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    Pushed {
+        reference: v["reference"].as_str().unwrap().to_string(),
+        sha256: v["sha256"].as_str().unwrap().to_string(),
+        manifest: v["manifestDigest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string(),
+    }
+}
+
+fn dist(name: &str) -> PathBuf {
+    repo_root().join(format!("plugins/dist/{name}.wasm"))
+}
+
+fn golden(name: &str) -> PathBuf {
+    repo_root().join(format!("tests/data/oci/{name}"))
+}
+
+#[test]
+fn push_then_validate_and_apply_then_offline() {
+    let mut registry = Registry::start();
+    let at = registry.address();
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{at}/duplex/sim-duplex:0.1.0"),
+    );
+    let c = push(
+        &dist("sim-checks"),
+        &format!("oci://{at}/duplex/sim-checks"),
+    );
+    assert_eq!(d.sha256, plugin_digest("sim-duplex"));
+    assert_eq!(c.sha256, plugin_digest("sim-checks"));
+    assert!(
+        d.reference
+            .starts_with(&format!("oci://{at}/duplex/sim-duplex:0.1.0@sha256:"))
+    );
+    assert_eq!(
+        c.reference,
+        format!("oci://{at}/duplex/sim-checks@sha256:{}", c.manifest)
+    );
+
+    // The human form prints the pinned reference and the component digest.
+    let out = duplex_run(&[
+        "plugin",
+        "push",
+        dist("sim-checks").to_str().unwrap(),
+        &format!("oci://{at}/duplex/sim-checks:0.1.0"),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("  sha256: {}", c.sha256)),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "  source: oci://{at}/duplex/sim-checks:0.1.0@sha256:"
+        )),
+        "{}",
+        out.stdout
+    );
+
+    let place = Place::new();
+    place.policy(&d.reference, &c.reference);
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "validate: {}", out.stderr);
+    assert!(
+        out.stdout.starts_with("policy.yaml: valid"),
+        "{}",
+        out.stdout
+    );
+    // Pulled: both manifests and both components, by digest.
+    let mut expected = vec![
+        format!("blobs/sha256/{}", c.sha256),
+        format!("blobs/sha256/{}", d.sha256),
+        format!("manifests/sha256/{}", c.manifest),
+        format!("manifests/sha256/{}", d.manifest),
+    ];
+    expected.sort();
+    assert_eq!(place.cached(), expected);
+
+    let out = place.duplex(&["apply", "policy.yaml"]);
+    assert_eq!(out.code, 0, "apply: {}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Upgrade committed and finished"),
+        "{}",
+        out.stdout
+    );
+
+    // The registry goes away: what was pulled is used from the cache.
+    registry.stop();
+    let offline = Place {
+        site: Site::new(),
+        cache: place.cache,
+    };
+    offline.policy(&d.reference, &c.reference);
+    let out = offline.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "offline validate: {}", out.stderr);
+    let out = offline.duplex(&["apply", "policy.yaml"]);
+    assert_eq!(out.code, 0, "offline apply: {}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Upgrade committed and finished"));
+
+    // A cache without them, offline: the error names the registry.
+    let cold = Place::new();
+    cold.policy(&d.reference, &c.reference);
+    let out = cold.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "registry {at} ({}): cannot reach it: ",
+            d.reference
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(cold.cached(), Vec::<String>::new());
+}
+
+/// A tag alone, a malformed reference and a digest that is not the
+/// manifest's: placed errors at validate, before any network.
+#[test]
+fn unpinned_or_malformed_references_are_refused() {
+    let place = Place::new();
+    place.policy(
+        "oci://127.0.0.1:9/duplex/sim-duplex:0.1.0",
+        "oci://127.0.0.1:9/Duplex/sim-checks@sha256:abc",
+    );
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_golden(&golden("unpinned.expected"), &out.stderr);
+}
+
+#[test]
+fn wrong_bytes_from_the_registry_are_refused_and_nothing_is_cached() {
+    let registry = Registry::start();
+    let c = push(
+        &dist("sim-checks"),
+        &format!("oci://{}/duplex/sim-checks:0.1.0", registry.address()),
+    );
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{}/duplex/sim-duplex:0.1.0", registry.address()),
+    );
+    let proxy = CorruptingProxy::start(registry.port, &format!("/blobs/sha256:{}", c.sha256));
+    let through = |r: &str| r.replace(&registry.address(), &format!("127.0.0.1:{}", proxy.port));
+    let place = Place::new();
+    place.policy(&through(&d.reference), &through(&c.reference));
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(proxy.corrupted.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // sim-duplex, served intact, is cached; nothing of sim-checks is, and
+    // no partial download is left behind.
+    let mut expected = vec![
+        format!("blobs/sha256/{}", d.sha256),
+        format!("manifests/sha256/{}", d.manifest),
+    ];
+    expected.sort();
+    assert_eq!(place.cached(), expected);
+    let stable = out
+        .stderr
+        .replace(&proxy.port.to_string(), "PORT")
+        .replace(&c.manifest, "MANIFEST");
+    assert_golden(&golden("wrong-bytes.expected"), &stable);
+
+    // The same reference straight from the registry is fine.
+    let direct = Place::new();
+    direct.policy(&d.reference, &c.reference);
+    let out = direct.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn an_unknown_digest_is_a_clear_error() {
+    let registry = Registry::start();
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{}/duplex/sim-duplex:0.1.0", registry.address()),
+    );
+    let unknown = format!(
+        "oci://{}/duplex/sim-checks@sha256:{}",
+        registry.address(),
+        "0".repeat(64)
+    );
+    let place = Place::new();
+    place.policy(&d.reference, &unknown);
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let stable = out.stderr.replace(&registry.port.to_string(), "PORT");
+    assert_golden(&golden("unknown-digest.expected"), &stable);
+    assert!(!place.cached().iter().any(|f| f.contains(&"0".repeat(64))));
+}
+
+#[test]
+fn push_refuses_what_is_not_a_plugin_or_a_pinned_target() {
+    // Checked before any network: nothing listens on port 9.
+    let sums = repo_root().join("plugins/dist/SHA256SUMS");
+    let out = duplex_run(&[
+        "plugin",
+        "push",
+        sums.to_str().unwrap(),
+        "oci://127.0.0.1:9/duplex/x",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .starts_with("error: not pushed: plugin `SHA256SUMS`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("is not a valid WebAssembly component"),
+        "{}",
+        out.stderr
+    );
+
+    let file = dist("sim-checks");
+    let out = duplex_run(&[
+        "plugin",
+        "push",
+        file.to_str().unwrap(),
+        &format!("oci://127.0.0.1:9/duplex/x@sha256:{}", "0".repeat(64)),
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("names a digest"), "{}", out.stderr);
+    let out = duplex_run(&["plugin", "push", file.to_str().unwrap(), "ghcr.io/x/y"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("must start with `oci://`"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A signature beside the file travels in the manifest and comes back
+/// from the cache beside the component.
+#[test]
+fn a_signature_beside_the_file_is_pushed_and_kept_in_the_cache() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim-checks.wasm");
+    std::fs::copy(dist("sim-checks"), &file).unwrap();
+    let sig = "untrusted comment: signature from minisign secret key\nRWQtest\n";
+    std::fs::write(dir.path().join("sim-checks.wasm.minisig"), sig).unwrap();
+    let c = push(
+        &file,
+        &format!("oci://{}/duplex/signed", registry.address()),
+    );
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{}/duplex/sim-duplex", registry.address()),
+    );
+    let place = Place::new();
+    place.policy(&d.reference, &c.reference);
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let kept = place
+        .cache_dir()
+        .join(format!("oci/blobs/sha256/{}.minisig", c.sha256));
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), sig);
+    let store = duplex_oci::Store::new(place.cache_dir().join("oci"));
+    let reference = duplex_oci::Reference::parse_pinned(&c.reference).unwrap();
+    let pulled = store.cached(&reference, 64 << 20).unwrap().unwrap();
+    assert_eq!(pulled.signature(), Some(sig));
+    let unsigned = duplex_oci::Reference::parse_pinned(&d.reference).unwrap();
+    assert_eq!(
+        store
+            .cached(&unsigned, 64 << 20)
+            .unwrap()
+            .unwrap()
+            .signature(),
+        None
+    );
+}
