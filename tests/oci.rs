@@ -369,3 +369,91 @@ fn a_signature_beside_the_file_is_pushed_and_kept_in_the_cache() {
         None
     );
 }
+
+/// An `oci://` source may leave `sha256` to its manifest; when given, it
+/// must be the manifest's component. A session started without it
+/// records the digests it loaded, so a resume pins the same components.
+#[test]
+fn sha256_is_optional_for_an_oci_source_and_must_agree_when_given() {
+    let registry = Registry::start();
+    let at = registry.address();
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{at}/duplex/sim-duplex"),
+    );
+    let c = push(
+        &dist("sim-checks"),
+        &format!("oci://{at}/duplex/sim-checks"),
+    );
+    let place = Place::new();
+    let path = place.policy(&d.reference, &c.reference);
+    let without: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&d.sha256) && !l.contains(&c.sha256))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!without.contains(&d.sha256));
+    std::fs::write(&path, &without).unwrap();
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = place.duplex(&["apply", "policy.yaml", "--until", "Split"]);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let sessions = place.site.state_dir().join("sessions");
+    let session = std::fs::read_dir(&sessions)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let pins: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(session.join("plugins/oci-pins.json")).unwrap())
+            .unwrap();
+    assert_eq!(pins["sim-duplex"], d.sha256.as_str());
+    assert_eq!(pins["sim-checks"], c.sha256.as_str());
+    // A digest that is not the manifest's component: refused, placed.
+    let wrong = Place::new();
+    let path = wrong.policy(&d.reference, &c.reference);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        &format!("sha256: {}", c.sha256),
+        &format!("sha256: {}", d.sha256),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = wrong.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let stable = out
+        .stderr
+        .replace(&registry.port.to_string(), "PORT")
+        .replace(&c.manifest, "MANIFEST");
+    assert_golden(&golden("sha256-disagrees.expected"), &stable);
+
+    // Resumed with the registry gone and the OCI store emptied: the
+    // session's own copies, pinned by the recorded digests.
+    drop(registry);
+    std::fs::remove_dir_all(place.cache_dir().join("oci")).unwrap();
+    let out = place.duplex(&["resume"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Upgrade committed and finished"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A file source still needs its `sha256`.
+#[test]
+fn a_file_source_without_sha256_is_refused() {
+    let place = Place::new();
+    let path = place.site.policy("", "");
+    let text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&plugin_digest("sim-checks")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_golden(&golden("file-without-sha256.expected"), &out.stderr);
+}

@@ -8,6 +8,7 @@ use crate::engine::setup::{Plugins, pinned_copy};
 use crate::engine::{Event, JOURNAL_FORMAT, Session};
 use crate::journal::{LockedStateDir, SessionInfo, SessionWriter, TornTail};
 use crate::policy::{self, LoadedPolicy, PluginRef};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The session's copy of the policy it started with.
@@ -155,6 +156,13 @@ pub(super) fn create(
                 } else {
                     absolute(&policy.resolve(&p.source)).display().to_string()
                 },
+                // The digest it was loaded with, which an `oci://` source
+                // may leave to its manifest: an abort never needs the
+                // registry.
+                sha256: plugins
+                    .get(&p.name)
+                    .and_then(|loaded| loaded.sha256().parse().ok())
+                    .or_else(|| p.sha256.clone()),
                 ..p.clone()
             },
             with: spec.target.with.clone(),
@@ -170,6 +178,19 @@ pub(super) fn create(
         origin: policy.origin.clone(),
     };
     let mut files = vec![(PathBuf::from(POLICY_COPY), policy.text.clone().into_bytes())];
+    let oci_pins: BTreeMap<&str, &str> = spec
+        .plugins
+        .iter()
+        .filter(|p| duplex_oci::is_oci(&p.source))
+        .filter_map(|p| Some((p.name.as_str(), plugins.get(&p.name)?.sha256())))
+        .collect();
+    if !oci_pins.is_empty() {
+        files.push((
+            PathBuf::from(crate::engine::setup::OCI_PINS),
+            serde_json::to_vec(&oci_pins)
+                .map_err(|e| AppError::Internal(format!("cannot record the plugin pins: {e}")))?,
+        ));
+    }
     for (name, plugin) in plugins {
         if spec.plugin(name).is_none() {
             return Err(AppError::Internal(format!(

@@ -101,7 +101,13 @@ pub fn plugin_spec(
     PluginSpec {
         name: p.name.clone(),
         path: component,
-        sha256: p.sha256.to_string(),
+        // A file's pin; an `oci://` source's is its manifest's layer
+        // digest, set where the source is resolved (`component_source`).
+        sha256: p
+            .sha256
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         capabilities,
         limits: plugins::Limits {
             memory_bytes: p.limits.memory.bytes(),
@@ -158,6 +164,9 @@ pub fn protected_paths(
 #[derive(Debug, Clone)]
 pub struct ComponentSource {
     pub path: PathBuf,
+    /// The component's sha256 the policy pins, directly (`sha256`) or
+    /// through an `oci://` source's manifest.
+    pub sha256: String,
     /// What the registry's manifest said, for an `oci://` source.
     pub oci: Option<duplex_oci::Pulled>,
 }
@@ -192,20 +201,28 @@ pub fn component_source(
     if !duplex_oci::is_oci(&p.source) {
         return Ok(ComponentSource {
             path: policy.resolve(&p.source),
+            sha256: p
+                .sha256
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             oci: None,
         });
     }
     let pulled = host.pull_oci(&p.name, &p.source)?;
-    if pulled.sha256 != p.sha256.as_str() {
+    if let Some(pinned) = &p.sha256
+        && pulled.sha256 != pinned.as_str()
+    {
         return Err(PluginError::OciDigest {
             name: p.name.clone(),
             reference: p.source.clone(),
-            expected: p.sha256.to_string(),
+            expected: pinned.to_string(),
             actual: pulled.sha256,
         });
     }
     Ok(ComponentSource {
         path: pulled.path.clone(),
+        sha256: pulled.sha256.clone(),
         oci: Some(pulled),
     })
 }
@@ -245,13 +262,16 @@ pub fn load_for_policy(
                 continue;
             }
         };
-        let spec = plugin_spec(
-            p,
-            source.path,
-            state_dir,
-            &policy.policy.spec.software,
-            |path| policy.resolve(path),
-        );
+        let spec = PluginSpec {
+            sha256: source.sha256,
+            ..plugin_spec(
+                p,
+                source.path,
+                state_dir,
+                &policy.policy.spec.software,
+                |path| policy.resolve(path),
+            )
+        };
         if !host.is_cached(&spec.sha256) {
             on_compile(&p.name);
         }
@@ -313,10 +333,25 @@ pub fn load_pinned<'p>(
         readable: false,
     }];
     let mut loaded = Plugins::new();
+    let oci_pins = read_oci_pins(session_dir);
     for p in plugins {
-        let copy = pinned_copy(session_dir, &p.sha256.to_string());
+        // An `oci://` source without `sha256` is pinned by the component
+        // digest the session recorded when it started (else by the
+        // manifest, from the cache or the registry).
+        let (sha256, pulled) = match (&p.sha256, oci_pins.get(&p.name)) {
+            (Some(pin), _) => (pin.to_string(), None),
+            (None, Some(pin)) => (pin.clone(), None),
+            (None, None) if duplex_oci::is_oci(&p.source) => {
+                let pulled = host.pull_oci(&p.name, &p.source)?;
+                (pulled.sha256.clone(), Some(pulled.path))
+            }
+            (None, None) => (String::new(), None),
+        };
+        let copy = pinned_copy(session_dir, &sha256);
         let component = if copy.is_file() {
             copy
+        } else if let Some(path) = pulled {
+            path
         } else if duplex_oci::is_oci(&p.source) {
             host.pull_oci(&p.name, &p.source)?.path
         } else {
@@ -324,6 +359,7 @@ pub fn load_pinned<'p>(
         };
         let spec = PluginSpec {
             param_schemas: plugins::ParamSchemas::Ignored,
+            sha256,
             ..plugin_spec(p, component, Some(state_dir), software, &resolve)
         };
         if !host.is_cached(&spec.sha256) {
@@ -332,6 +368,18 @@ pub fn load_pinned<'p>(
         loaded.insert(p.name.clone(), host.load_guarded(&spec, &state)?);
     }
     Ok(loaded)
+}
+
+/// Where a session records the component digest of each plugin from an
+/// `oci://` source (`{"name": "<sha256>"}`): what a policy without
+/// `sha256` for it pinned when the session started.
+pub const OCI_PINS: &str = "plugins/oci-pins.json";
+
+fn read_oci_pins(session_dir: &Path) -> BTreeMap<String, String> {
+    crate::files::read_regular(&session_dir.join(OCI_PINS), "a pin record", 1 << 20)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 /// Where a session keeps its copy of a plugin component.

@@ -169,10 +169,18 @@ fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
             ));
         }
         let base = format!("/spec/plugins/{i}");
-        if duplex_oci::is_oci(&p.source)
-            && let Err(e) = duplex_oci::Reference::parse_pinned(&p.source)
-        {
-            out.push(Finding::value(format!("{base}/source"), e.to_string()));
+        if duplex_oci::is_oci(&p.source) {
+            if let Err(e) = duplex_oci::Reference::parse_pinned(&p.source) {
+                out.push(Finding::value(format!("{base}/source"), e.to_string()));
+            }
+        } else if p.sha256.is_none() {
+            out.push(Finding::value(
+                base.clone(),
+                format!(
+                    "plugin `{}` has no `sha256`: a plugin file is pinned by its digest (`duplex plugin inspect FILE` prints it); only an `oci://` source, pinned by its manifest digest, may leave it out",
+                    p.name
+                ),
+            ));
         }
         if p.limits.timeout.as_duration().is_zero() {
             out.push(Finding::value(

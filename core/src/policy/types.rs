@@ -414,10 +414,12 @@ pub struct PluginRef {
     /// on the loopback (`localhost`, `127.0.0.1`, `::1`: plain HTTP).
     #[schemars(length(min = 1))]
     pub source: String,
-    /// SHA-256 of the component, verified on every load; for an `oci://`
-    /// source it must be the digest of the manifest's layer (the one
+    /// SHA-256 of the component, verified on every load. Required for a
+    /// file; optional for an `oci://` source, whose manifest digest pins
+    /// its component's (when given, it must be that digest: the one
     /// `duplex plugin push` prints).
-    pub sha256: Sha256,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256>,
     /// What the plugin may use beyond logging; nothing by default.
     #[serde(default)]
     pub capabilities: Capabilities,
