@@ -457,3 +457,37 @@ fn a_file_source_without_sha256_is_refused() {
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert_golden(&golden("file-without-sha256.expected"), &out.stderr);
 }
+
+/// The store refuses a component over the size limit before downloading
+/// it, and a store directory others can write.
+#[test]
+fn the_store_limits_size_and_trusts_only_private_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start();
+    let c = push(
+        &dist("sim-checks"),
+        &format!("oci://{}/duplex/sim-checks", registry.address()),
+    );
+    let reference = duplex_oci::Reference::parse_pinned(&c.reference).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = duplex_oci::Store::new(dir.path().join("oci"));
+    match store.pull(&reference, 100_000) {
+        Err(duplex_oci::Error::TooLarge { size, limit, .. }) => {
+            assert_eq!((size, limit), (269_942, 100_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    let blobs = dir.path().join("oci/blobs/sha256");
+    assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0);
+    let pulled = store.pull(&reference, 64 << 20).unwrap();
+    assert!(!pulled.from_cache);
+    assert_eq!(pulled.sha256, c.sha256);
+    assert!(store.pull(&reference, 64 << 20).unwrap().from_cache);
+
+    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = store.pull(&reference, 64 << 20).unwrap_err().to_string();
+    assert!(
+        err.contains("it is writable by others (mode 0777)"),
+        "{err}"
+    );
+}
