@@ -129,6 +129,7 @@ impl Store {
         let hex = reference.pinned()?.to_string();
         self.check_dirs(true)?;
         let tmp = self.root.join("tmp");
+        remove_stale(&tmp);
         let client = crate::client(reference);
         let image = oci_client::Reference::with_digest(
             reference.registry.clone(),
@@ -446,6 +447,26 @@ impl Drop for Staged {
     fn drop(&mut self) {
         if self.file.is_some() {
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes downloads left in `tmp/` by a process that died more than a day
+/// ago (a live pull renames or removes its own file within its timeouts).
+fn remove_stale(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
