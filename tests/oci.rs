@@ -459,7 +459,8 @@ fn a_file_source_without_sha256_is_refused() {
 }
 
 /// The store refuses a component over the size limit before downloading
-/// it, and a store directory others can write.
+/// it, pulls a damaged entry again, and refuses a store directory others
+/// can write.
 #[test]
 fn the_store_limits_size_and_trusts_only_private_directories() {
     use std::os::unix::fs::PermissionsExt;
@@ -483,6 +484,18 @@ fn the_store_limits_size_and_trusts_only_private_directories() {
     assert!(!pulled.from_cache);
     assert_eq!(pulled.sha256, c.sha256);
     assert!(store.pull(&reference, 64 << 20).unwrap().from_cache);
+
+    // A damaged component in the cache is not used: pulled again.
+    let mut bytes = std::fs::read(&pulled.path).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&pulled.path, &bytes).unwrap();
+    assert!(store.cached(&reference, 64 << 20).unwrap().is_none());
+    let again = store.pull(&reference, 64 << 20).unwrap();
+    assert!(!again.from_cache);
+    assert_eq!(
+        duplex_core::plugins::sha256_hex(&std::fs::read(&again.path).unwrap()),
+        c.sha256
+    );
 
     std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = store.pull(&reference, 64 << 20).unwrap_err().to_string();
