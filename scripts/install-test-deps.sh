@@ -18,8 +18,9 @@
 # start on port 2379 is never used). The etcd-client crate compiles etcd's
 # protobuf API at build time: protoc (protobuf-compiler) and the well-known
 # .proto files it imports (libprotobuf-dev; without them the build fails
-# with `google/protobuf/descriptor.proto: File not found`). Nothing is
-# installed when everything is there.
+# with `google/protobuf/descriptor.proto: File not found`). The signing
+# tests (tests/signing.rs) check interoperability with Debian's minisign.
+# Nothing is installed when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 geckodriver_version=0.37.1
@@ -39,6 +40,7 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [[ -f /usr/include/google/protobuf/descriptor.proto ]] || missing+=(libprotobuf-dev)
 # tests/oci.rs runs a real OCI registry on the loopback (its own config and port).
 [[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
+command -v minisign >/dev/null || missing+=(minisign)
 if ((${#missing[@]})); then
     echo "install-test-deps: installing ${missing[*]}" >&2
     sudo=()

@@ -319,6 +319,12 @@ impl App {
         mut sink: Box<dyn EventSink>,
         cancel: &Cancel,
     ) -> Result<(Plugins, LoadedPolicy, Box<dyn EventSink>), AppError> {
+        // Signatures and the lock file first: a plugin is not even compiled
+        // unless the policy's trust in it holds.
+        let refused = super::lock::check(&policy);
+        if !refused.is_empty() {
+            return Err(AppError::Policy(policy.place(refused)));
+        }
         let host = self.host_for(setup::max_memory_bytes(&policy.policy.spec.plugins))?;
         let state_dir = self.state_dir().to_path_buf();
         if let Some(why) = cancel.reason() {

@@ -21,6 +21,7 @@ mod commands;
 mod control;
 pub mod drift;
 mod error;
+pub mod lock;
 mod open;
 mod query;
 #[cfg(test)]
@@ -127,8 +128,9 @@ impl App {
     /// What `validate` checks beyond the policy file itself: every plugin
     /// verified against its digest and described (no capabilities set up),
     /// providing what the policy asks with parameters its schemas accept;
-    /// every artifact a regular file matching its digest. Each problem is
-    /// placed in the policy file.
+    /// every artifact a regular file matching its digest; every required
+    /// signature valid and the lock file, if any, agreeing ([`lock::check`]).
+    /// Each problem is placed in the policy file.
     pub fn validate(&self, policy: &crate::policy::LoadedPolicy) -> Vec<crate::policy::Diagnostic> {
         let needed = crate::engine::setup::max_memory_bytes(&policy.policy.spec.plugins);
         let host = match self.host_for(needed) {
@@ -146,6 +148,7 @@ impl App {
             Err(findings) => findings,
         };
         findings.extend(crate::artifact::findings(policy));
+        findings.extend(lock::check(policy));
         policy.place(findings)
     }
 }

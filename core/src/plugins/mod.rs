@@ -35,6 +35,7 @@ mod output;
 pub mod params;
 mod sandbox;
 pub mod schema_limits;
+pub mod signature;
 mod source;
 mod spec;
 mod types;

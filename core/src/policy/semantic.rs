@@ -159,7 +159,53 @@ fn ago_text(ms: i64) -> HumanDuration {
     HumanDuration::from(std::time::Duration::from_millis(ms / step * step))
 }
 
+/// Trusted keys: unique names, well-formed keys; each plugin's `signedBy`
+/// names one of them.
+fn trusted_keys(spec: &Spec, out: &mut Vec<Finding>) {
+    let mut keys = HashSet::new();
+    for (i, k) in spec.trusted_keys.iter().enumerate() {
+        if !keys.insert(k.name.as_str()) {
+            out.push(Finding::value(
+                format!("/spec/trustedKeys/{i}/name"),
+                format!("trusted key `{}` is declared twice", k.name),
+            ));
+        }
+        if let Err(why) = crate::plugins::signature::TrustedKey::parse(&k.public_key) {
+            out.push(Finding::value(
+                format!("/spec/trustedKeys/{i}/publicKey"),
+                format!("trusted key `{}`: {why}", k.name),
+            ));
+        }
+    }
+    for (i, p) in spec.plugins.iter().enumerate() {
+        for (j, name) in p.signed_by.iter().enumerate() {
+            if !keys.contains(name.as_str()) {
+                let mut known: Vec<&str> = keys.iter().copied().collect();
+                known.sort_unstable();
+                let mut message = format!(
+                    "plugin `{}` must be signed by `{name}`, but no trusted key is named `{name}`",
+                    p.name
+                );
+                message.push_str(&did_you_mean(name, &known));
+                if known.is_empty() {
+                    message.push_str("; declare it in `spec.trustedKeys` (name and publicKey)");
+                } else {
+                    message.push_str(&format!(
+                        "; the policy's `trustedKeys` declare: {}",
+                        known.join(", ")
+                    ));
+                }
+                out.push(Finding::value(
+                    format!("/spec/plugins/{i}/signedBy/{j}"),
+                    message,
+                ));
+            }
+        }
+    }
+}
+
 fn plugins<'p>(spec: &'p Spec, out: &mut Vec<Finding>) -> HashSet<&'p str> {
+    trusted_keys(spec, out);
     let mut names = HashSet::new();
     for (i, p) in spec.plugins.iter().enumerate() {
         if !names.insert(p.name.as_str()) {

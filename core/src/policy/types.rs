@@ -85,6 +85,23 @@ pub struct Spec {
     /// The WebAssembly plugins this policy may call, pinned by digest.
     #[schemars(length(min = 1))]
     pub plugins: Vec<PluginRef>,
+    /// Public keys whose signatures a plugin may be required to carry
+    /// (its `signedBy`), each under a name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<TrustedKey>,
+}
+
+/// A public key the policy trusts to sign plugins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedKey {
+    /// How plugins' `signedBy` refer to this key.
+    #[schemars(regex(pattern = super::values::NAME_PATTERN))]
+    pub name: String,
+    /// The minisign ed25519 public key: the base64 line (`RW…`) of its
+    /// `.pub` file (`duplex plugin keygen` or `minisign -G` writes one).
+    #[schemars(length(min = 1))]
+    pub public_key: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -426,6 +443,12 @@ pub struct PluginRef {
     /// Sandbox limits for each call.
     #[serde(default)]
     pub limits: Limits,
+    /// Keys (names in `spec.trustedKeys`) of which one must have signed
+    /// the component: a valid minisign signature beside it
+    /// (`<source>.minisig`, as `duplex plugin sign` writes). Empty: no
+    /// signature is required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -106,6 +106,9 @@ pub enum Verb {
     Schema(SchemaArgs),
     /// Show the path a policy will take through the state model, touching nothing.
     Plan(plan::Args),
+    /// Record what a policy resolves to (plugin and artifact digests, plugin
+    /// signatures) in its lock file, POLICY.lock, to commit beside it.
+    Lock(lock::Args),
     /// Fleet rollouts: check, plan, apply, follow, pause, resume or abort one over the fleet on etcd.
     Rollout(rollout::Args),
     /// Write, build, inspect or verify plugins (WebAssembly components).
@@ -144,6 +147,7 @@ pub(crate) mod dirs;
 pub(crate) mod errors;
 mod fleet;
 mod grants;
+mod lock;
 pub(crate) mod operator;
 pub(crate) mod output;
 mod plan;
@@ -206,6 +210,7 @@ pub fn main() -> ExitCode {
         }
         Verb::Rollout(args) => rollout::run(&args, cli.output),
         Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),
+        Verb::Lock(args) => lock::run(&args, cli.output),
         Verb::Apply(args) => run::drive(run::Verb::Apply(args), cli.output, cli.state_dir),
         Verb::Status => status::status(cli.output, cli.state_dir),
         Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),

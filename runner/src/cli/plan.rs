@@ -18,6 +18,11 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
         Ok(loaded) => loaded,
         Err(err) => return errors::report_load(&err),
     };
+    // Required signatures and the lock file, as `validate` and `apply` check them.
+    let refused = duplex_core::app::lock::check(&loaded);
+    if !refused.is_empty() {
+        return errors::report_load(&policy::LoadError::Invalid(loaded.place(refused)));
+    }
     let plan = Plan::of(&loaded);
     let warnings = now().map(|now| loaded.warnings(now)).unwrap_or_default();
     let in_flight = in_flight(state_dir, &loaded);

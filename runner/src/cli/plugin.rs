@@ -17,6 +17,8 @@ mod build;
 mod new;
 #[path = "plugin_push.rs"]
 mod push;
+#[path = "plugin_sign.rs"]
+mod sign;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,6 +58,14 @@ pub enum Command {
     /// Exit 0, 1 if it is not a valid plugin or the registry refuses it, 2
     /// for a bad reference or an unreadable file.
     Push(push::Args),
+    /// Make a minisign-compatible signing key pair (unencrypted, as
+    /// `minisign -G -W`): the secret key (mode 0600) and the public key.
+    /// Exit 0, 1 if a key file exists (never overwritten).
+    Keygen(sign::KeygenArgs),
+    /// Sign a plugin component: writes FILE.minisig beside it (a minisign
+    /// detached signature; its trusted comment names the file and its
+    /// sha256). Exit 0, 1 for an unusable key, 2 if a file cannot be read.
+    Sign(sign::SignArgs),
 }
 
 pub fn run(args: &Args, output: Output) -> u8 {
@@ -65,6 +75,8 @@ pub fn run(args: &Args, output: Output) -> u8 {
         Command::New(args) => new::run(args, output),
         Command::Build(args) => build::run(args, output),
         Command::Push(args) => push::run(args, output),
+        Command::Keygen(args) => sign::keygen(args, output),
+        Command::Sign(args) => sign::sign(args, output),
     }
 }
 

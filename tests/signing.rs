@@ -1,0 +1,418 @@
+//! Plugin signatures and the lock file, through the `duplex` binary:
+//! `duplex plugin keygen|sign`, `spec.trustedKeys` and `signedBy` enforced
+//! by validate, plan and apply (golden messages, one test per golden file
+//! under tests/data/signing/), interoperability with Debian's minisign
+//! (installed by scripts/install-test-deps.sh), and `duplex lock`.
+//!
+//! The key pairs under tests/data/signing/ are test keys, published here on
+//! purpose (made with `minisign -G -W`), so the golden messages can name
+//! their key IDs.
+
+mod support;
+use std::path::{Path, PathBuf};
+use support::*;
+
+const VENDOR_PUB: &str = "RWSzIPmnZwUSQ1nK7b+VronWTjPqI9KR66VCSaV8QrE1wx+BteXRAI+w";
+const OTHER_PUB: &str = "RWRYYlCRPUcsBzSbpBshXVhtvDuGQIStPcF61O1wKMf8i86s0YCY5yEX";
+
+fn data(name: &str) -> PathBuf {
+    repo_root().join("tests/data/signing").join(name)
+}
+
+/// A scratch dir with copies of the simulator's plugins (signatures are
+/// written beside them, never beside the repository's) and a policy that
+/// refers to them by relative paths.
+struct Scratch {
+    site: Site,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let site = Site::new();
+        for name in ["sim-duplex", "sim-checks"] {
+            std::fs::copy(
+                repo_root().join(format!("plugins/dist/{name}.wasm")),
+                site.dir.path().join(format!("{name}.wasm")),
+            )
+            .unwrap();
+        }
+        Scratch { site }
+    }
+
+    fn dir(&self) -> &Path {
+        self.site.dir.path()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir().join(name).display().to_string()
+    }
+
+    /// The policy, with `keys` as its `spec.trustedKeys` block (YAML flow
+    /// list) and `signed_by` on sim-checks (a YAML flow list, or "").
+    fn policy(&self, keys: &str, signed_by: &str) -> String {
+        let root = repo_root();
+        let app = root.join("policies/artifacts/acme-app-2.4.1.pkg");
+        let signed = if signed_by.is_empty() {
+            String::new()
+        } else {
+            format!("\n      signedBy: {signed_by}")
+        };
+        let keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("  trustedKeys: {keys}\n")
+        };
+        let text = format!(
+            "apiVersion: duplex.dev/v1alpha1
+kind: UpgradePolicy
+metadata:
+  name: signed-upgrade
+spec:
+  target:
+    name: sim-test
+    plugin: sim-duplex
+    with: {{time-scale: 0}}
+  software:
+    - name: acme-app
+      version: \"2.4.1\"
+      source: {app}
+      sha256: 5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5
+  plugins:
+    - name: sim-duplex
+      source: sim-duplex.wasm
+      sha256: {d}
+      capabilities: {{storage: true, storageNamespace: sim}}
+    - name: sim-checks
+      source: sim-checks.wasm
+      sha256: {c}
+      capabilities: {{storage: true, storageNamespace: sim}}{signed}
+{keys}{GATES}",
+            app = app.display(),
+            d = plugin_digest("sim-duplex"),
+            c = plugin_digest("sim-checks"),
+        );
+        std::fs::write(self.site.policy_path(), text).unwrap();
+        self.site.policy_path().display().to_string()
+    }
+
+    fn duplex(&self, args: &[&str]) -> Run {
+        self.site.duplex(args)
+    }
+
+    fn sign(&self, plugin: &str, key: &str) {
+        let out = self.duplex(&[
+            "plugin",
+            "sign",
+            &self.path(plugin),
+            "--key",
+            data(key).to_str().unwrap(),
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    /// What a command said, with the scratch dir's path as `$DIR`.
+    fn normalized(&self, text: &str) -> String {
+        text.replace(&self.dir().display().to_string(), "$DIR")
+    }
+}
+
+fn keys(entries: &[(&str, &str)]) -> String {
+    let items: Vec<String> = entries
+        .iter()
+        .map(|(n, k)| format!("{{name: {n}, publicKey: \"{k}\"}}"))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// validate, plan and apply each refuse the policy with exit 1 and the
+/// same messages; the golden file holds validate's.
+fn refused_everywhere(s: &Scratch, golden: &str) {
+    let policy = s.path("policy.yaml");
+    let validate = s.duplex(&["validate", &policy]);
+    assert_eq!(validate.code, 1, "{}{}", validate.stdout, validate.stderr);
+    let messages = s.normalized(&validate.stderr);
+    assert_golden(&data(golden), &messages);
+    let plan = s.duplex(&["plan", &policy]);
+    assert_eq!(plan.code, 1, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        s.normalized(&plan.stderr),
+        messages,
+        "plan says what validate says"
+    );
+    let apply = s.duplex(&["apply", &policy]);
+    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
+    for line in messages.lines() {
+        assert!(
+            s.normalized(&apply.stderr).contains(line),
+            "apply does not say {line:?}:\n{}",
+            apply.stderr
+        );
+    }
+    assert_eq!(s.site.records(), "", "nothing was started");
+}
+
+#[test]
+fn keygen_writes_a_secret_key_readable_only_by_its_owner_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let (sk, pk) = (s.path("k.key"), s.path("k.pub"));
+    let out = s.duplex(&["plugin", "keygen", "--secret-key", &sk, "--public-key", &pk]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mode = std::fs::metadata(&sk).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let public = std::fs::read_to_string(&pk).unwrap();
+    let line = public.lines().nth(1).unwrap();
+    assert!(out.stdout.contains(line), "{}", out.stdout);
+    let before = std::fs::read(&sk).unwrap();
+    let again = s.duplex(&[
+        "plugin",
+        "keygen",
+        "--secret-key",
+        &sk,
+        "--public-key",
+        &s.path("other.pub"),
+    ]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("exists; not overwriting a key"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(std::fs::read(&sk).unwrap(), before);
+    assert!(!s.dir().join("other.pub").exists());
+
+    // A key made here signs a plugin that a policy trusting it accepts.
+    let sign = s.duplex(&["plugin", "sign", &s.path("sim-checks.wasm"), "--key", &sk]);
+    assert_eq!(sign.code, 0, "{}", sign.stderr);
+    let policy = s.policy(&keys(&[("mine", line)]), "[mine]");
+    let ok = s.duplex(&["validate", &policy]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+#[test]
+fn a_signed_plugin_validates_plans_and_applies_and_the_signature_names_it() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "vendor.key");
+    let sig = std::fs::read_to_string(s.dir().join("sim-checks.wasm.minisig")).unwrap();
+    assert!(
+        sig.contains(&format!(
+            "trusted comment: plugin:sim-checks.wasm sha256:{}",
+            plugin_digest("sim-checks")
+        )),
+        "{sig}"
+    );
+    let policy = s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]");
+    let validate = s.duplex(&["validate", &policy]);
+    assert_eq!(validate.code, 0, "{}", validate.stderr);
+    let plan = s.duplex(&["plan", &policy]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let apply = s.duplex(&["apply", &policy]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(!s.site.records().is_empty(), "a session ran");
+}
+
+#[test]
+fn an_unsigned_plugin_is_refused() {
+    let s = Scratch::new();
+    s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]");
+    refused_everywhere(&s, "unsigned.expected");
+}
+
+#[test]
+fn a_signature_by_an_untrusted_key_is_refused() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "other.key");
+    s.policy(
+        &keys(&[("vendor", VENDOR_PUB), ("other", OTHER_PUB)]),
+        "[vendor]",
+    );
+    refused_everywhere(&s, "untrusted-key.expected");
+}
+
+#[test]
+fn a_bad_signature_is_refused() {
+    let s = Scratch::new();
+    // A signature of other bytes, put beside this plugin.
+    s.sign("sim-duplex.wasm", "vendor.key");
+    std::fs::rename(
+        s.dir().join("sim-duplex.wasm.minisig"),
+        s.dir().join("sim-checks.wasm.minisig"),
+    )
+    .unwrap();
+    s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]");
+    refused_everywhere(&s, "bad-signature.expected");
+}
+
+#[test]
+fn a_malformed_signature_file_is_refused() {
+    let s = Scratch::new();
+    std::fs::write(s.dir().join("sim-checks.wasm.minisig"), "not a signature\n").unwrap();
+    s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]");
+    refused_everywhere(&s, "malformed-signature.expected");
+}
+
+#[test]
+fn an_unknown_key_name_is_refused() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "vendor.key");
+    s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendr]");
+    let out = s.duplex(&["validate", &s.path("policy.yaml")]);
+    assert_eq!(out.code, 1);
+    assert_golden(&data("unknown-key.expected"), &s.normalized(&out.stderr));
+}
+
+#[test]
+fn a_malformed_public_key_is_refused() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "vendor.key");
+    s.policy(
+        &keys(&[("vendor", "RWSzIPmnZwUSQ1nK7b+not-a-key")]),
+        "[vendor]",
+    );
+    let out = s.duplex(&["validate", &s.path("policy.yaml")]);
+    assert_eq!(out.code, 1);
+    assert_golden(&data("malformed-key.expected"), &s.normalized(&out.stderr));
+}
+
+/// Our signature verifies with `minisign -V`, and minisign's with us.
+#[test]
+fn signatures_interoperate_with_minisign() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "vendor.key");
+    let verified = run(std::process::Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(data("vendor.pub"))
+        .arg("-m")
+        .arg(s.dir().join("sim-checks.wasm")));
+    assert_eq!(
+        verified.code, 0,
+        "minisign -V refused duplex's signature: {}{}",
+        verified.stdout, verified.stderr
+    );
+    assert!(
+        verified
+            .stdout
+            .contains("Signature and comment signature verified")
+    );
+
+    // minisign signs sim-duplex with the `other` key; we verify it.
+    let signed = run(std::process::Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(data("other.key"))
+        .arg("-t")
+        .arg("signed by minisign")
+        .arg("-m")
+        .arg(s.dir().join("sim-duplex.wasm")));
+    assert_eq!(signed.code, 0, "{}{}", signed.stdout, signed.stderr);
+    let policy = s.policy(
+        &keys(&[("vendor", VENDOR_PUB), ("other", OTHER_PUB)]),
+        "[vendor]",
+    );
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "      source: sim-duplex.wasm\n",
+        "      source: sim-duplex.wasm\n      signedBy: [other]\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let out = s.duplex(&["validate", &policy]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lock = s.duplex(&["lock", &policy]);
+    assert_eq!(lock.code, 0, "{}", lock.stderr);
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{policy}.lock")).unwrap()).unwrap();
+    assert_eq!(lock["plugins"]["sim-duplex"]["signature"]["key"], "other");
+    assert_eq!(
+        lock["plugins"]["sim-duplex"]["signature"]["keyId"],
+        "72C473D91506258"
+    );
+}
+
+#[test]
+fn lock_records_digests_and_signatures_and_a_disagreeing_lock_is_refused() {
+    let s = Scratch::new();
+    s.sign("sim-checks.wasm", "vendor.key");
+    let policy = s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]");
+    let lock_path = format!("{policy}.lock");
+
+    // No lock file: everything proceeds as before.
+    assert_eq!(s.duplex(&["validate", &policy]).code, 0);
+
+    let first = s.duplex(&["lock", &policy]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.stdout, format!("{lock_path}: written\n"));
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    assert_eq!(lock["lockVersion"], 1);
+    assert_eq!(lock["policy"], "signed-upgrade");
+    assert_eq!(
+        lock["plugins"]["sim-checks"],
+        serde_json::json!({
+            "source": "sim-checks.wasm",
+            "sha256": plugin_digest("sim-checks"),
+            "signature": {"status": "verified", "key": "vendor", "keyId": "43120567A7F920B3"},
+        })
+    );
+    assert_eq!(
+        lock["plugins"]["sim-duplex"]["signature"],
+        serde_json::json!({"status": "unsigned"})
+    );
+    assert_eq!(
+        lock["artifacts"]["acme-app"]["sha256"],
+        "5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5"
+    );
+    let again = s.duplex(&["lock", &policy]);
+    assert_eq!(again.stdout, format!("{lock_path}: up to date\n"));
+
+    // The lock agrees: validate, plan and apply proceed.
+    assert_eq!(s.duplex(&["validate", &policy]).code, 0);
+    assert_eq!(s.duplex(&["plan", &policy]).code, 0);
+
+    // The policy changes (sim-duplex now signed and required so): the lock
+    // disagrees, everything refuses, naming the field and both values.
+    s.sign("sim-duplex.wasm", "vendor.key");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "      source: sim-duplex.wasm\n",
+        "      source: sim-duplex.wasm\n      signedBy: [vendor]\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    refused_everywhere(&s, "lock-disagrees.expected");
+    let refused = s.duplex(&["lock", &policy]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("run `duplex lock --update"),
+        "{}",
+        refused.stderr
+    );
+    let updated = s.duplex(&["lock", "--update", &policy]);
+    assert_eq!(updated.code, 0, "{}", updated.stderr);
+    assert_eq!(updated.stdout, format!("{lock_path}: updated\n"));
+    assert_eq!(s.duplex(&["validate", &policy]).code, 0);
+    let apply = s.duplex(&["apply", &policy]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+}
+
+#[test]
+fn a_malformed_lock_file_is_an_error_naming_its_path() {
+    let s = Scratch::new();
+    let policy = s.policy("", "");
+    let lock_path = format!("{policy}.lock");
+    std::fs::write(&lock_path, "{\"lockVersion\": 1, \"plugins\": 3}\n").unwrap();
+    let validate = s.duplex(&["validate", &policy]);
+    assert_eq!(validate.code, 1);
+    assert_golden(
+        &data("malformed-lock.expected"),
+        &s.normalized(&validate.stderr),
+    );
+    let lock = s.duplex(&["lock", &policy]);
+    assert_eq!(lock.code, 1);
+    assert!(
+        lock.stderr
+            .contains(&format!("the lock file {lock_path} is malformed")),
+        "{}",
+        lock.stderr
+    );
+    let update = s.duplex(&["lock", "--update", &policy]);
+    assert_eq!(update.code, 0, "{}", update.stderr);
+    assert_eq!(s.duplex(&["validate", &policy]).code, 0);
+}
