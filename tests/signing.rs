@@ -416,3 +416,63 @@ fn a_malformed_lock_file_is_an_error_naming_its_path() {
     assert_eq!(update.code, 0, "{}", update.stderr);
     assert_eq!(s.duplex(&["validate", &policy]).code, 0);
 }
+
+/// A changed artifact pin and an extra entry in the lock file are each
+/// named, with both values; `plan` and `apply` refuse what `validate` does.
+#[test]
+fn a_lock_file_names_a_changed_artifact_pin_and_a_plugin_the_policy_dropped() {
+    let s = Scratch::new();
+    let policy = s.policy("", "");
+    let lock_path = format!("{policy}.lock");
+    assert_eq!(s.duplex(&["lock", &policy]).code, 0);
+    // The lock file says acme-app had another digest and lists a plugin
+    // the policy does not declare.
+    let mut lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let old = "0000000000000000000000000000000000000000000000000000000000000000";
+    lock["artifacts"]["acme-app"]["sha256"] = old.into();
+    lock["plugins"]["retired"] = lock["plugins"]["sim-checks"].clone();
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    for verb in ["validate", "plan", "apply"] {
+        let out = s.duplex(&[verb, &policy]);
+        assert_eq!(out.code, 1, "{verb}: {}", out.stderr);
+        let text = s.normalized(&out.stderr);
+        assert!(
+            text.contains(&format!(
+                "spec.software[0].sha256: artifact `acme-app`: sha256 is now \
+                 5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5, but {old} in \
+                 the lock file $DIR/policy.yaml.lock; if the change is intended, run \
+                 `duplex lock --update $DIR/policy.yaml`"
+            )),
+            "{verb}: {text}"
+        );
+        assert!(
+            text.contains(
+                "the lock file $DIR/policy.yaml.lock records plugin `retired`, which the policy \
+                 no longer declares"
+            ),
+            "{verb}: {text}"
+        );
+    }
+    assert_eq!(s.site.records(), "");
+    assert_eq!(s.duplex(&["lock", "--update", &policy]).code, 0);
+    assert_eq!(s.duplex(&["plan", &policy]).code, 0);
+}
+
+/// The lock file is no policy: `duplex validate` of every `*.yaml` beside
+/// it does not pick it up, and validating it as a policy says so plainly.
+#[test]
+fn the_lock_file_is_not_taken_for_a_policy() {
+    let s = Scratch::new();
+    let policy = s.policy("", "");
+    assert_eq!(s.duplex(&["lock", &policy]).code, 0);
+    let yaml: Vec<String> = std::fs::read_dir(s.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+        .collect();
+    assert_eq!(yaml, ["policy.yaml"]);
+    let out = s.duplex(&["validate", &format!("{policy}.lock")]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+}
