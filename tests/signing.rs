@@ -476,3 +476,93 @@ fn the_lock_file_is_not_taken_for_a_policy() {
     let out = s.duplex(&["validate", &format!("{policy}.lock")]);
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
+
+/// The agent refuses what `apply` refuses: a committed policy whose
+/// plugin is unsigned starts nothing, nor one whose lock file disagrees;
+/// once the signature and an agreeing lock file are committed beside it,
+/// the policy runs to the end.
+#[test]
+fn the_agent_refuses_an_unsigned_plugin_and_a_disagreeing_lock_then_runs_the_fixed_policy() {
+    use support::agent::*;
+    let s = Scratch::new();
+    let text =
+        std::fs::read_to_string(s.policy(&keys(&[("vendor", VENDOR_PUB)]), "[vendor]")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let policies = repo.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for name in ["sim-duplex.wasm", "sim-checks.wasm"] {
+        std::fs::copy(s.dir().join(name), policies.join(name)).unwrap();
+    }
+    std::fs::write(policies.join("p.yaml"), &text).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(
+        &repo,
+        &["commit", "-qm", "a policy whose plugin is unsigned"],
+    );
+    let agent = start_agent(dir.path(), &repo);
+    let sessions = || {
+        std::fs::read_dir(agent.state.join("sessions"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let wait_log = |needle: &str| {
+        let started = std::time::Instant::now();
+        while !agent.log().contains(needle) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the agent never said {needle:?}:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_log("must be signed by `vendor`, but it is unsigned");
+    assert_eq!(sessions(), 0);
+
+    // Signed now, but the committed lock file records another digest for
+    // the artifact: still nothing starts.
+    let sign = s.duplex(&[
+        "plugin",
+        "sign",
+        policies.join("sim-checks.wasm").to_str().unwrap(),
+        "--key",
+        data("vendor.key").to_str().unwrap(),
+    ]);
+    assert_eq!(sign.code, 0, "{}", sign.stderr);
+    let policy = policies.join("p.yaml");
+    let lock = s.duplex(&["lock", policy.to_str().unwrap()]);
+    assert_eq!(lock.code, 0, "{}", lock.stderr);
+    let lock_path = policies.join("p.yaml.lock");
+    let good_lock = std::fs::read_to_string(&lock_path).unwrap();
+    let old = "0000000000000000000000000000000000000000000000000000000000000000";
+    std::fs::write(
+        &lock_path,
+        good_lock.replace(
+            "5df80e6b86efa50d1aaf17c7d4aa5ead9cc6eafc4e09a13563af898770475fb5",
+            old,
+        ),
+    )
+    .unwrap();
+    std::fs::write(&policy, format!("{text}# signed\n")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "signed, with a stale lock file"]);
+    wait_log(&format!("but {old} in the lock file"));
+    assert_eq!(sessions(), 0);
+
+    // The lock file agrees: the policy runs to the end.
+    std::fs::write(&lock_path, &good_lock).unwrap();
+    std::fs::write(&policy, format!("{text}# signed and locked\n")).unwrap();
+    let relock = s.duplex(&["lock", "--update", policy.to_str().unwrap()]);
+    assert_eq!(relock.code, 0, "{}", relock.stderr);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "signed and locked"]);
+    let done = agent.wait_for("the signed, locked policy is achieved", |v| {
+        !v["agent"]["achieved"].is_null()
+    });
+    let ended = done["status"]["session"]["session"]["ended"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(ended.eq_ignore_ascii_case("committed"), "{done}");
+}
