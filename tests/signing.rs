@@ -566,3 +566,29 @@ fn the_agent_refuses_an_unsigned_plugin_and_a_disagreeing_lock_then_runs_the_fix
         .unwrap_or_default();
     assert!(ended.eq_ignore_ascii_case("committed"), "{done}");
 }
+
+/// An encrypted (password-protected) minisign key without its password is
+/// refused, saying what to do; duplex never prompts. (Signing with
+/// `--password-file` runs scrypt with 1 GiB, too heavy for the suite; it
+/// was checked by hand against `minisign -V`.)
+#[test]
+fn an_encrypted_key_without_its_password_is_refused_plainly() {
+    let s = Scratch::new();
+    let out = s.duplex(&[
+        "plugin",
+        "sign",
+        &s.path("sim-checks.wasm"),
+        "--key",
+        data("encrypted.key").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "encrypted.key: it is encrypted (password-protected): give its password with \
+             --password-file, or use an unencrypted key (`duplex plugin keygen`, or `minisign -G -W`)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.dir().join("sim-checks.wasm.minisig").exists());
+}

@@ -161,12 +161,22 @@ pub fn secret_key(text: &str, password: Option<String>) -> Result<SecretKey, Str
         (Err(_), None) if let Some(key) = unencrypted_without_checksum(text) => Ok(key),
         (Err(_), Some(password)) => SecretKey::from_box(boxed, Some(password))
             .map_err(|e| format!("cannot decrypt it with the password given ({e})")),
-        (Err(e), None) => Err(format!(
-            "it is not an unencrypted key ({e}): give the password of an encrypted \
-             (password-protected) key with --password-file, or use an unencrypted key \
-             (`duplex plugin keygen`, or `minisign -G -W`)"
-        )),
+        (Err(_), None) if is_encrypted(text) => Err(
+            "it is encrypted (password-protected): give its password with --password-file, \
+             or use an unencrypted key (`duplex plugin keygen`, or `minisign -G -W`)"
+                .into(),
+        ),
+        (Err(e), None) => Err(format!("it is not a usable minisign secret key ({e})")),
     }
+}
+
+/// Whether a secret key file's key is encrypted (its KDF is not "none").
+fn is_encrypted(text: &str) -> bool {
+    use ct_codecs::{Base64, Decoder};
+    text.lines()
+        .nth(1)
+        .and_then(|line| Base64::decode_to_vec(line.trim(), None).ok())
+        .is_some_and(|bytes| bytes.len() > 4 && bytes[2..4] != [0, 0])
 }
 
 /// An unencrypted secret key (KDF "none") whose checksum is all zeros.
