@@ -504,3 +504,97 @@ fn the_store_limits_size_and_trusts_only_private_directories() {
         "{err}"
     );
 }
+
+/// A signature pushed with a component is what `signedBy` verifies, and
+/// the lock file records the manifest digest and who signed it; a plugin
+/// pushed unsigned is refused where the policy requires a signature.
+#[test]
+fn a_signed_plugin_from_a_registry_is_verified_and_locked() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim-checks.wasm");
+    std::fs::copy(dist("sim-checks"), &file).unwrap();
+    let key = repo_root().join("tests/data/signing/vendor.key");
+    let out = duplex_run(&[
+        "plugin",
+        "sign",
+        file.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "sign: {}", out.stderr);
+    let c = push(
+        &file,
+        &format!("oci://{}/duplex/checks:1", registry.address()),
+    );
+    let d = push(
+        &dist("sim-duplex"),
+        &format!("oci://{}/duplex/sim-duplex:1", registry.address()),
+    );
+    let public =
+        std::fs::read_to_string(repo_root().join("tests/data/signing/vendor.pub")).unwrap();
+    let public = public.lines().nth(1).unwrap();
+    let place = Place::new();
+    let path = place.policy(&d.reference, &c.reference);
+    let require = |who: &str| {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen(
+            "spec:\n",
+            &format!("spec:\n  trustedKeys:\n    - name: vendor\n      publicKey: {public}\n"),
+            1,
+        );
+        let source = if who == "sim-checks" {
+            &c.reference
+        } else {
+            &d.reference
+        };
+        let text = text.replacen(
+            &format!("source: {source}\n"),
+            &format!("source: {source}\n      signedBy: [vendor]\n"),
+            1,
+        );
+        assert!(text.contains("signedBy"), "{text}");
+        std::fs::write(&path, text).unwrap();
+    };
+
+    require("sim-checks");
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = place.duplex(&["lock", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path.with_extension("yaml.lock")).unwrap())
+            .unwrap();
+    let checks = &lock["plugins"]["sim-checks"];
+    assert_eq!(checks["ociManifest"], format!("sha256:{}", c.manifest));
+    assert_eq!(checks["sha256"], c.sha256.as_str());
+    assert_eq!(checks["signature"]["status"], "verified");
+    assert_eq!(checks["signature"]["key"], "vendor");
+    assert_eq!(
+        lock["plugins"]["sim-duplex"]["signature"]["status"],
+        "unsigned"
+    );
+    assert_eq!(
+        lock["plugins"]["sim-duplex"]["ociManifest"],
+        format!("sha256:{}", d.manifest)
+    );
+    let out = place.duplex(&["apply", "policy.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The same policy requiring the unsigned one too.
+    std::fs::remove_file(path.with_extension("yaml.lock")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        &format!("source: {}\n", d.reference),
+        &format!("source: {}\n      signedBy: [vendor]\n", d.reference),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = place.duplex(&["validate", "policy.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("plugin `sim-duplex` must be signed by `vendor`, but it is unsigned: the registry's manifest"),
+        "{}",
+        out.stderr
+    );
+}

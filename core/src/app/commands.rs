@@ -321,7 +321,7 @@ impl App {
     ) -> Result<(Plugins, LoadedPolicy, Box<dyn EventSink>), AppError> {
         // Signatures and the lock file first: a plugin is not even compiled
         // unless the policy's trust in it holds.
-        let refused = super::lock::check(&policy);
+        let refused = self.trust_findings(&policy);
         if !refused.is_empty() {
             return Err(AppError::Policy(policy.place(refused)));
         }

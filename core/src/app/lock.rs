@@ -91,6 +91,24 @@ impl std::fmt::Display for SignatureStatus {
     }
 }
 
+/// Where a plugin entry's component is (a file of the policy, or an
+/// `oci://` source found in or pulled into the cache) and the digest it is
+/// pinned to, or why it cannot be had: `App` passes
+/// `engine::setup::component_source` over its plugin host.
+pub type Sources<'a> =
+    dyn Fn(&crate::policy::PluginRef) -> Result<crate::engine::setup::ComponentSource, String> + 'a;
+
+/// An `oci://` source's manifest digest (`sha256:<hex>`), for the lock.
+fn oci_manifest(source: &str) -> Option<String> {
+    if !duplex_oci::is_oci(source) {
+        return None;
+    }
+    duplex_oci::Reference::parse_pinned(source)
+        .ok()
+        .and_then(|r| r.digest)
+        .map(|hex| format!("sha256:{hex}"))
+}
+
 /// What a policy resolves to now, and what is wrong with its signatures.
 pub struct Resolution {
     pub lock: LockFile,
@@ -102,7 +120,7 @@ pub struct Resolution {
 /// against the keys the policy trusts. `strict` (for `duplex lock`): a
 /// plugin file that cannot be read or does not match its pin is a finding
 /// too (elsewhere the plugin loader says so).
-pub fn resolve(policy: &LoadedPolicy, strict: bool) -> Resolution {
+pub fn resolve(policy: &LoadedPolicy, strict: bool, sources: &Sources<'_>) -> Resolution {
     let spec = &policy.policy.spec;
     let keys: Vec<(&str, Option<TrustedKey>)> = spec
         .trusted_keys
@@ -112,10 +130,33 @@ pub fn resolve(policy: &LoadedPolicy, strict: bool) -> Resolution {
     let mut findings = Vec::new();
     let mut plugins = BTreeMap::new();
     for (i, p) in spec.plugins.iter().enumerate() {
-        let path = policy.resolve(&p.source);
         let at = format!("/spec/plugins/{i}/signedBy");
+        let pinned = p
+            .sha256
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let source = match sources(p) {
+            Ok(source) => source,
+            Err(why) => {
+                if strict {
+                    findings.push(Finding::value(format!("/spec/plugins/{i}/source"), why));
+                }
+                plugins.insert(
+                    p.name.clone(),
+                    LockedPlugin {
+                        source: p.source.clone(),
+                        sha256: pinned,
+                        oci_manifest: oci_manifest(&p.source),
+                        signature: SignatureStatus::Unsigned,
+                    },
+                );
+                continue;
+            }
+        };
+        let path = source.path.clone();
         let bytes = match crate::plugins::read_plugin_file(&path) {
-            Ok(bytes) if crate::plugins::sha256_hex(&bytes) == p.sha256.as_str() => Some(bytes),
+            Ok(bytes) if crate::plugins::sha256_hex(&bytes) == source.sha256 => Some(bytes),
             Ok(bytes) => {
                 if strict {
                     findings.push(Finding::value(
@@ -125,7 +166,7 @@ pub fn resolve(policy: &LoadedPolicy, strict: bool) -> Resolution {
                             p.name,
                             path.display(),
                             crate::plugins::sha256_hex(&bytes),
-                            p.sha256
+                            source.sha256
                         ),
                     ));
                 }
@@ -155,8 +196,8 @@ pub fn resolve(policy: &LoadedPolicy, strict: bool) -> Resolution {
             p.name.clone(),
             LockedPlugin {
                 source: p.source.clone(),
-                sha256: p.sha256.to_string(),
-                oci_manifest: None,
+                sha256: source.sha256,
+                oci_manifest: oci_manifest(&p.source),
                 signature: status,
             },
         );
@@ -196,6 +237,17 @@ fn status(
     let sig_path = signature::signature_path(path);
     let text = match signature::signature_text(path) {
         Ok(Some(text)) => text,
+        Ok(None) if required && duplex_oci::is_oci(&p.source) => {
+            return Err(format!(
+                "plugin `{}` must be signed by {}, but it is unsigned: the registry's manifest \
+                 for {} carries no `{}` annotation (sign the file with `duplex plugin sign FILE \
+                 --key SECRET_KEY`, then push it again: the signature travels with it)",
+                p.name,
+                names(&p.signed_by),
+                p.source,
+                duplex_oci::SIGNATURE_ANNOTATION
+            ));
+        }
         Ok(None) if required => {
             return Err(format!(
                 "plugin `{}` must be signed by {}, but it is unsigned: there is no {} beside {} \
@@ -476,7 +528,7 @@ pub fn differences(
 /// What every front end checks before using a policy's plugins: each
 /// plugin's required signature, and agreement with the lock file beside
 /// the policy (when there is one). Each problem placed in the policy.
-pub fn check(policy: &LoadedPolicy) -> Vec<Finding> {
+pub fn check(policy: &LoadedPolicy, sources: &Sources<'_>) -> Vec<Finding> {
     let path = lock_path(&policy.file);
     let locked = read_lock(&path);
     let required = policy
@@ -489,7 +541,7 @@ pub fn check(policy: &LoadedPolicy) -> Vec<Finding> {
         // No signature required, no lock file: nothing to read (as before both existed).
         return Vec::new();
     }
-    let Resolution { lock, mut findings } = resolve(policy, false);
+    let Resolution { lock, mut findings } = resolve(policy, false, sources);
     match locked {
         Ok(None) => {}
         Ok(Some(locked)) => findings.extend(differences(policy, &lock, &locked, &path)),
@@ -524,8 +576,12 @@ pub enum LockRefused {
 /// Write the lock file of `policy` (`duplex lock`): what the policy
 /// resolves to now. An existing lock file that disagrees (or is malformed)
 /// is replaced only with `update`.
-pub fn lock(policy: &LoadedPolicy, update: bool) -> Result<Locked, LockRefused> {
-    let Resolution { lock, findings } = resolve(policy, true);
+pub fn lock(
+    policy: &LoadedPolicy,
+    update: bool,
+    sources: &Sources<'_>,
+) -> Result<Locked, LockRefused> {
+    let Resolution { lock, findings } = resolve(policy, true, sources);
     if !findings.is_empty() {
         return Err(LockRefused::Findings(findings));
     }

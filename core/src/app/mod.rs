@@ -88,6 +88,42 @@ impl App {
         }
     }
 
+    /// Required signatures and agreement with the lock file (see
+    /// [`lock::check`]): what every front end checks before using a
+    /// policy's plugins. An `oci://` plugin is found in the cache or pulled.
+    pub fn trust_findings(
+        &self,
+        policy: &crate::policy::LoadedPolicy,
+    ) -> Vec<crate::policy::Finding> {
+        lock::check(policy, &self.plugin_sources(policy))
+    }
+
+    /// Writes (or with `update` rewrites) the policy's lock file.
+    pub fn lock(
+        &self,
+        policy: &crate::policy::LoadedPolicy,
+        update: bool,
+    ) -> Result<lock::Locked, lock::LockRefused> {
+        lock::lock(policy, update, &self.plugin_sources(policy))
+    }
+
+    /// Plugin entries' components for [`lock`]: a file as the policy names
+    /// it; an `oci://` source through this app's plugin host (so its cache).
+    fn plugin_sources<'a>(
+        &'a self,
+        policy: &'a crate::policy::LoadedPolicy,
+    ) -> impl Fn(&crate::policy::PluginRef) -> Result<crate::engine::setup::ComponentSource, String> + 'a
+    {
+        move |p| {
+            if !duplex_oci::is_oci(&p.source) {
+                return Ok(crate::engine::setup::file_source(policy, p));
+            }
+            let needed = crate::engine::setup::max_memory_bytes(&policy.policy.spec.plugins);
+            let host = self.host_for(needed).map_err(|e| e.to_string())?;
+            crate::engine::setup::component_source(&host, policy, p).map_err(|e| e.to_string())
+        }
+    }
+
     /// The shared plugin host, able to run plugins whose memory limit is up
     /// to `max_memory_bytes`. Every memory of the host's instance pool
     /// reserves that much address space, so the host is sized to what its
@@ -148,7 +184,7 @@ impl App {
             Err(findings) => findings,
         };
         findings.extend(crate::artifact::findings(policy));
-        findings.extend(lock::check(policy));
+        findings.extend(self.trust_findings(policy));
         policy.place(findings)
     }
 }

@@ -171,22 +171,17 @@ pub struct ComponentSource {
     pub oci: Option<duplex_oci::Pulled>,
 }
 
-impl ComponentSource {
-    /// The component's minisign signature text, if it has one: for an
-    /// `oci://` source the manifest's `dev.duplex.signature.minisign`
-    /// annotation (kept in the cache beside the component), for a file the
-    /// `<file>.minisig` beside it.
-    pub fn signature(&self) -> Option<String> {
-        match &self.oci {
-            Some(pulled) => pulled.signature().map(str::to_string),
-            None => {
-                let mut sig = self.path.clone().into_os_string();
-                sig.push(".minisig");
-                let bytes =
-                    crate::files::read_regular(Path::new(&sig), "a signature", 64 << 10).ok()?;
-                String::from_utf8(bytes).ok()
-            }
-        }
+/// Plugin entry `p`'s file, when its source is not `oci://`: the path
+/// relative to the policy and the `sha256` it pins.
+pub fn file_source(policy: &LoadedPolicy, p: &PluginRef) -> ComponentSource {
+    ComponentSource {
+        path: policy.resolve(&p.source),
+        sha256: p
+            .sha256
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        oci: None,
     }
 }
 
@@ -199,15 +194,7 @@ pub fn component_source(
     p: &PluginRef,
 ) -> Result<ComponentSource, PluginError> {
     if !duplex_oci::is_oci(&p.source) {
-        return Ok(ComponentSource {
-            path: policy.resolve(&p.source),
-            sha256: p
-                .sha256
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            oci: None,
-        });
+        return Ok(file_source(policy, p));
     }
     let pulled = host.pull_oci(&p.name, &p.source)?;
     if let Some(pinned) = &p.sha256

@@ -33,9 +33,9 @@ pub fn signature_path(file: &Path) -> PathBuf {
 
 /// THE signature lookup: the signature text for a resolved plugin source,
 /// `None` when it carries none. For a file source, the text of
-/// `<file>.minisig` beside it. (OCI sources: the integrator adds the case
-/// returning the text the pull stored from the manifest annotation
-/// `dev.duplex.signature.minisign`.)
+/// `<file>.minisig` beside it; for an `oci://` source, the path is the
+/// component in the cache, beside which the pull stored the manifest's
+/// `dev.duplex.signature.minisign` annotation under the same name.
 pub fn signature_text(source: &Path) -> Result<Option<String>, String> {
     let path = signature_path(source);
     match std::fs::symlink_metadata(&path) {

@@ -445,7 +445,9 @@ pub struct PluginRef {
     pub limits: Limits,
     /// Keys (names in `spec.trustedKeys`) of which one must have signed
     /// the component: a valid minisign signature beside it
-    /// (`<source>.minisig`, as `duplex plugin sign` writes). Empty: no
+    /// (`<source>.minisig`, as `duplex plugin sign` writes), or for an
+    /// `oci://` source the one `duplex plugin push` carried in its manifest.
+    /// Empty: no
     /// signature is required.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_by: Vec<String>,

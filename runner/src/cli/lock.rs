@@ -3,7 +3,7 @@
 //! artifact's digest and each plugin's signature status.
 
 use super::{Output, errors, exit, output};
-use duplex_core::app::lock::{self, LockRefused, Locked};
+use duplex_core::app::lock::{LockRefused, Locked};
 use duplex_core::policy::{self, LoadError};
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ pub fn run(args: &Args, format: Output) -> u8 {
         Ok(loaded) => loaded,
         Err(err) => return errors::report_load(&err),
     };
-    let (path, what) = match lock::lock(&loaded, args.update) {
+    let (path, what) = match super::validation_app().lock(&loaded, args.update) {
         Ok(Locked::Written(path)) => (path, "written"),
         Ok(Locked::Updated(path)) => (path, "updated"),
         Ok(Locked::UpToDate(path)) => (path, "up to date"),

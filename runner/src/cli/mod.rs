@@ -177,7 +177,7 @@ pub(crate) fn app_for(state_dir: std::path::PathBuf) -> duplex_core::app::App {
 
 /// The application layer for commands that need no state dir (`validate`):
 /// only the plugin cache is used.
-fn validation_app() -> duplex_core::app::App {
+pub(crate) fn validation_app() -> duplex_core::app::App {
     duplex_core::app::App::new(duplex_core::app::AppConfig {
         state_dir: std::path::PathBuf::from("."),
         cache_dir: Some(dirs::default_cache_dir()),

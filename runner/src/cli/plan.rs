@@ -19,7 +19,7 @@ pub fn run(args: &Args, output_format: Output, state_dir: Option<PathBuf>) -> u8
         Err(err) => return errors::report_load(&err),
     };
     // Required signatures and the lock file, as `validate` and `apply` check them.
-    let refused = duplex_core::app::lock::check(&loaded);
+    let refused = super::validation_app().trust_findings(&loaded);
     if !refused.is_empty() {
         return errors::report_load(&policy::LoadError::Invalid(loaded.place(refused)));
     }
