@@ -123,11 +123,14 @@ fn records(state: &Path) -> u64 {
         .count() as u64
 }
 
-fn bench_on(c: &mut Criterion, label: &str, base: &Path) -> Duration {
+/// `loaded_components`: the host's table of loaded components (0: none,
+/// every session reads, checks, maps and links the cache entry again).
+fn bench_on(c: &mut Criterion, label: &str, base: &Path, loaded_components: usize) -> Duration {
     std::fs::create_dir_all(base).unwrap();
     let policy = policy_file(base);
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(base.join("shared/cache")),
+        loaded_components,
         ..HostConfig::default()
     })
     .unwrap();
@@ -182,12 +185,15 @@ fn main() {
         std::env::temp_dir().join("duplex-bench-tmpfs")
     };
     let disk_base = Path::new(ROOT).join("target").join("bench-session");
-    let on_tmpfs = bench_on(&mut c, "tmpfs", &fast_base);
-    let on_disk = bench_on(&mut c, "disk", &disk_base);
+    // The same sessions with the host's table of loaded components turned
+    // off: what each session cost before the table (same build, same run).
+    let without = bench_on(&mut c, "tmpfs-no-table", &fast_base.join("no-table"), 0);
+    let on_tmpfs = bench_on(&mut c, "tmpfs", &fast_base, 16);
+    let on_disk = bench_on(&mut c, "disk", &disk_base, 16);
     let _ = std::fs::remove_dir_all(&fast_base);
     let _ = std::fs::remove_dir_all(&disk_base);
     c.final_summary();
     println!(
-        "\nSummary: a whole session takes {on_tmpfs:?} on tmpfs (the runner's own cost, target ≤ 5 ms) and {on_disk:?} on disk (fsyncs included)."
+        "\nSummary: a whole session takes {on_tmpfs:?} on tmpfs (the runner's own cost, target ≤ 5 ms; {without:?} without the table of loaded components) and {on_disk:?} on disk (fsyncs included)."
     );
 }

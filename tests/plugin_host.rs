@@ -467,11 +467,13 @@ fn misbehaving_plugins_do_not_disturb_others() {
 }
 
 /// A host with a cache of its own, and the well-behaved plugin (the temporary
-/// dirs live as long as the caller keeps them).
+/// dirs live as long as the caller keeps them). The host keeps no loaded
+/// component in memory, so that every load goes to the cache on disk.
 fn fresh_cache() -> (PluginHost, tempfile::TempDir, tempfile::TempDir, PluginSpec) {
     let cache = tempfile::tempdir().unwrap();
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.path().to_path_buf()),
+        loaded_components: 0,
         ..HostConfig::default()
     })
     .unwrap();
@@ -852,6 +854,7 @@ fn a_cache_others_can_write_is_refused_and_their_entries_are_never_run() {
     let cache = base.path().join("cache");
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.clone()),
+        loaded_components: 0,
         ..HostConfig::default()
     })
     .unwrap();
@@ -1072,4 +1075,173 @@ fn a_store_failing_on_the_host_side_is_a_host_fault_whatever_the_plugin_returns(
             .contains("check `gate`: the runner's `storage` capability failed on the host"),
         "{e}"
     );
+}
+
+/// A host with a cache of its own keeping at most `loaded` components in
+/// memory.
+fn table_host(loaded: usize) -> (PluginHost, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        loaded_components: loaded,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    (host, cache)
+}
+
+/// A component loaded once is taken from the host's table on the next
+/// load (no cache entry read), but the file is still verified against the
+/// pin every time: changed bytes under the same pin are refused, and the
+/// table does not make a plugin loadable once its file is gone.
+#[test]
+fn a_loaded_component_is_reused_and_its_file_still_verified_every_load() {
+    let (host, _cache) = table_host(4);
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(None, dir.path());
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Miss);
+    assert_eq!(host.loaded_components(), 1);
+    let again = host.load(&s).unwrap();
+    assert_eq!(again.cache_status(), CacheStatus::Memory);
+    assert_eq!(again.info().name, "hostile");
+    assert_eq!(
+        again.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+    // The session's copy is written from the bytes that were verified.
+    assert_eq!(again.component_bytes(), std::fs::read(&s.path).unwrap());
+    // The cache entry is not what a reuse reads: removing it changes nothing.
+    std::fs::remove_file(host.cache_entry(&s.sha256).unwrap()).unwrap();
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Memory);
+
+    // Other bytes under the same pin: refused before the table is looked at.
+    let good = std::fs::read(&s.path).unwrap();
+    let mut changed = good.clone();
+    changed.extend_from_slice(b"\n;; changed\n");
+    std::fs::write(&s.path, &changed).unwrap();
+    match host.load(&s) {
+        Err(PluginError::DigestMismatch {
+            expected, actual, ..
+        }) => {
+            assert_eq!(expected, s.sha256);
+            assert_eq!(actual, sha256_hex(&changed));
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    std::fs::remove_file(&s.path).unwrap();
+    assert!(
+        matches!(host.load(&s), Err(PluginError::Unreadable { .. })),
+        "a plugin whose file is gone loaded from the table"
+    );
+    std::fs::write(&s.path, &good).unwrap();
+    assert_eq!(host.load(&s).unwrap().cache_status(), CacheStatus::Memory);
+}
+
+/// The table holds the component, never a policy's grants or limits: the
+/// same bytes loaded under another policy's grants get that policy's checks
+/// and nothing of the first's.
+#[test]
+fn a_reused_component_gets_the_grants_and_limits_of_the_load_that_asks() {
+    let (host, _cache) = table_host(4);
+    let dir = tempfile::tempdir().unwrap();
+    let kv = dir.path().join("kv");
+    let mut granted = spec(Some("storage"), dir.path());
+    granted.capabilities.storage.dir = Some(kv.clone());
+    let with_storage = host.load(&granted).unwrap();
+    assert_eq!(
+        with_storage.check(&ctx(), "gate").unwrap().value.verdict,
+        Verdict::Pass
+    );
+
+    // The same bytes under a policy that grants nothing.
+    let bare = PluginSpec {
+        capabilities: Capabilities::default(),
+        ..granted.clone()
+    };
+    let p = host.load(&bare).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Memory);
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("capability `storage` not granted to plugin `hostile` by the policy"),
+        "{e}"
+    );
+
+    // Grants are checked against the component on a reuse as on a first
+    // load: the skeleton imports no WASI, so WASI environment granted to it
+    // is refused, even right after a load that had it in the table.
+    let skeleton = spec(None, dir.path());
+    assert!(host.load(&skeleton).is_ok());
+    let mut with_env = skeleton.clone();
+    with_env.capabilities.wasi.env = vec![("SITE".into(), "lab".into())];
+    let e = host.load(&with_env).unwrap_err();
+    assert!(matches!(e, PluginError::Grant { .. }), "{e}");
+    assert_eq!(
+        host.load(&skeleton).unwrap().cache_status(),
+        CacheStatus::Memory
+    );
+
+    // Another policy's limits: its memory cap, not the first load's.
+    let dir2 = tempfile::tempdir().unwrap();
+    let bomb = spec(Some("memory-bomb"), dir2.path());
+    let e = host.load(&bomb).unwrap().check(&ctx(), "gate").unwrap_err();
+    assert!(
+        matches!(e, CallError::MemoryLimit { limit, .. } if limit == Limits::DEFAULT_MEMORY_BYTES),
+        "{e}"
+    );
+    let small = PluginSpec {
+        limits: Limits {
+            memory_bytes: 2 << 20,
+            ..Limits::default()
+        },
+        ..bomb.clone()
+    };
+    let p = host.load(&small).unwrap();
+    assert_eq!(p.cache_status(), CacheStatus::Memory);
+    let e = p.check(&ctx(), "gate").unwrap_err();
+    assert!(
+        matches!(e, CallError::MemoryLimit { limit, .. } if limit == 2 << 20),
+        "the 2 MiB limit did not hold on a reused component: {e}"
+    );
+}
+
+/// The table is bounded: beyond its capacity the least recently used
+/// component is dropped (and loads from the cache on disk again), and a
+/// host told to keep none keeps none.
+#[test]
+fn the_table_of_loaded_components_keeps_at_most_its_capacity() {
+    let (host, _cache) = table_host(2);
+    let dir = tempfile::tempdir().unwrap();
+    let a = spec(None, dir.path());
+    let b = spec(Some("trap"), dir.path());
+    let c = spec(Some("storage"), dir.path());
+    for s in [&a, &b, &c] {
+        assert_eq!(host.load(s).unwrap().cache_status(), CacheStatus::Miss);
+    }
+    assert_eq!(host.loaded_components(), 2);
+    // `a` was the least recently used: gone from the table, still cached.
+    assert_eq!(host.load(&a).unwrap().cache_status(), CacheStatus::Hit);
+    // Now `b` was: `c` stays.
+    assert_eq!(host.load(&c).unwrap().cache_status(), CacheStatus::Memory);
+    assert_eq!(host.load(&b).unwrap().cache_status(), CacheStatus::Hit);
+    assert_eq!(host.loaded_components(), 2);
+    // Forty distinct components later, still two.
+    for i in 0..40 {
+        // A comment: other file bytes, so another digest, same code.
+        let wat = format!("{}\n;; {i}\n", assemble(None));
+        let path = dir.path().join(format!("many-{i}.wat"));
+        std::fs::write(&path, &wat).unwrap();
+        let s = PluginSpec {
+            path,
+            sha256: sha256_hex(wat.as_bytes()),
+            ..a.clone()
+        };
+        host.load(&s).unwrap();
+        assert!(host.loaded_components() <= 2);
+    }
+
+    let (none, _cache) = table_host(0);
+    assert_eq!(none.load(&a).unwrap().cache_status(), CacheStatus::Miss);
+    assert_eq!(none.load(&a).unwrap().cache_status(), CacheStatus::Hit);
+    assert_eq!(none.loaded_components(), 0);
 }

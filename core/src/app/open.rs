@@ -197,24 +197,9 @@ pub(super) fn create(
                 "plugin `{name}` is not in the policy"
             )));
         }
-        // The file it was loaded from (for an `oci://` source, its copy in
-        // the plugin cache).
-        let source = plugin.spec().path.clone();
-        let bytes = std::fs::read(&source).map_err(|e| {
-            AppError::Internal(format!(
-                "cannot copy plugin `{name}` from {}: {e}",
-                source.display()
-            ))
-        })?;
-        // The file must still be what was verified and loaded.
-        let digest = crate::plugins::sha256_hex(&bytes);
-        if digest != plugin.sha256() {
-            return Err(AppError::Internal(format!(
-                "plugin `{name}` ({}) changed while the session was being started (sha256 {digest}, loaded {}); nothing was written",
-                source.display(),
-                plugin.sha256()
-            )));
-        }
+        // The copy is the very bytes that were verified against the pin
+        // and loaded (not the file read again: it may have changed since).
+        let bytes = plugin.component_bytes().to_vec();
         let relative = pinned_copy(Path::new(""), plugin.sha256());
         if !files.iter().any(|(p, _)| *p == relative) {
             files.push((relative, bytes));

@@ -29,7 +29,6 @@ use wasmtime::{AsContextMut, Result};
 /// the whole world once, at load (the generated `PluginIndices::new`, so a
 /// component that does not fit says so in the generated words), and each
 /// call looks up and type-checks only the function it calls.
-#[derive(Clone)]
 pub(crate) struct Linked<T: 'static> {
     pub pre: InstancePre<T>,
     pub describe: ComponentExportIndex,
@@ -37,6 +36,20 @@ pub(crate) struct Linked<T: 'static> {
     pub operate: ComponentExportIndex,
     pub install: ComponentExportIndex,
     pub partner: ComponentExportIndex,
+}
+
+// Not derived: that would ask `T: Clone`, which an `InstancePre` does not need.
+impl<T: 'static> Clone for Linked<T> {
+    fn clone(&self) -> Self {
+        Linked {
+            pre: self.pre.clone(),
+            describe: self.describe,
+            check: self.check,
+            operate: self.operate,
+            install: self.install,
+            partner: self.partner,
+        }
+    }
 }
 
 impl<T: 'static> Linked<T> {

@@ -52,6 +52,9 @@ pub enum CacheStatus {
     Rebuilt,
     /// No cache configured: compiled.
     Disabled,
+    /// Already loaded in this process: taken from the host's table of
+    /// loaded components (the file was still verified against its pin).
+    Memory,
 }
 
 pub(crate) struct Cache {

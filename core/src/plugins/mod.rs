@@ -38,6 +38,7 @@ pub mod schema_limits;
 pub mod signature;
 mod source;
 mod spec;
+mod table;
 mod types;
 
 pub use cache::CacheStatus;
@@ -88,8 +89,20 @@ struct Shared {
     cache: cache::Cache,
     /// Plugins pulled from OCI registries, inside the cache dir (`oci/`).
     oci: Option<duplex_oci::Store>,
+    /// Components loaded in this process, by digest (see `table.rs`).
+    loaded: table::Table<Resident>,
     protected: Vec<ProtectedPath>,
     stop: Arc<AtomicBool>,
+}
+
+/// What the host keeps of a loaded component: it depends on the bytes
+/// alone, never on the policy that loaded them.
+#[derive(Clone)]
+struct Resident {
+    pre: Linked<HostState>,
+    imports: Vec<String>,
+    /// What `describe` returned, under these limits.
+    described: Option<(Limits, Arc<w::PluginInfo>)>,
 }
 
 impl Drop for Shared {
@@ -149,6 +162,7 @@ impl PluginHost {
                     .cache_dir
                     .as_ref()
                     .map(|dir| duplex_oci::Store::new(dir.join("oci"))),
+                loaded: table::Table::new(config.loaded_components),
                 protected,
                 stop,
             }),
@@ -251,50 +265,26 @@ impl PluginHost {
                 ),
             });
         }
-        let compile = || {
-            // Text (WAT) plugins, which wasmtime also takes, are checked as
-            // the binary they stand for.
-            let binary = wat::parse_bytes(&bytes)?;
-            code_limits::check(&binary).map_err(wasmtime::Error::new)?;
-            s.engine.precompile_component(&binary)
-        };
-        let (component, cache_status) =
-            s.cache
-                .load(&s.engine, &actual, compile)
-                .map_err(|e| match e.downcast::<code_limits::OverLimit>() {
-                    Ok(code_limits::OverLimit::Compile(message)) => {
-                        PluginError::OverCompileLimits {
-                            name: name.clone(),
-                            path: spec.path.clone(),
-                            message,
-                        }
-                    }
-                    Ok(code_limits::OverLimit::Sandbox(message)) => {
-                        PluginError::OverSandboxLimits {
-                            name: name.clone(),
-                            path: spec.path.clone(),
-                            message,
-                        }
-                    }
-                    Err(e) => PluginError::Invalid {
-                        name: name.clone(),
-                        path: spec.path.clone(),
-                        message: format!("{e:#}"),
+        let (pre, imported, cache_status, known) = match s.loaded.get(&actual) {
+            Some(resident) => (
+                resident.pre,
+                resident.imports,
+                CacheStatus::Memory,
+                resident.described,
+            ),
+            None => {
+                let (pre, imported, status) = self.link(spec, &bytes, &actual)?;
+                s.loaded.insert(
+                    &actual,
+                    Resident {
+                        pre: pre.clone(),
+                        imports: imported.clone(),
+                        described: None,
                     },
-                })?;
-        let pre = s
-            .linker
-            .instantiate_pre(&component)
-            .and_then(Linked::new)
-            .map_err(|e| PluginError::Incompatible {
-                name: name.clone(),
-                message: format!("{e:#}"),
-            })?;
-        let imported: Vec<String> = component
-            .component_type()
-            .imports(&s.engine)
-            .map(|(import, _)| import.to_string())
-            .collect();
+                );
+                (pre, imported, status, None)
+            }
+        };
         let imports: BTreeSet<String> = imported
             .iter()
             .map(|import| unversioned(import).to_string())
@@ -335,10 +325,11 @@ impl PluginHost {
                 cache_status,
                 info: None,
                 imports: imported,
+                bytes,
             }),
         };
         let info = plugin
-            .described(&s.cache)
+            .described(&s.cache, &s.loaded, known)
             .map_err(|source| PluginError::Describe {
                 name: name.clone(),
                 source: Box::new(source),
@@ -349,6 +340,64 @@ impl PluginHost {
         Ok(plugin)
     }
 
+    /// Compiles the verified `bytes` (or takes them from the on-disk
+    /// cache), links them and lists their imports.
+    fn link(
+        &self,
+        spec: &PluginSpec,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(Linked<HostState>, Vec<String>, CacheStatus), PluginError> {
+        let s = &self.shared;
+        let name = &spec.name;
+        let compile = || {
+            // Text (WAT) plugins, which wasmtime also takes, are checked as
+            // the binary they stand for.
+            let binary = wat::parse_bytes(bytes)?;
+            code_limits::check(&binary).map_err(wasmtime::Error::new)?;
+            s.engine.precompile_component(&binary)
+        };
+        let (component, cache_status) = s.cache.load(&s.engine, digest, compile).map_err(|e| {
+            match e.downcast::<code_limits::OverLimit>() {
+                Ok(code_limits::OverLimit::Compile(message)) => PluginError::OverCompileLimits {
+                    name: name.clone(),
+                    path: spec.path.clone(),
+                    message,
+                },
+                Ok(code_limits::OverLimit::Sandbox(message)) => PluginError::OverSandboxLimits {
+                    name: name.clone(),
+                    path: spec.path.clone(),
+                    message,
+                },
+                Err(e) => PluginError::Invalid {
+                    name: name.clone(),
+                    path: spec.path.clone(),
+                    message: format!("{e:#}"),
+                },
+            }
+        })?;
+        let pre = s
+            .linker
+            .instantiate_pre(&component)
+            .and_then(Linked::new)
+            .map_err(|e| PluginError::Incompatible {
+                name: name.clone(),
+                message: format!("{e:#}"),
+            })?;
+        let imported: Vec<String> = component
+            .component_type()
+            .imports(&s.engine)
+            .map(|(import, _)| import.to_string())
+            .collect();
+        Ok((pre, imported, cache_status))
+    }
+
+    /// How many components this host holds loaded (at most
+    /// [`HostConfig::loaded_components`]).
+    pub fn loaded_components(&self) -> usize {
+        self.shared.loaded.len()
+    }
+
     /// The engine (for benchmarks and tools).
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
@@ -357,8 +406,9 @@ impl PluginHost {
     /// Whether a component with this digest is in the precompile cache (so
     /// loading it takes milliseconds, not seconds of compiling).
     pub fn is_cached(&self, sha256: &str) -> bool {
-        self.cache_entry(&sha256.to_ascii_lowercase())
-            .is_some_and(|p| p.is_file())
+        let sha256 = sha256.to_ascii_lowercase();
+        self.shared.loaded.contains(&sha256)
+            || self.cache_entry(&sha256).is_some_and(|p| p.is_file())
     }
 
     /// Where the precompiled artifact of a component with this digest is cached.
@@ -412,6 +462,8 @@ struct Inner {
     /// The interfaces the component imports, as it names them
     /// (`duplex:plugin/http@0.1.0`).
     imports: Vec<String>,
+    /// The component file's bytes, as verified against the pin.
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -435,6 +487,13 @@ impl LoadedPlugin {
 
     pub fn spec(&self) -> &PluginSpec {
         &self.inner.spec
+    }
+
+    /// The bytes of the component file this plugin was loaded from, as
+    /// they were verified against the pinned sha256 (a session's copy of
+    /// the plugin is written from them: no second read or hash).
+    pub fn component_bytes(&self) -> &[u8] {
+        &self.inner.bytes
     }
 
     /// Whether the compiled code came from the cache.
@@ -468,10 +527,20 @@ impl LoadedPlugin {
     /// under these limits, from the cache when the component's digest has
     /// a record there (`describe` gets no capability, so the component and
     /// the limits determine what it returns), else from a call.
-    fn described(&self, cache: &cache::Cache) -> Result<PluginInfo, CallError> {
+    /// `known`: what the host's table holds for the component.
+    fn described(
+        &self,
+        cache: &cache::Cache,
+        table: &table::Table<Resident>,
+        known: Option<(Limits, Arc<w::PluginInfo>)>,
+    ) -> Result<PluginInfo, CallError> {
         let inner = &*self.inner;
         let limits = &inner.spec.limits;
-        let raw = match cache.described(&inner.sha256, limits) {
+        let from_table = known
+            .filter(|(l, _)| l == limits)
+            .map(|(_, raw)| (*raw).clone());
+        let had = from_table.is_some();
+        let raw = match from_table.or_else(|| cache.described(&inner.sha256, limits)) {
             Some(raw) => raw,
             None => {
                 let raw: w::PluginInfo = self
@@ -486,6 +555,10 @@ impl LoadedPlugin {
                 raw
             }
         };
+        if !had {
+            let recorded = Arc::new(raw.clone());
+            table.update(&inner.sha256, |r| r.described = Some((*limits, recorded)));
+        }
         bindings::plugin_info(raw, inner.spec.param_schemas).map_err(|message| {
             CallError::InvalidOutput {
                 plugin: self.name().into(),

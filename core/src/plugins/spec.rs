@@ -105,6 +105,12 @@ pub struct HostConfig {
     /// How the pooling allocator resets a slot between calls (for the
     /// benchmarks that chose the default; see [`PoolTuning`]).
     pub pool_tuning: PoolTuning,
+    /// How many loaded components the host keeps in memory, by digest, so
+    /// that loading the same plugin again (the next session of an agent)
+    /// skips reading, checking, mapping and linking its cache entry; the
+    /// least recently used is dropped beyond this. `0`: none kept. The
+    /// plugin file is verified against its pin on every load all the same.
+    pub loaded_components: usize,
 }
 
 /// How the pooling allocator gives a call's memories and tables back.
@@ -146,6 +152,7 @@ impl Default for HostConfig {
             pool_size: 64,
             max_memory_bytes: Limits::DEFAULT_MEMORY_BYTES,
             pool_tuning: PoolTuning::default(),
+            loaded_components: 16,
         }
     }
 }
