@@ -20,7 +20,10 @@
 # .proto files it imports (libprotobuf-dev; without them the build fails
 # with `google/protobuf/descriptor.proto: File not found`). The signing
 # tests (tests/signing.rs) check interoperability with Debian's minisign.
-# Nothing is installed when everything is there.
+# The Python plugins' tests build with componentize-py, which
+# scripts/install-plugin-toolchain-python.sh installs from PyPI (pinned) into
+# ~/.cache/duplex/toolchains/python. Nothing is installed when everything is
+# there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 geckodriver_version=0.37.1
@@ -53,3 +56,5 @@ if ! "$tools/bin/geckodriver" --version 2>/dev/null | grep -q "^geckodriver $gec
     echo "install-test-deps: building geckodriver $geckodriver_version into $tools/bin" >&2
     cargo install --quiet --locked geckodriver --version "$geckodriver_version" --root "$tools"
 fi
+
+scripts/install-plugin-toolchain-python.sh

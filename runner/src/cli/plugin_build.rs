@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 
 #[path = "plugin_build/cargo.rs"]
 mod cargo;
+#[path = "plugin_build/python.rs"]
+pub(super) mod python;
 #[path = "plugin_build/toolchain.rs"]
 mod toolchain;
 
@@ -34,8 +36,9 @@ Examples:
 cargo runs as usual (CARGO_TARGET_DIR, CARGO_HOME and the crate's Cargo.lock apply); \
 once the dependencies are in the cargo cache no network is needed.")]
 pub struct Args {
-    /// The plugin crate's directory (its Cargo.toml has `crate-type =
-    /// ["cdylib", …]`).
+    /// The plugin's directory: a crate (its Cargo.toml has `crate-type =
+    /// ["cdylib", …]`), or a Python plugin project (its duplex-plugin.toml
+    /// says `language = "python"`; built by componentize-py).
     #[arg(value_name = "CRATE_DIR", default_value = ".")]
     pub crate_dir: PathBuf,
     /// Where to write the component [default: CRATE_DIR/dist/NAME.wasm].
@@ -92,15 +95,45 @@ impl Failure {
     }
 }
 
+/// A Python plugin, built by componentize-py.
+#[derive(Serialize)]
+struct BuiltPython {
+    /// The component.
+    file: String,
+    sha256: String,
+    size: u64,
+    /// The name in duplex-plugin.toml.
+    plugin: String,
+    language: &'static str,
+    /// The WIT world it was built against (in the project's wit/).
+    world: String,
+    /// `componentize-py 0.25.1`.
+    componentizer: String,
+    /// The componentize-py that ran.
+    toolchain: String,
+}
+
 pub fn run(args: &Args, output: Output) -> u8 {
-    match build(args) {
-        Ok(built) => {
-            match output {
-                Output::Json => output::json_pretty(&built),
-                Output::Human => print_built(&built),
+    let result = if python::is_project(&args.crate_dir) {
+        build_python(args).map(|built| match output {
+            Output::Json => output::json_pretty(&built),
+            Output::Human => {
+                print_file(&built.file, built.size, &built.sha256);
+                output::line(&format!(
+                    "  built by: {} ({}, world `{}`)",
+                    built.componentizer, built.toolchain, built.world
+                ));
+                print_pin(&built.plugin, &built.file, &built.sha256);
             }
-            exit::OK
-        }
+        })
+    } else {
+        build(args).map(|built| match output {
+            Output::Json => output::json_pretty(&built),
+            Output::Human => print_built(&built),
+        })
+    };
+    match result {
+        Ok(()) => exit::OK,
         Err(failure) => {
             match output {
                 Output::Json => {
@@ -111,6 +144,44 @@ pub fn run(args: &Args, output: Output) -> u8 {
             failure.code
         }
     }
+}
+
+/// The default place of the component: `DIR/dist/NAME.wasm`.
+fn default_out(args: &Args, name: &str) -> PathBuf {
+    let dist = Path::new("dist").join(format!("{name}.wasm"));
+    if args.crate_dir == Path::new(".") {
+        dist
+    } else {
+        args.crate_dir.join(dist)
+    }
+}
+
+fn build_python(args: &Args) -> Result<BuiltPython, Failure> {
+    let project = python::read_project(&args.crate_dir).map_err(Failure::usage)?;
+    super::new::name::check(&project.name).map_err(|problem| {
+        Failure::invalid(format!(
+            "{}: `name = \"{}\"`: {problem}",
+            args.crate_dir.join(python::MARKER).display(),
+            project.name
+        ))
+    })?;
+    let (program, version) = python::componentize_py().map_err(Failure::invalid)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(args, &project.name));
+    let component =
+        python::build(&project, &program, &out, args.quiet).map_err(Failure::invalid)?;
+    Ok(BuiltPython {
+        file: out.display().to_string(),
+        sha256: plugins::sha256_hex(&component),
+        size: component.len() as u64,
+        plugin: project.name,
+        language: "python",
+        world: project.world,
+        componentizer: version,
+        toolchain: program.display().to_string(),
+    })
 }
 
 fn build(args: &Args) -> Result<Built, Failure> {
@@ -135,14 +206,10 @@ fn build(args: &Args) -> Result<Built, Failure> {
             core_module.display()
         ))
     })?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        let dist = Path::new("dist").join(format!("{}.wasm", package.name));
-        if args.crate_dir == Path::new(".") {
-            dist
-        } else {
-            args.crate_dir.join(dist)
-        }
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(args, &package.name));
     write_atomically(&out, &component)
         .map_err(|e| Failure::invalid(format!("cannot write {}: {e}", out.display())))?;
 
@@ -257,17 +324,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn print_built(built: &Built) {
-    output::line(&format!("Built {} ({} bytes)", built.file, built.size));
-    output::line(&format!("  sha256:   {}", built.sha256));
+    print_file(&built.file, built.size, &built.sha256);
     output::line(&format!("  compiler: {} ({})", built.compiler, built.route));
+    print_pin(&built.plugin, &built.file, &built.sha256);
+}
+
+fn print_file(file: &str, size: u64, sha256: &str) {
+    output::line(&format!("Built {file} ({size} bytes)"));
+    output::line(&format!("  sha256:   {sha256}"));
+}
+
+fn print_pin(plugin: &str, file: &str, sha256: &str) {
     output::line("Pin it in a policy:");
     output::line("  plugins:");
-    output::line(&format!("    - name: {}", built.plugin));
+    output::line(&format!("    - name: {plugin}"));
     output::line(&format!(
-        "      source: {}   # relative to the policy file",
-        built.file
+        "      source: {file}   # relative to the policy file"
     ));
-    output::line(&format!("      sha256: {}", built.sha256));
+    output::line(&format!("      sha256: {sha256}"));
 }
 
 #[cfg(test)]

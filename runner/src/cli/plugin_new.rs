@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 #[path = "plugin_new/lockfile.rs"]
 pub(super) mod lockfile;
 #[path = "plugin_new/name.rs"]
-mod name;
+pub(super) mod name;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
