@@ -1,0 +1,246 @@
+//! A plugin written in Python, end to end with the `duplex` binary:
+//! `policies/python-plugin.yaml` as shipped (its 127.0.0.1:8080 replaced by
+//! a health server this test runs on loopback) gates the simulated upgrade
+//! on plugins/dist/py-http-health.wasm (componentize-py, CPython inside).
+//!
+//! The component is 18 MB: the debug-built duplex compiles it in about 40 s
+//! (cranelift at opt-level 2, two busy cores). Every test here shares the
+//! compiled-plugin cache of the test run (support::plugin_cache_dir), which
+//! the first test to get there fills while the others wait, so the suite
+//! pays for the compile once.
+
+mod support;
+use support::*;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// An HTTP server on loopback answering every request with `answer`
+/// (status line, JSON body); counts the requests to `/health`.
+struct Health {
+    origin: String,
+    answer: Arc<Mutex<(u16, String)>>,
+    asked: Arc<Mutex<usize>>,
+}
+
+impl Health {
+    fn start(status: u16, body: &str) -> Health {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let answer = Arc::new(Mutex::new((status, body.to_string())));
+        let asked = Arc::new(Mutex::new(0));
+        let (a, n) = (answer.clone(), asked.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                serve(conn, &a, &n);
+            }
+        });
+        Health {
+            origin,
+            answer,
+            asked,
+        }
+    }
+
+    fn asked(&self) -> usize {
+        *self.asked.lock().unwrap()
+    }
+}
+
+fn serve(mut conn: TcpStream, answer: &Mutex<(u16, String)>, asked: &Mutex<usize>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let (status, body) = if head.starts_with("GET /health ") {
+        *asked.lock().unwrap() += 1;
+        answer.lock().unwrap().clone()
+    } else {
+        (404, "{}".to_string())
+    };
+    let reason = if status == 200 { "OK" } else { "Not OK" };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// policies/python-plugin.yaml with its origin replaced by `origin` and its
+/// relative paths made absolute, written into `site`.
+fn render_policy(site: &Site, origin: &str) -> PathBuf {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("policies/python-plugin.yaml")).unwrap();
+    assert!(text.contains("http://127.0.0.1:8080"), "{text}");
+    let text = text
+        .replace("http://127.0.0.1:8080", origin)
+        .replace(
+            "source: ../plugins/dist/",
+            &format!("source: {}/", root.join("plugins/dist").display()),
+        )
+        .replace(
+            "source: artifacts/",
+            &format!("source: {}/", root.join("policies/artifacts").display()),
+        );
+    let path = site.policy_path();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Fills the shared plugin cache with the Python component once, so tests
+/// running in parallel do not each compile 18 MB.
+fn compiled_once() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = duplex_run(&["validate", "policies/python-plugin.yaml"]);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    });
+}
+
+fn apply(site: &Site, policy: &std::path::Path) -> Run {
+    compiled_once();
+    site.duplex(&["apply", policy.to_str().unwrap()])
+}
+
+#[test]
+fn a_healthy_service_passes_the_python_gate_and_the_upgrade_commits() {
+    let health = Health::start(200, r#"{"status": "ok", "version": "2.4.1"}"#);
+    let site = Site::new();
+    let policy = render_policy(&site, &health.origin);
+    let out = apply(&site, &policy);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(site.states(), FORWARD);
+    let log = site.log_text();
+    let url = format!("{}/health", health.origin);
+    assert!(
+        log.contains(&format!(
+            "check `service-healthy`: pass: GET {url} answered 200"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "check `service-after-merge`: pass: GET {url} answered 200"
+        )),
+        "{log}"
+    );
+    // The gate once, then verification rounds over its 1 s soak.
+    assert!(health.asked() >= 3, "asked {} times", health.asked());
+}
+
+#[test]
+fn an_unhealthy_service_fails_the_python_gate_and_the_session_aborts() {
+    let health = Health::start(503, r#"{"status": "degraded", "version": "2.4.0"}"#);
+    let site = Site::new();
+    let policy = render_policy(&site, &health.origin);
+    let out = apply(&site, &policy);
+    // The gate fails three times in a row, is retried once (the policy's
+    // limit), and retriesExhausted aborts: production never moved.
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let url = format!("{}/health", health.origin);
+    let log = site.log_text();
+    assert!(
+        log.contains(&format!(
+            "check `service-healthy`: fail (3 in a row): GET {url} answered 503, not 200"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("gate `service-healthy` failed 3 time(s) in a row"),
+        "{log}"
+    );
+    assert!(
+        log.contains("auto-abort rule `retriesExhausted` fired (abort)"),
+        "{log}"
+    );
+    let states = site.states();
+    assert!(states.contains(&"Abort".to_string()), "{states:?}");
+    assert!(!states.contains(&"Split".to_string()), "{states:?}");
+    assert_eq!(health.asked(), 6, "3 failures, then 3 more after the retry");
+}
+
+#[test]
+fn a_wrong_json_field_fails_with_what_the_field_was() {
+    let health = Health::start(200, r#"{"status": "starting"}"#);
+    let site = Site::new();
+    let policy = render_policy(&site, &health.origin);
+    let out = apply(&site, &policy);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains(&format!(
+            "fail: GET {}/health: `status` is \"starting\", not \"ok\"",
+            health.origin
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn inspect_shows_that_the_python_plugin_imports_only_host_and_http_of_the_contract() {
+    compiled_once();
+    let out = duplex_run(&[
+        "--output",
+        "json",
+        "plugin",
+        "inspect",
+        "plugins/dist/py-http-health.wasm",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let duplex: Vec<&str> = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .filter(|n| n.starts_with("duplex:"))
+        .collect();
+    assert_eq!(
+        duplex,
+        [
+            "duplex:plugin/types@0.1.0",
+            "duplex:plugin/host@0.1.0",
+            "duplex:plugin/http@0.1.0"
+        ]
+    );
+    assert_eq!(v["plugin"]["name"], "py-http-health");
+    let check = &v["plugin"]["checks"][0];
+    assert_eq!(check["name"], "http-health");
+    assert_eq!(
+        check["paramsSchema"]["required"],
+        serde_json::json!(["url"])
+    );
+    assert_eq!(
+        check["paramsSchema"]["additionalProperties"],
+        serde_json::json!(false)
+    );
+}
+
+#[test]
+fn validate_refuses_a_parameter_the_python_check_does_not_describe() {
+    compiled_once();
+    let site = Site::new();
+    let policy = render_policy(&site, "http://127.0.0.1:9");
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("timeout-ms: 1000", "timeout-ms: 1000\n          retries: 3");
+    std::fs::write(&policy, text).unwrap();
+    let out = site.duplex(&["validate", policy.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("retries"), "{}", out.stderr);
+    assert!(out.stderr.contains("policy.yaml:"), "{}", out.stderr);
+}
