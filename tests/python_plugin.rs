@@ -48,6 +48,10 @@ impl Health {
     fn asked(&self) -> usize {
         *self.asked.lock().unwrap()
     }
+
+    fn answer(&self, status: u16, body: &str) {
+        *self.answer.lock().unwrap() = (status, body.to_string());
+    }
 }
 
 fn serve(mut conn: TcpStream, answer: &Mutex<(u16, String)>, asked: &Mutex<usize>) {
@@ -61,7 +65,10 @@ fn serve(mut conn: TcpStream, answer: &Mutex<(u16, String)>, asked: &Mutex<usize
     }
     let head = String::from_utf8_lossy(&head);
     let (status, body) = if head.starts_with("GET /health ") {
-        *asked.lock().unwrap() += 1;
+        // Counted and answered under one lock: whoever sees the count sees
+        // the answer that request got.
+        let mut n = asked.lock().unwrap();
+        *n += 1;
         answer.lock().unwrap().clone()
     } else {
         (404, "{}".to_string())
@@ -174,6 +181,31 @@ fn an_unhealthy_service_fails_the_python_gate_and_the_session_aborts() {
 }
 
 #[test]
+fn a_service_that_becomes_healthy_passes_the_gate_after_failing_it() {
+    let health = Arc::new(Health::start(503, r#"{"status": "starting"}"#));
+    let site = Site::new();
+    let policy = render_policy(&site, &health.origin);
+    compiled_once();
+    let h = health.clone();
+    let flip = std::thread::spawn(move || {
+        while h.asked() < 1 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        h.answer(200, r#"{"status": "ok", "version": "2.4.1"}"#);
+    });
+    let out = apply(&site, &policy);
+    flip.join().unwrap();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains("check `service-healthy`: fail (1 in a row): GET "),
+        "{log}"
+    );
+    assert!(log.contains("check `service-healthy`: pass: GET "), "{log}");
+    assert_eq!(site.states(), FORWARD);
+}
+
+#[test]
 fn a_wrong_json_field_fails_with_what_the_field_was() {
     let health = Health::start(200, r#"{"status": "starting"}"#);
     let site = Site::new();
@@ -243,4 +275,177 @@ fn validate_refuses_a_parameter_the_python_check_does_not_describe() {
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("retries"), "{}", out.stderr);
     assert!(out.stderr.contains("policy.yaml:"), "{}", out.stderr);
+}
+
+/// A scratch directory that is not inside this repository.
+fn outside_the_repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root().canonicalize().unwrap();
+    assert!(
+        !dir.path().canonicalize().unwrap().starts_with(&root),
+        "the temporary directory {} is inside the repository",
+        dir.path().display()
+    );
+    dir
+}
+
+/// `duplex ARGS...` run from `dir`, as someone working there would.
+fn duplex_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    let mut cmd = duplex();
+    cmd.current_dir(dir).args(args);
+    run(&mut cmd)
+}
+
+#[test]
+fn a_vendor_scaffolds_builds_inspects_pins_and_applies_a_python_plugin_outside_the_repository() {
+    let work = outside_the_repository();
+    let out = duplex_in(
+        work.path(),
+        &["plugin", "new", "acme-health", "--lang", "python"],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Created the Python plugin `acme-health`"),
+        "{}",
+        out.stdout
+    );
+    let project = work.path().join("acme-health");
+    for file in [
+        "duplex-plugin.toml",
+        "app.py",
+        "README.md",
+        "wit/world.wit",
+        "wit/deps/duplex-plugin/plugin.wit",
+        "vendor/duplex_plugin/__init__.py",
+    ] {
+        assert!(project.join(file).is_file(), "no {file}");
+    }
+    // The contract in the project is the one this duplex speaks, unchanged.
+    assert_eq!(
+        std::fs::read_to_string(project.join("wit/deps/duplex-plugin/plugin.wit")).unwrap(),
+        std::fs::read_to_string(repo_root().join("plugin-sdk/wit/plugin.wit")).unwrap()
+    );
+
+    // Build, from the project directory, as its README says.
+    let out = duplex_in(&project, &["--output", "json", "plugin", "build"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(built["file"], "dist/acme-health.wasm");
+    assert_eq!(built["language"], "python");
+    assert_eq!(built["componentizer"], "componentize-py 0.25.1");
+    let wasm = project.join("dist/acme-health.wasm");
+    let sha256 = sha256_hex(&std::fs::read(&wasm).unwrap());
+    assert_eq!(built["sha256"], sha256.as_str());
+
+    let out = duplex_in(&project, &["plugin", "inspect", "dist/acme-health.wasm"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with("acme-health 0.1.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("  service-up  The service answers its URL"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("duplex:plugin/http@0.1.0  (needs `capabilities.http` in the policy)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("duplex:plugin/storage"),
+        "{}",
+        out.stdout
+    );
+
+    // Pinned in a policy beside it, gating the simulated upgrade.
+    let health = Health::start(200, r#"{"status": "ok"}"#);
+    let site = Site::new();
+    site.policy(
+        "",
+        &format!(
+            "    - name: acme-health
+      source: {}
+      sha256: {sha256}
+      capabilities: {{http: [\"{origin}\"]}}
+  gates:
+    prepareSplit:
+      - {{name: service-up, plugin: acme-health, check: service-up, interval: 10ms, with: {{url: \"{origin}/health\", body-contains: ok}}}}
+",
+            wasm.display(),
+            origin = health.origin
+        ),
+    );
+    let policy = site.policy_path();
+    let out = site.duplex(&["validate", policy.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(site.states(), FORWARD);
+    assert!(
+        site.log_text().contains(&format!(
+            "check `service-up`: pass: GET {}/health answered 200",
+            health.origin
+        )),
+        "{}",
+        site.log_text()
+    );
+    assert_eq!(health.asked(), 1);
+}
+
+#[test]
+fn building_a_python_plugin_without_componentize_py_names_the_install_script() {
+    let work = outside_the_repository();
+    let out = duplex_in(
+        work.path(),
+        &["plugin", "new", "no-tools", "--lang", "python"],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let mut cmd = duplex();
+    cmd.current_dir(work.path().join("no-tools"))
+        .args(["plugin", "build"])
+        .env("DUPLEX_TOOLCHAINS", &empty)
+        .env("PATH", &empty);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "componentize-py, which builds Python plugins, is neither in {} nor on the PATH: install it with scripts/install-plugin-toolchain-python.sh",
+            empty.join("python/bin/componentize-py").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("pip install componentize-py==0.25.1"),
+        "{}",
+        out.stderr
+    );
+    assert!(!work.path().join("no-tools/dist").exists());
+}
+
+#[test]
+fn a_marker_with_an_unknown_language_is_refused_at_its_line() {
+    let work = outside_the_repository();
+    std::fs::write(
+        work.path().join("duplex-plugin.toml"),
+        "name = \"x\"\nlanguage = \"cobol\"\n",
+    )
+    .unwrap();
+    let out = duplex_in(work.path(), &["plugin", "build"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "duplex-plugin.toml: `language = \"cobol\"` is not a language `duplex plugin build` builds (one of: python;"
+        ),
+        "{}",
+        out.stderr
+    );
 }

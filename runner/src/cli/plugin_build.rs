@@ -157,7 +157,7 @@ fn default_out(args: &Args, name: &str) -> PathBuf {
 }
 
 fn build_python(args: &Args) -> Result<BuiltPython, Failure> {
-    let project = python::read_project(&args.crate_dir).map_err(Failure::usage)?;
+    let project = python::read_project(&args.crate_dir).map_err(Failure::invalid)?;
     super::new::name::check(&project.name).map_err(|problem| {
         Failure::invalid(format!(
             "{}: `name = \"{}\"`: {problem}",

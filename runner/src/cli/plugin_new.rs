@@ -1,5 +1,6 @@
-//! `duplex plugin new NAME [--dir DIR]`: scaffolds a plugin crate that builds
-//! anywhere, with no Duplex checkout around.
+//! `duplex plugin new NAME [--dir DIR] [--lang rust|python]`: scaffolds a
+//! plugin crate (or, `--lang python`, a Python plugin project: see
+//! [`python`]) that builds anywhere, with no Duplex checkout around.
 //!
 //! The SDK is not on crates.io, so this binary carries its source (embedded
 //! when `duplex` is compiled, so it is always the SDK of the contract this
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub(super) mod lockfile;
 #[path = "plugin_new/name.rs"]
 pub(super) mod name;
+#[path = "plugin_new/python.rs"]
+mod python;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -26,7 +29,10 @@ Example:
   cd acme-checks
   cargo test                                    # the plugin's logic, natively
   duplex plugin build                           # dist/acme-checks.wasm and its sha256
-  duplex plugin inspect dist/acme-checks.wasm")]
+  duplex plugin inspect dist/acme-checks.wasm
+
+  duplex plugin new acme-py --lang python       # a Python plugin (componentize-py)
+  cd acme-py && duplex plugin build")]
 pub struct Args {
     /// The plugin's name: lower-case letters, digits and single hyphens,
     /// starting with a letter (e.g. `acme-checks`). It names the crate, the
@@ -37,6 +43,19 @@ pub struct Args {
     /// exist yet.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// The language to write the plugin in.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+}
+
+/// The languages `duplex plugin new` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// A crate with the Rust SDK (built with cargo for wasm32-unknown-unknown).
+    Rust,
+    /// A Python project with the Python SDK (built with componentize-py).
+    Python,
 }
 
 /// The Duplex workspace's lock, which seeds the scaffold's `Cargo.lock`.
@@ -179,6 +198,7 @@ impl Scaffold {
 struct Created {
     name: String,
     dir: String,
+    lang: Lang,
     sdk_version: &'static str,
     files: Vec<String>,
 }
@@ -191,22 +211,50 @@ pub fn run(args: &Args, output: Output) -> u8 {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
-    let scaffold = Scaffold::new(&args.name);
-    let files = scaffold.files();
+    let (files, sdk_version) = match args.lang {
+        Lang::Rust => (Scaffold::new(&args.name).files(), sdk_version()),
+        // The Python SDK is the one this runner embeds: its version is the runner's.
+        Lang::Python => (python::files(&args.name), env!("CARGO_PKG_VERSION")),
+    };
     if let Err(problem) = create(&dir, &files) {
         return report(output, &problem, exit::INVALID);
     }
     let created = Created {
         name: args.name.clone(),
         dir: dir.display().to_string(),
-        sdk_version: sdk_version(),
+        lang: args.lang,
+        sdk_version,
         files: files.iter().map(|(p, _)| p.display().to_string()).collect(),
     };
-    match output {
-        Output::Json => output::json_pretty(&created),
-        Output::Human => print_next_steps(&created, &dir),
+    match (output, args.lang) {
+        (Output::Json, _) => output::json_pretty(&created),
+        (Output::Human, Lang::Rust) => print_next_steps(&created, &dir),
+        (Output::Human, Lang::Python) => print_python_next_steps(&created, &dir),
     }
     exit::OK
+}
+
+fn print_python_next_steps(created: &Created, dir: &Path) {
+    let name = &created.name;
+    output::line(&format!(
+        "Created the Python plugin `{name}` in {}",
+        dir.display()
+    ));
+    output::line(&format!(
+        "  (the Duplex Python SDK {} is in {})",
+        created.sdk_version,
+        dir.join(python::SDK_DIR).display()
+    ));
+    output::line("");
+    output::line("Next:");
+    output::line(&format!("  cd {}", shell_word(&dir.display().to_string())));
+    output::line(&format!(
+        "  duplex plugin build              # build dist/{name}.wasm with componentize-py, print its sha256"
+    ));
+    output::line(&format!("  duplex plugin inspect dist/{name}.wasm"));
+    output::line(&format!(
+        "then pin dist/{name}.wasm by that sha256 in a policy (README.md shows how)."
+    ));
 }
 
 /// Creates `dir` (which must not exist) with `files`; on failure removes what

@@ -237,8 +237,13 @@ pub fn build(
         // search is for virtual environments, not wanted here.
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("VIRTUAL_ENV")
+        // Its backtraces are of its own internals, not of the plugin.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        // Its chatter ("Component built successfully") goes to stderr:
+        // stdout is duplex's own (`--output json`).
+        .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::inherit());
     let status = cmd
         .status()
