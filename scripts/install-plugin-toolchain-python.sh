@@ -33,8 +33,11 @@ esac
 
 say() { echo "install-plugin-toolchain-python: $*" >&2; }
 
+# There, and it runs (the venv's python is a link to the interpreter that
+# made it, which may have gone since).
 installed() {
-  [[ -x $BIN && "$(cat "$DIR/VERSION" 2>/dev/null)" == "$VERSION" ]]
+  [[ -x $BIN && "$(cat "$DIR/VERSION" 2>/dev/null)" == "$VERSION" ]] &&
+    [[ "$("$BIN" --version 2>/dev/null)" == "componentize-py $VERSION" ]]
 }
 
 if installed; then
