@@ -140,8 +140,8 @@ fn main() {
         });
         let params: serde_json::Value =
             serde_json::from_str(&row.params.replace("{origin}", &origin)).unwrap();
-        let ctx = CallContext::new("bench", UpgradeState::PrepareSplit, "gate/bench")
-            .with_params(params);
+        let ctx =
+            CallContext::new("bench", UpgradeState::PrepareSplit, "gate/bench").with_params(params);
         let check = median_of(500, || {
             let out = plugin.check(&ctx, row.check).unwrap();
             assert_eq!(out.value.verdict, Verdict::Pass, "{}", out.value.message);
