@@ -7,7 +7,8 @@
 //! (cranelift at opt-level 2, two busy cores). Every test here shares the
 //! compiled-plugin cache of the test run (support::plugin_cache_dir), which
 //! the first test to get there fills while the others wait, so the suite
-//! pays for the compile once.
+//! pays for the compile once. `the_python_sdks_unit_tests_pass` runs the SDK's
+//! native unit tests (tests/python_sdk) over bindings componentize-py generates.
 
 mod support;
 use support::*;
@@ -448,4 +449,51 @@ fn a_marker_with_an_unknown_language_is_refused_at_its_line() {
         "{}",
         out.stderr
     );
+}
+
+/// componentize-py as `duplex plugin build` finds it (the toolchain
+/// directory, else the PATH), and the Python beside it.
+fn python_toolchain() -> (PathBuf, PathBuf) {
+    let base = std::env::var_os("DUPLEX_TOOLCHAINS")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/duplex/toolchains")
+        });
+    let installed = base.join("python/bin/componentize-py");
+    if installed.is_file() {
+        return (installed, base.join("python/bin/python"));
+    }
+    (PathBuf::from("componentize-py"), PathBuf::from("python3"))
+}
+
+/// The SDK's own logic (tests/python_sdk/test_sdk.py), natively, over the
+/// bindings componentize-py generates for py-http-health's world.
+#[test]
+fn the_python_sdks_unit_tests_pass() {
+    let (componentize_py, python) = python_toolchain();
+    let root = repo_root();
+    let bindings = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(&componentize_py)
+        .arg("-d")
+        .arg(root.join("plugins/py-http-health/wit"))
+        .args(["-w", "plugin", "bindings"])
+        .arg(bindings.path()));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let tests = root.join("tests/python_sdk");
+    let path = std::env::join_paths([
+        bindings.path().to_path_buf(),
+        root.join("plugin-sdk/python"),
+    ])
+    .unwrap();
+    let out = run(std::process::Command::new(&python)
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(&tests)
+        .arg("-t")
+        .arg(&tests)
+        .env("PYTHONPATH", path)
+        .env("PYTHONDONTWRITEBYTECODE", "1"));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("Ran 7 tests"), "{}", out.stderr);
+    assert!(out.stderr.ends_with("OK\n"), "{}", out.stderr);
 }
