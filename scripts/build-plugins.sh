@@ -23,6 +23,10 @@
 # built it: --check builds them (they must still build) and fails when the
 # sources or the toolchain differ from what SOURCES says, or a component
 # differs from its SHA256SUMS line.
+# JavaScript plugins (plugins/js-*, a package.json) are built by
+# scripts/build-plugins-js.sh, called from here: their components are committed
+# (componentize-js is not reproducible either) and checked against their
+# sources (plugins/dist/SOURCES-js).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,6 +80,20 @@ if [[ $MODE == check ]]; then
   OUT=$work/dist
 fi
 mkdir -p "$OUT" "$TARGET_DIR"
+
+# JavaScript plugins: rebuilt when their sources changed (build), or their
+# recorded source digest checked (check); their committed components count
+# in SHA256SUMS as they are.
+js_plugins=()
+for manifest in "$ROOT"/plugins/*/package.json; do
+  [[ -e $manifest ]] && grep -q '"duplex"' "$manifest" && js_plugins+=("$(basename "$(dirname "$manifest")")")
+done
+if [[ $MODE == check ]]; then
+  "$ROOT/scripts/build-plugins-js.sh" --check || exit 1
+  for p in "${js_plugins[@]}"; do cp "$DIST/$p.wasm" "$OUT/$p.wasm"; done
+else
+  "$ROOT/scripts/build-plugins-js.sh"
+fi
 
 say "compiling ${crates[*]}"
 for c in "${crates[@]}"; do

@@ -58,3 +58,8 @@ if ! "$tools/bin/geckodriver" --version 2>/dev/null | grep -q "^geckodriver $gec
 fi
 
 scripts/install-plugin-toolchain-python.sh
+
+# JavaScript plugins (tests/js_plugin.rs: `duplex plugin new --lang js`, then
+# build): componentize-js and jco from npm, in the toolchain directory
+# `duplex plugin build` looks in (node and npm from Debian when missing).
+scripts/install-plugin-toolchain-js.sh

@@ -19,6 +19,8 @@ use std::process::{Command, Stdio};
 mod cargo;
 #[path = "plugin_build/python.rs"]
 pub(super) mod python;
+#[path = "plugin_build/js.rs"]
+pub(super) mod js;
 #[path = "plugin_build/toolchain.rs"]
 mod toolchain;
 
@@ -37,8 +39,10 @@ cargo runs as usual (CARGO_TARGET_DIR, CARGO_HOME and the crate's Cargo.lock app
 once the dependencies are in the cargo cache no network is needed.")]
 pub struct Args {
     /// The plugin's directory: a crate (its Cargo.toml has `crate-type =
-    /// ["cdylib", …]`), or a Python plugin project (its duplex-plugin.toml
-    /// says `language = "python"`; built by componentize-py).
+    /// ["cdylib", …]`), a Python plugin project (its duplex-plugin.toml says
+    /// `language = "python"`; built by componentize-py), or a JavaScript
+    /// plugin project (its package.json has a `"duplex"` entry; built with
+    /// componentize-js, see scripts/install-plugin-toolchain-js.sh).
     #[arg(value_name = "CRATE_DIR", default_value = ".")]
     pub crate_dir: PathBuf,
     /// Where to write the component [default: CRATE_DIR/dist/NAME.wasm].
@@ -146,16 +150,6 @@ pub fn run(args: &Args, output: Output) -> u8 {
     }
 }
 
-/// The default place of the component: `DIR/dist/NAME.wasm`.
-fn default_out(args: &Args, name: &str) -> PathBuf {
-    let dist = Path::new("dist").join(format!("{name}.wasm"));
-    if args.crate_dir == Path::new(".") {
-        dist
-    } else {
-        args.crate_dir.join(dist)
-    }
-}
-
 fn build_python(args: &Args) -> Result<BuiltPython, Failure> {
     let project = python::read_project(&args.crate_dir).map_err(Failure::invalid)?;
     super::new::name::check(&project.name).map_err(|problem| {
@@ -166,10 +160,7 @@ fn build_python(args: &Args) -> Result<BuiltPython, Failure> {
         ))
     })?;
     let (program, version) = python::componentize_py().map_err(Failure::invalid)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(args, &project.name));
+    let out = default_out(args, &project.name);
     let component =
         python::build(&project, &program, &out, args.quiet).map_err(Failure::invalid)?;
     Ok(BuiltPython {
@@ -185,6 +176,9 @@ fn build_python(args: &Args) -> Result<BuiltPython, Failure> {
 }
 
 fn build(args: &Args) -> Result<Built, Failure> {
+    if let Some(project) = js::project(&args.crate_dir) {
+        return build_js(args, project.map_err(Failure::invalid)?);
+    }
     let package = cargo::plugin_package(&args.crate_dir).map_err(|e| match e {
         cargo::PackageError::Unreadable(m) => Failure::usage(m),
         cargo::PackageError::Invalid(m) => Failure::invalid(m),
@@ -206,10 +200,7 @@ fn build(args: &Args) -> Result<Built, Failure> {
             core_module.display()
         ))
     })?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(args, &package.name));
+    let out = default_out(args, &package.name);
     write_atomically(&out, &component)
         .map_err(|e| Failure::invalid(format!("cannot write {}: {e}", out.display())))?;
 
@@ -224,6 +215,39 @@ fn build(args: &Args) -> Result<Built, Failure> {
         target: TARGET,
         profile: PROFILE,
         componentizer: componentizer(),
+    })
+}
+
+/// A JavaScript project (package.json with a `"duplex"` entry) → a component,
+/// with componentize-js (see [`js`]).
+fn build_js(args: &Args, project: js::Project) -> Result<Built, Failure> {
+    let built = js::build(&args.crate_dir).map_err(Failure::invalid)?;
+    let out = default_out(args, &project.name);
+    write_atomically(&out, &built.component)
+        .map_err(|e| Failure::invalid(format!("cannot write {}: {e}", out.display())))?;
+    Ok(Built {
+        file: out.display().to_string(),
+        sha256: plugins::sha256_hex(&built.component),
+        size: built.component.len() as u64,
+        plugin: project.name,
+        core_module: project.main.display().to_string(),
+        compiler: format!("node {}", built.node),
+        route: "componentize-js",
+        target: "javascript",
+        profile: "-",
+        componentizer: format!("componentize-js {}", js::COMPONENTIZE_JS),
+    })
+}
+
+/// `-o`, else DIR/dist/NAME.wasm.
+fn default_out(args: &Args, name: &str) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        let dist = Path::new("dist").join(format!("{name}.wasm"));
+        if args.crate_dir == Path::new(".") {
+            dist
+        } else {
+            args.crate_dir.join(dist)
+        }
     })
 }
 
