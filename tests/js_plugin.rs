@@ -1,0 +1,155 @@
+//! A readiness check written in JavaScript, as a vendor ships one: the
+//! component plugins/js-file-checks (built with componentize-js by
+//! scripts/build-plugins-js.sh) gating `policies/js-plugin.yaml` over a real
+//! directory, end to end with the `duplex` binary; and a vendor's own JS plugin
+//! from `duplex plugin new --lang js` to `duplex apply`, outside the repository.
+//!
+//! Compiling a JS component (~12 MB: the JS engine is inside) takes about a
+//! minute and a half with a debug `duplex`; the compiled-plugin cache every
+//! test shares (tests/support) pays it once for js-file-checks.
+
+mod support;
+use std::path::Path;
+use support::*;
+
+/// Compiles js-file-checks into the shared cache once, before any test
+/// applies a policy that loads it (concurrent tests wait here instead of
+/// each compiling it).
+fn warm_cache() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let out = duplex_run(&["validate", "policies/js-plugin.yaml"]);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    });
+}
+
+/// policies/js-plugin.yaml in `dir`, with its plugins and artifact by absolute
+/// path and its `files` grant on `release` (a directory the test made).
+fn policy_in(dir: &Path, release: &Path) -> std::path::PathBuf {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("policies/js-plugin.yaml"))
+        .unwrap()
+        .replace(
+            "../plugins/dist/",
+            &format!("{}/", root.join("plugins/dist").display()),
+        )
+        .replace(
+            "source: artifacts/",
+            &format!("source: {}/", root.join("policies/artifacts").display()),
+        )
+        .replace("path: js-release", &format!("path: {}", release.display()));
+    let path = dir.join("js-plugin.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn release(dir: &Path, version: &str, status: &str) -> std::path::PathBuf {
+    let release = dir.join("release");
+    std::fs::create_dir_all(release.join("current")).unwrap();
+    std::fs::write(release.join("current/VERSION"), format!("{version}\n")).unwrap();
+    std::fs::write(release.join("status.json"), status).unwrap();
+    release
+}
+
+#[test]
+fn the_js_plugin_policy_gates_the_upgrade_and_commits() {
+    warm_cache();
+    let site = Site::new();
+    let out = site.duplex(&["apply", "policies/js-plugin.yaml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(site.states(), FORWARD);
+    let log = site.log_text();
+    for needle in [
+        "check `release-version`: pass: release/current/VERSION says 2.4.1",
+        "check `release-ready`: pass: release/status.json says ready (version 2.4.1)",
+    ] {
+        assert!(log.contains(needle), "log lacks `{needle}`:\n{log}");
+    }
+}
+
+#[test]
+fn a_wrong_release_on_disk_fails_the_gate_and_the_policy_aborts() {
+    warm_cache();
+    let site = Site::new();
+    let release = release(
+        site.dir.path(),
+        "2.4.0",
+        r#"{"status": "ready", "version": "2.4.0"}"#,
+    );
+    let policy = policy_in(site.dir.path(), &release);
+    let out = site.duplex(&["apply", policy.to_str().unwrap()]);
+    // autoAbort: retriesExhausted → abort; the session ends aborted.
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains(
+            "js-file-checks check [check/release-version]: fail: release/current/VERSION says 2.4.0, expected 2.4.1"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("auto-abort rule `retriesExhausted` fired (abort)"),
+        "{log}"
+    );
+    assert_eq!(
+        site.states(),
+        [
+            "Idle",
+            "PrepareSplit",
+            "Split",
+            "PrepareMerge",
+            "Abort",
+            "Finish",
+            "Idle"
+        ]
+    );
+    assert_eq!(site.status_json()["outcome"], "aborted");
+}
+
+#[test]
+fn a_status_file_not_ready_after_the_merge_aborts() {
+    warm_cache();
+    let site = Site::new();
+    let release = release(
+        site.dir.path(),
+        "2.4.1",
+        r#"{"status": "starting", "version": "2.4.1"}"#,
+    );
+    let policy = policy_in(site.dir.path(), &release);
+    let out = site.duplex(&["apply", policy.to_str().unwrap()]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let log = site.log_text();
+    assert!(
+        log.contains(
+            r#"js-file-checks check [check/release-ready]: fail: release/status.json says "starting", not "ready""#
+        ),
+        "{log}"
+    );
+    assert_eq!(site.status_json()["outcome"], "aborted");
+}
+
+#[test]
+fn the_js_plugin_is_refused_a_capability_its_policy_does_not_grant() {
+    warm_cache();
+    let site = Site::new();
+    let release = release(site.dir.path(), "2.4.1", "{}");
+    let policy = policy_in(site.dir.path(), &release);
+    // Without its `files` grant the component's import of files is refused.
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let start = text.find("      capabilities:\n        files:").unwrap();
+    let end = text[start..].find("      limits:").unwrap() + start;
+    std::fs::write(&policy, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let out = site.duplex(&["validate", policy.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("js-file-checks") && all.contains("files"),
+        "{all}"
+    );
+}
