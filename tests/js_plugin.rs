@@ -153,3 +153,124 @@ fn the_js_plugin_is_refused_a_capability_its_policy_does_not_grant() {
         "{all}"
     );
 }
+
+/// A vendor's own JavaScript plugin, outside the repository: `duplex plugin
+/// new --lang js` → `duplex plugin build` → `duplex plugin inspect` → pinned
+/// in a policy that grants it a directory → `duplex apply` commits.
+#[test]
+fn a_scaffolded_js_plugin_builds_and_gates_an_upgrade() {
+    let site = Site::new();
+    let work = site.dir.path();
+    let out = run(duplex()
+        .current_dir(work)
+        .args(["plugin", "new", "acme-js", "--lang", "js"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("duplex plugin build"), "{}", out.stdout);
+    let project = work.join("acme-js");
+    for file in [
+        "package.json",
+        "src/plugin.js",
+        "wit/world.wit",
+        "README.md",
+        "vendor/duplex-plugin-sdk/js/duplex.js",
+        "vendor/duplex-plugin-sdk/wit/plugin.wit",
+    ] {
+        assert!(project.join(file).is_file(), "no {file}");
+    }
+
+    let out = run(duplex()
+        .current_dir(&project)
+        .args(["--output", "json", "plugin", "build"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(built["plugin"], "acme-js");
+    assert_eq!(built["route"], "componentize-js");
+    let wasm = project.join("dist/acme-js.wasm");
+    let sha = sha256_hex(&std::fs::read(&wasm).unwrap());
+    assert_eq!(built["sha256"], sha.as_str());
+
+    let out = run(duplex().current_dir(&project).args([
+        "--output",
+        "json",
+        "plugin",
+        "inspect",
+        "dist/acme-js.wasm",
+    ]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let inspected: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let imports: Vec<&str> = inspected["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    // Only what its world imports: no WASI, no ungranted capability.
+    assert_eq!(
+        imports,
+        [
+            "duplex:plugin/types@0.1.0",
+            "duplex:plugin/host@0.1.0",
+            "duplex:plugin/files@0.1.0"
+        ],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(inspected["plugin"]["checks"][0]["name"], "free-space");
+
+    let data = work.join("data");
+    std::fs::create_dir(&data).unwrap();
+    site.policy(
+        "",
+        &format!(
+            "    - name: acme-js
+      source: {wasm}
+      sha256: {sha}
+      capabilities:
+        files: [{{name: data, path: {data}}}]
+      limits: {{memory: 128MiB}}
+  gates:
+    prepareSplit:
+      - {{name: enough-space, plugin: acme-js, check: free-space, with: {{root: data, min-free-bytes: 1}}}}
+",
+            wasm = wasm.display(),
+            data = data.display(),
+        ),
+    );
+    let out = site.apply(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Upgrade committed and finished: sim-test runs acme-app 2.4.1."),
+        "{}",
+        out.stdout
+    );
+    let log = site.log_text();
+    assert!(
+        log.contains("acme-js check [check/enough-space]: pass:"),
+        "{log}"
+    );
+}
+
+#[test]
+fn building_a_js_plugin_without_the_toolchain_names_the_install_script() {
+    let site = Site::new();
+    let out = run(duplex()
+        .current_dir(site.dir.path())
+        .args(["plugin", "new", "acme-js", "--lang", "js"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let empty = site.dir.path().join("no-toolchains");
+    let out = run(duplex()
+        .current_dir(site.dir.path().join("acme-js"))
+        .env("DUPLEX_TOOLCHAINS", &empty)
+        .args(["plugin", "build"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: no JavaScript plugin toolchain in {}/js: install it with scripts/install-plugin-toolchain-js.sh",
+            empty.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!site.dir.path().join("acme-js/dist").exists());
+}

@@ -48,11 +48,12 @@ pub enum Command {
     /// Create a plugin crate that builds anywhere: Cargo.toml, src/lib.rs
     /// with one check, native tests, a README, and the Duplex plugin SDK in
     /// vendor/ (`--lang python`: app.py, duplex-plugin.toml, wit/ and the
-    /// Python SDK in vendor/). Exit 0, 1 if the directory exists, 2 for a
-    /// bad name.
+    /// Python SDK in vendor/; `--lang js`: a JavaScript project with the JS
+    /// SDK). Exit 0, 1 if the directory exists, 2 for a bad name.
     New(new::Args),
-    /// Build a plugin crate (or a Python plugin project, with
-    /// componentize-py) to a component and print its path and sha256.
+    /// Build a plugin crate (or a Python project with componentize-py, or a
+    /// JavaScript project with componentize-js) to a component and print its
+    /// path and sha256.
     /// Exit 0, 1 if it cannot be built, 2 if there is no crate or project.
     Build(build::Args),
     /// Publish a plugin to an OCI registry (`oci://REGISTRY/REPOSITORY[:TAG]`)

@@ -15,6 +15,8 @@ use serde::Serialize;
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[path = "plugin_new/js.rs"]
+mod js;
 #[path = "plugin_new/lockfile.rs"]
 pub(super) mod lockfile;
 #[path = "plugin_new/name.rs"]
@@ -43,7 +45,8 @@ pub struct Args {
     /// exist yet.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// The language to write the plugin in.
+    /// The language to write the plugin in: `rust` (a crate), `python`
+    /// (built with componentize-py) or `js` (built with componentize-js).
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     pub lang: Lang,
 }
@@ -56,6 +59,8 @@ pub enum Lang {
     Rust,
     /// A Python project with the Python SDK (built with componentize-py).
     Python,
+    /// A JavaScript project with the JS SDK (built with componentize-js).
+    Js,
 }
 
 /// The Duplex workspace's lock, which seeds the scaffold's `Cargo.lock`.
@@ -215,6 +220,8 @@ pub fn run(args: &Args, output: Output) -> u8 {
         Lang::Rust => (Scaffold::new(&args.name).files(), sdk_version()),
         // The Python SDK is the one this runner embeds: its version is the runner's.
         Lang::Python => (python::files(&args.name), env!("CARGO_PKG_VERSION")),
+        // So is the JavaScript SDK.
+        Lang::Js => (js::files(&args.name), env!("CARGO_PKG_VERSION")),
     };
     if let Err(problem) = create(&dir, &files) {
         return report(output, &problem, exit::INVALID);
@@ -230,6 +237,7 @@ pub fn run(args: &Args, output: Output) -> u8 {
         (Output::Json, _) => output::json_pretty(&created),
         (Output::Human, Lang::Rust) => print_next_steps(&created, &dir),
         (Output::Human, Lang::Python) => print_python_next_steps(&created, &dir),
+        (Output::Human, Lang::Js) => print_next_steps_js(&created, &dir),
     }
     exit::OK
 }
@@ -307,6 +315,29 @@ fn print_next_steps(created: &Created, dir: &Path) {
     output::line("Next:");
     output::line(&format!("  cd {}", shell_word(&dir.display().to_string())));
     output::line("  cargo test                       # run the plugin's logic natively");
+    output::line(&format!(
+        "  duplex plugin build              # build dist/{name}.wasm and print its sha256"
+    ));
+    output::line(&format!("  duplex plugin inspect dist/{name}.wasm"));
+    output::line(&format!(
+        "then pin dist/{name}.wasm by that sha256 in a policy (README.md shows how)."
+    ));
+}
+
+fn print_next_steps_js(created: &Created, dir: &Path) {
+    let name = &created.name;
+    output::line(&format!(
+        "Created the JavaScript plugin project `{name}` in {}",
+        dir.display()
+    ));
+    output::line(&format!(
+        "  (the Duplex JS plugin SDK {} is in {})",
+        created.sdk_version,
+        dir.join(js::SDK_DIR).display()
+    ));
+    output::line("");
+    output::line("Next (the toolchain once: see README.md):");
+    output::line(&format!("  cd {}", shell_word(&dir.display().to_string())));
     output::line(&format!(
         "  duplex plugin build              # build dist/{name}.wasm and print its sha256"
     ));
