@@ -274,3 +274,22 @@ fn building_a_js_plugin_without_the_toolchain_names_the_install_script() {
     );
     assert!(!site.dir.path().join("acme-js/dist").exists());
 }
+
+/// policies/js-plugin.yaml pins the plugins as built in plugins/dist (the JS
+/// one included: rebuilding it changes its digest, and this fails until the
+/// policy pins the new one).
+#[test]
+fn the_js_plugin_policy_pins_the_built_plugins() {
+    let text = std::fs::read_to_string(repo_root().join("policies/js-plugin.yaml")).unwrap();
+    for plugin in ["sim-duplex", "sim-checks", "js-file-checks"] {
+        let pinned = format!(
+            "source: ../plugins/dist/{plugin}.wasm\n      sha256: {}",
+            plugin_digest(plugin)
+        );
+        assert!(
+            text.contains(&pinned),
+            "policies/js-plugin.yaml does not pin the built {plugin} ({})",
+            plugin_digest(plugin)
+        );
+    }
+}
