@@ -178,9 +178,10 @@ fn a_scaffolded_js_plugin_builds_and_gates_an_upgrade() {
         assert!(project.join(file).is_file(), "no {file}");
     }
 
+    // From outside the project, as `duplex plugin build DIR`.
     let out = run(duplex()
-        .current_dir(&project)
-        .args(["--output", "json", "plugin", "build"]));
+        .current_dir(work)
+        .args(["--output", "json", "plugin", "build", "acme-js"]));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(built["plugin"], "acme-js");

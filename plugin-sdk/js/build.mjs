@@ -6,6 +6,10 @@
 //
 // PROJECT_DIR/package.json names the module and the world:
 //   "duplex": { "main": "src/plugin.js", "world": "acme-checks" }
+// and, when the plugin imports modules from outside PROJECT_DIR, the directory
+// that holds them all ("root", relative to PROJECT_DIR; default "."):
+// componentize-js 0.23.0 lets the module see only the current directory (when
+// it holds the module) or the module's own directory, so the build runs there.
 // PROJECT_DIR/wit/ holds the plugin's own WIT world (it imports only the
 // duplex:plugin interfaces the plugin uses: the runner refuses a plugin that
 // imports a capability its policy does not grant). The contract,
@@ -74,6 +78,12 @@ try {
     `    npm install --prefix ${args.toolchain} @bytecodealliance/componentize-js@0.23.0 @bytecodealliance/jco@1.35.0`);
 }
 const { componentize } = await import(pathToFileURL(entry).href);
+
+const root = resolve(project, typeof cfg.root === 'string' ? cfg.root : '.');
+if (root === '/' || !resolve(project, cfg.main).startsWith(root + '/')) {
+  die(`${join(project, 'package.json')}: "duplex.root" (${root}) must be a directory, not /, that holds ${cfg.main}`, 2);
+}
+process.chdir(root);
 
 const wit = await mkdtemp(join(tmpdir(), 'duplex-js-wit-'));
 try {
