@@ -8,10 +8,15 @@
 //!   description (the same work in every language);
 //! - warm check: a fresh instance and one real check call (the Rust SDK's
 //!   sim-checks `duplexed` reads its storage; py-http-health's `http-health`
-//!   asks a health server on loopback through the `http` capability).
+//!   asks a health server on loopback through the `http` capability;
+//!   js-file-checks' `release-version` reads a version file through `files`).
+//!
+//! Add a language as one more row of `ROWS`. No criterion: each figure is a
+//! median of its own runs.
 //!
 //! `cargo bench -p duplex-core --bench plugin_languages` (release build; a
-//! Python component's compile takes seconds, so cold loads are few).
+//! Python or JavaScript component's compile takes seconds, so cold loads are
+//! few).
 
 // A benchmark is a front end of its own: it prints its figures.
 #![allow(clippy::print_stdout)]
@@ -36,6 +41,9 @@ struct Row {
     /// The check's `with:`; `{origin}` is the loopback health server.
     params: &'static str,
     capabilities: fn(&Path, &str) -> Capabilities,
+    /// The plugin's memory limit (a policy's `limits.memory`), when the
+    /// default is not enough.
+    memory_bytes: Option<u64>,
     cold_samples: usize,
 }
 
@@ -43,6 +51,20 @@ fn storage(dir: &Path, _: &str) -> Capabilities {
     Capabilities {
         storage: StorageGrant {
             dir: Some(dir.to_path_buf()),
+        },
+        ..Capabilities::default()
+    }
+}
+
+/// `release` → DIR/release (holding `current/VERSION`), read-only.
+fn files(dir: &Path, _: &str) -> Capabilities {
+    Capabilities {
+        files: FilesGrant {
+            roots: vec![FileRoot {
+                name: "release".into(),
+                path: dir.join("release"),
+                read_only: true,
+            }],
         },
         ..Capabilities::default()
     }
@@ -64,6 +86,7 @@ const ROWS: &[Row] = &[
         check: "duplexed",
         params: "{}",
         capabilities: storage,
+        memory_bytes: None,
         cold_samples: 10,
     },
     Row {
@@ -72,6 +95,17 @@ const ROWS: &[Row] = &[
         check: "http-health",
         params: r#"{"url": "{origin}/health", "json-field": "status", "json-equals": "ok"}"#,
         capabilities: http,
+        memory_bytes: None,
+        cold_samples: 3,
+    },
+    Row {
+        language: "JavaScript (componentize-js)",
+        file: "plugins/dist/js-file-checks.wasm",
+        check: "release-version",
+        params: r#"{"root": "release", "version": "2.4.1"}"#,
+        capabilities: files,
+        // StarlingMonkey's heap: policies/js-plugin.yaml gives it 128 MiB.
+        memory_bytes: Some(128 << 20),
         cold_samples: 3,
     },
 ];
@@ -105,12 +139,22 @@ fn health_server() -> String {
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let origin = health_server();
+    // Every memory of a host's pool reserves the largest limit it runs.
+    let max_memory_bytes = ROWS
+        .iter()
+        .filter_map(|row| row.memory_bytes)
+        .fold(Limits::DEFAULT_MEMORY_BYTES, u64::max);
     let cached_host = PluginHost::new(HostConfig {
         cache_dir: Some(tmp.path().join("cache")),
+        max_memory_bytes,
         ..HostConfig::default()
     })
     .unwrap();
-    let uncached = PluginHost::new(HostConfig::default()).unwrap();
+    let uncached = PluginHost::new(HostConfig {
+        max_memory_bytes,
+        ..HostConfig::default()
+    })
+    .unwrap();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
 
@@ -122,12 +166,17 @@ fn main() {
         let path = PathBuf::from(ROOT).join(row.file);
         let bytes = std::fs::read(&path).unwrap();
         let dir = tmp.path().join(row.language.replace(' ', "-"));
+        std::fs::create_dir_all(dir.join("release/current")).unwrap();
+        std::fs::write(dir.join("release/current/VERSION"), "2.4.1\n").unwrap();
         let spec = PluginSpec {
             name: "bench".into(),
             path: path.clone(),
             sha256: sha256_hex(&bytes),
             capabilities: (row.capabilities)(&dir, &origin),
-            limits: Limits::default(),
+            limits: Limits {
+                memory_bytes: row.memory_bytes.unwrap_or(Limits::DEFAULT_MEMORY_BYTES),
+                ..Limits::default()
+            },
             param_schemas: Default::default(),
         };
         let cold = median_of(row.cold_samples, || {
@@ -157,9 +206,10 @@ fn main() {
             us(check),
         );
     }
+    let cold_samples: Vec<String> = ROWS.iter().map(|r| r.cold_samples.to_string()).collect();
     println!(
-        "\n(medians: cold loads {} / {} samples, cached loads 50, calls 500; warm check of \
+        "\n(medians: cold loads {} samples, cached loads 50, calls 500; warm check of \
          py-http-health includes one HTTP request to loopback)",
-        ROWS[0].cold_samples, ROWS[1].cold_samples
+        cold_samples.join(" / ")
     );
 }
