@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 
 #[path = "plugin_build/cargo.rs"]
 mod cargo;
-#[path = "plugin_build/python.rs"]
-pub(super) mod python;
 #[path = "plugin_build/js.rs"]
 pub(super) mod js;
+#[path = "plugin_build/python.rs"]
+pub(super) mod python;
 #[path = "plugin_build/toolchain.rs"]
 mod toolchain;
 

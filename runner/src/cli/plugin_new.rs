@@ -1,6 +1,7 @@
-//! `duplex plugin new NAME [--dir DIR] [--lang rust|python]`: scaffolds a
+//! `duplex plugin new NAME [--dir DIR] [--lang rust|python|js]`: scaffolds a
 //! plugin crate (or, `--lang python`, a Python plugin project: see
-//! [`python`]) that builds anywhere, with no Duplex checkout around.
+//! [`python`]; `--lang js`, a JavaScript one: see [`js`]) that builds
+//! anywhere, with no Duplex checkout around.
 //!
 //! The SDK is not on crates.io, so this binary carries its source (embedded
 //! when `duplex` is compiled, so it is always the SDK of the contract this
