@@ -500,7 +500,7 @@ fn the_store_limits_size_and_trusts_only_private_directories() {
     std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = store.pull(&reference, 64 << 20).unwrap_err().to_string();
     assert!(
-        err.contains("it is writable by others (mode 0777)"),
+        err.contains("it is writable by every user (mode 0777)"),
         "{err}"
     );
 }

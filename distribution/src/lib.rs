@@ -25,6 +25,7 @@
 
 mod reference;
 mod store;
+pub mod trust;
 
 pub use reference::{Reference, ReferenceError, SCHEME, is_oci};
 pub use store::{Pulled, Store};

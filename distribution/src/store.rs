@@ -17,6 +17,7 @@
 //! directories above the root are checked by whoever chose it (the plugin
 //! host puts the store inside its own checked cache directory).
 
+use crate::trust::owned_and_private;
 use crate::{
     CONFIG_MEDIA_TYPE, Error, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Reference,
     SIGNATURE_ANNOTATION, sha256_hex,
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A content-addressed cache of manifests and components.
@@ -193,6 +194,14 @@ impl Store {
                     limit: max_bytes,
                 });
             }
+            // The component is not the bytes the manifest names.
+            let wrong_component = |actual: String| Error::DigestMismatch {
+                registry: reference.registry.clone(),
+                reference: reference.to_string(),
+                what: "the component",
+                expected: manifest.layer.clone(),
+                actual,
+            };
             let mut staged = Staged::new(&tmp)?;
             let mut hasher = Sha256::new();
             let mut count: u64 = 0;
@@ -208,16 +217,10 @@ impl Store {
                             });
                         }
                         if count > manifest.size {
-                            return Err(Error::DigestMismatch {
-                                registry: reference.registry.clone(),
-                                reference: reference.to_string(),
-                                what: "the component",
-                                expected: manifest.layer.clone(),
-                                actual: format!(
-                                    "(unknown: more than the {} bytes the manifest declares)",
-                                    manifest.size
-                                ),
-                            });
+                            return Err(wrong_component(format!(
+                                "(unknown: more than the {} bytes the manifest declares)",
+                                manifest.size
+                            )));
                         }
                         hasher.update(&bytes);
                         staged.write(&bytes)?;
@@ -227,13 +230,7 @@ impl Store {
                     Err(e) => {
                         let actual = crate::hex(&hasher.clone().finalize());
                         if count == manifest.size && actual != manifest.layer {
-                            return Err(Error::DigestMismatch {
-                                registry: reference.registry.clone(),
-                                reference: reference.to_string(),
-                                what: "the component",
-                                expected: manifest.layer.clone(),
-                                actual,
-                            });
+                            return Err(wrong_component(actual));
                         }
                         return Err(registry_error(&e));
                     }
@@ -241,13 +238,7 @@ impl Store {
             }
             let actual = crate::hex(&hasher.finalize());
             if actual != manifest.layer {
-                return Err(Error::DigestMismatch {
-                    registry: reference.registry.clone(),
-                    reference: reference.to_string(),
-                    what: "the component",
-                    expected: manifest.layer.clone(),
-                    actual,
-                });
+                return Err(wrong_component(actual));
             }
             Ok((body, manifest, staged))
         })?;
@@ -491,24 +482,4 @@ fn read_trusted(path: &Path, max: u64) -> Option<Vec<u8>> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() as u64 <= max).then_some(bytes)
-}
-
-/// Owned by the runner's user or root, and writable by nobody else.
-fn owned_and_private(meta: &fs::Metadata) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    let uid = meta.uid();
-    if uid != euid && uid != 0 {
-        return Err(format!(
-            "it is owned by user {uid}, not by this runner's user ({euid}) or root"
-        ));
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by others (mode {:04o})",
-            mode & 0o7777
-        ));
-    }
-    Ok(())
 }

@@ -30,6 +30,7 @@
 //! same inode wasmtime then maps (see [`Cache::load`]).
 
 use super::spec::Limits;
+use duplex_oci::trust::{euid, owned_and_private};
 use std::fs::{self, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
@@ -254,36 +255,6 @@ impl Drop for Mapped {
         // SAFETY: the mapping made in `Mapped::new`, unmapped once.
         unsafe { libc::munmap(self.ptr, self.len) };
     }
-}
-
-/// The effective user id of the runner.
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Owned by the runner's user or root, and writable by nobody else.
-fn owned_and_private(meta: &fs::Metadata) -> std::result::Result<(), String> {
-    let uid = meta.uid();
-    if uid != euid() && uid != 0 {
-        return Err(format!(
-            "it is owned by user {uid}, not by this runner's user ({}) or root",
-            euid()
-        ));
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by {} (mode {:04o})",
-            if mode & 0o002 != 0 {
-                "every user"
-            } else {
-                "its group"
-            },
-            mode & 0o7777
-        ));
-    }
-    Ok(())
 }
 
 /// The cache dir and the directories above it can be written only by the

@@ -7,7 +7,9 @@ use super::{Output, exit};
 fn print_json(value: &impl Serialize) {
     output::json_pretty(value)
 }
-use duplex_core::plugins::{self, HostConfig, Limits, PluginHost, PluginInfo, PluginSpec};
+use duplex_core::plugins::{
+    self, HostConfig, Limits, LoadedPlugin, PluginError, PluginHost, PluginInfo, PluginSpec,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -199,37 +201,39 @@ fn read(file: &Path, output: Output) -> Result<Vec<u8>, u8> {
     })
 }
 
+/// A plugin file loaded to be looked at (`inspect`, `push`): compiled,
+/// linked and described with no grant, under the default limits. The
+/// compiled-plugin cache spares a second compile of a large plugin (a
+/// Python one is 18 MB: seconds in release, most of a minute in a debug
+/// build) for `inspect` or `push` and then `validate`/`apply`; a cache dir
+/// the host refuses (see plugins::cache) only means compiling here.
+fn load_for_inspection(file: &Path, sha256: &str) -> Result<LoadedPlugin, PluginError> {
+    let cached = HostConfig {
+        cache_dir: Some(super::dirs::default_cache_dir()),
+        ..HostConfig::default()
+    };
+    let host = PluginHost::new(cached).or_else(|_| PluginHost::new(HostConfig::default()))?;
+    host.inspect(&PluginSpec {
+        name: file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+            .to_string(),
+        path: file.to_path_buf(),
+        sha256: sha256.to_string(),
+        capabilities: Default::default(),
+        limits: Limits::default(),
+        param_schemas: Default::default(),
+    })
+}
+
 fn inspect(file: &Path, output: Output) -> u8 {
     let bytes = match read(file, output) {
         Ok(b) => b,
         Err(code) => return code,
     };
     let sha256 = plugins::sha256_hex(&bytes);
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin")
-        .to_string();
-    // The compiled-plugin cache spares a second compile of a large plugin
-    // (a Python one is 18 MB: seconds in release, most of a minute in a
-    // debug build) for `inspect` and then `validate`/`apply`; a cache dir
-    // the host refuses (see plugins::cache) only means compiling here.
-    let cached = HostConfig {
-        cache_dir: Some(super::dirs::default_cache_dir()),
-        ..HostConfig::default()
-    };
-    let host = PluginHost::new(cached).or_else(|_| PluginHost::new(HostConfig::default()));
-    let loaded = host.and_then(|host| {
-        host.inspect(&PluginSpec {
-            name,
-            path: file.to_path_buf(),
-            sha256: sha256.clone(),
-            capabilities: Default::default(),
-            limits: Limits::default(),
-            param_schemas: Default::default(),
-        })
-    });
-    let plugin = match loaded {
+    let plugin = match load_for_inspection(file, &sha256) {
         Ok(p) => p,
         Err(e) => return fail(file, Some(sha256), e.to_string(), exit::INVALID, output),
     };

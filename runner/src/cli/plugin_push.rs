@@ -3,8 +3,8 @@
 //! returns as manifest annotations, and prints the reference pinned by the
 //! manifest digest, ready for a policy's `source`.
 
-use super::{Output, exit, fail, output, read};
-use duplex_core::plugins::{self, HostConfig, Limits, PluginHost, PluginSpec};
+use super::{Output, exit, fail, load_for_inspection, output, read};
+use duplex_core::plugins;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,35 +59,23 @@ pub fn run(args: &Args, out: Output) -> u8 {
         Err(code) => return code,
     };
     let sha256 = plugins::sha256_hex(&bytes);
-    let loaded = PluginHost::new(HostConfig::default()).and_then(|host| {
-        host.inspect(&PluginSpec {
-            name: file
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("plugin")
-                .to_string(),
-            path: file.to_path_buf(),
-            sha256: sha256.clone(),
-            capabilities: Default::default(),
-            limits: Limits::default(),
-            param_schemas: Default::default(),
-        })
-    });
-    let plugin = match loaded {
+    // Nothing reaches the registry unless it is a plugin this runner loads.
+    let not_pushed = |e: &dyn std::fmt::Display| {
+        fail(
+            file,
+            Some(sha256.clone()),
+            format!("not pushed: {e}"),
+            exit::INVALID,
+            out,
+        )
+    };
+    let plugin = match load_for_inspection(file, &sha256) {
         Ok(p) => p,
-        Err(e) => {
-            return fail(
-                file,
-                Some(sha256),
-                format!("not pushed: {e}"),
-                exit::INVALID,
-                out,
-            );
-        }
+        Err(e) => return not_pushed(&e),
     };
     let signature = match read_signature(file) {
         Ok(s) => s,
-        Err(e) => return fail(file, Some(sha256), e, exit::USAGE, out),
+        Err(e) => return fail(file, Some(sha256.clone()), e, exit::USAGE, out),
     };
     let info = plugin.info();
     let mut annotations = BTreeMap::new();
@@ -129,15 +117,7 @@ pub fn run(args: &Args, out: Output) -> u8 {
     }
     let pushed = match duplex_oci::push(&reference, &bytes, &annotations) {
         Ok(p) => p,
-        Err(e) => {
-            return fail(
-                file,
-                Some(sha256),
-                format!("not pushed: {e}"),
-                exit::INVALID,
-                out,
-            );
-        }
+        Err(e) => return not_pushed(&e),
     };
     match out {
         Output::Json => output::json_pretty(&Pushed {
