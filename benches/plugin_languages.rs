@@ -41,9 +41,6 @@ struct Row {
     /// The check's `with:`; `{origin}` is the loopback health server.
     params: &'static str,
     capabilities: fn(&Path, &str) -> Capabilities,
-    /// The plugin's memory limit (a policy's `limits.memory`), when the
-    /// default is not enough.
-    memory_bytes: Option<u64>,
     cold_samples: usize,
 }
 
@@ -86,7 +83,6 @@ const ROWS: &[Row] = &[
         check: "duplexed",
         params: "{}",
         capabilities: storage,
-        memory_bytes: None,
         cold_samples: 10,
     },
     Row {
@@ -95,7 +91,6 @@ const ROWS: &[Row] = &[
         check: "http-health",
         params: r#"{"url": "{origin}/health", "json-field": "status", "json-equals": "ok"}"#,
         capabilities: http,
-        memory_bytes: None,
         cold_samples: 3,
     },
     Row {
@@ -104,8 +99,6 @@ const ROWS: &[Row] = &[
         check: "release-version",
         params: r#"{"root": "release", "version": "2.4.1"}"#,
         capabilities: files,
-        // StarlingMonkey's heap: policies/js-plugin.yaml gives it 128 MiB.
-        memory_bytes: Some(128 << 20),
         cold_samples: 3,
     },
 ];
@@ -139,22 +132,12 @@ fn health_server() -> String {
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let origin = health_server();
-    // Every memory of a host's pool reserves the largest limit it runs.
-    let max_memory_bytes = ROWS
-        .iter()
-        .filter_map(|row| row.memory_bytes)
-        .fold(Limits::DEFAULT_MEMORY_BYTES, u64::max);
     let cached_host = PluginHost::new(HostConfig {
         cache_dir: Some(tmp.path().join("cache")),
-        max_memory_bytes,
         ..HostConfig::default()
     })
     .unwrap();
-    let uncached = PluginHost::new(HostConfig {
-        max_memory_bytes,
-        ..HostConfig::default()
-    })
-    .unwrap();
+    let uncached = PluginHost::new(HostConfig::default()).unwrap();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
 
@@ -173,10 +156,8 @@ fn main() {
             path: path.clone(),
             sha256: sha256_hex(&bytes),
             capabilities: (row.capabilities)(&dir, &origin),
-            limits: Limits {
-                memory_bytes: row.memory_bytes.unwrap_or(Limits::DEFAULT_MEMORY_BYTES),
-                ..Limits::default()
-            },
+            // Every row under the same, default limits (64 MiB of memory).
+            limits: Limits::default(),
             param_schemas: Default::default(),
         };
         let cold = median_of(row.cold_samples, || {

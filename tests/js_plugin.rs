@@ -228,7 +228,6 @@ fn a_scaffolded_js_plugin_builds_and_gates_an_upgrade() {
       sha256: {sha}
       capabilities:
         files: [{{name: data, path: {data}}}]
-      limits: {{memory: 128MiB}}
   gates:
     prepareSplit:
       - {{name: enough-space, plugin: acme-js, check: free-space, with: {{root: data, min-free-bytes: 1}}}}
