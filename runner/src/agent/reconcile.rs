@@ -114,8 +114,11 @@ struct Loop {
     record: ReconcileRecord,
     task: Option<SessionTask>,
     running_digest: Option<String>,
-    /// Digests whose session could not start (refused before anything was
-    /// written): not tried again until the source changes.
+    /// The [`attempt_key`] of the session this loop started (none for one it
+    /// resumed).
+    running_attempt: Option<String>,
+    /// [`attempt_key`]s whose session could not start (refused before
+    /// anything was written): not tried again until the source changes.
     rejected: BTreeSet<String>,
     /// What was already reported, so a fetch does not report it again.
     reported: BTreeSet<String>,
@@ -177,6 +180,7 @@ pub async fn run(
         record,
         task: None,
         running_digest: None,
+        running_attempt: None,
         rejected: BTreeSet::new(),
         reported: BTreeSet::new(),
         gate,
@@ -437,6 +441,7 @@ impl Loop {
     async fn reconcile(&mut self, snapshot: Snapshot) {
         let agent = self.agent.clone();
         let digest = snapshot.digest.to_string();
+        let attempt = attempt_key(&snapshot, &digest);
         agent.metrics.source_fetched(
             snapshot.revision.as_deref(),
             &digest,
@@ -508,8 +513,11 @@ impl Loop {
             Some(format!(
                 "abandoned: session {session} of this policy aborted or was held; change the policy to run it again"
             ))
-        } else if self.rejected.contains(&digest) {
-            Some("refused: its session could not start (see the log); change the policy".into())
+        } else if self.rejected.contains(&attempt) {
+            Some(
+                "refused: its session could not start (see the log); change the policy, its lock file or its plugins"
+                    .into(),
+            )
         } else if policy.policy.spec.action == PolicyAction::Abort {
             Some("the policy declares `action: abort` and no session is in flight".into())
         } else {
@@ -539,6 +547,7 @@ impl Loop {
             &digest[..12]
         ));
         self.running_digest = Some(digest.clone());
+        self.running_attempt = Some(attempt);
         agent.update(|v| {
             v.running = Some(Running {
                 session: None,
@@ -713,6 +722,7 @@ impl Loop {
         self.agent.app.release_plugin_host();
         super::rest::give_back_memory();
         let digest = self.running_digest.take().unwrap_or_default();
+        let attempt = self.running_attempt.take();
         self.agent.update(|v| v.running = None);
         let report = match ended {
             Ok(Ok(report)) => report,
@@ -724,7 +734,7 @@ impl Loop {
                         | AppError::WindowNotOpen { .. }
                         | AppError::WindowClosed { .. }
                 ) {
-                    self.rejected.insert(digest);
+                    self.rejected.insert(attempt.unwrap_or(digest));
                 }
                 return;
             }
@@ -907,6 +917,24 @@ impl Loop {
                 }
                 self.retry = Some(super::gate::RETRY);
             }
+        }
+    }
+}
+
+/// What a refusal to start is remembered by: the policy's digest, and what
+/// else in the source the refusal may be about (a plugin's signature, the
+/// lock file): the commit for git, else the lock file's bytes beside the
+/// policy. So a commit that fixes a signature or the lock file, the policy
+/// unchanged, is tried again, and an unchanged source is not.
+fn attempt_key(snapshot: &Snapshot, digest: &str) -> String {
+    match &snapshot.revision {
+        Some(revision) => format!("{digest}@{revision}"),
+        None => {
+            let lock = duplex_core::app::lock::lock_path(&snapshot.policy_path);
+            let lock = std::fs::read(lock)
+                .map(|bytes| duplex_core::plugins::sha256_hex(&bytes))
+                .unwrap_or_default();
+            format!("{digest}+{lock}")
         }
     }
 }
