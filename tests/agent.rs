@@ -208,6 +208,58 @@ impl Receiver {
     }
 }
 
+/// A policy committed before its maintenance window opens starts nothing
+/// and says why, then starts by itself when the window opens and runs to
+/// the end (it was refused for good before: nothing started until the
+/// source changed).
+#[test]
+fn a_policy_waits_for_its_maintenance_window_and_starts_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = policy_repo(dir.path());
+    let opens = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(12);
+    let opens_text = opens.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    write_policy(
+        &repo,
+        "policies/demo.yaml",
+        &format!("  window:\n    start: \"{opens_text}\"\n    end: \"2099-12-31T23:59:59Z\"\n"),
+    );
+    git(
+        &repo,
+        &["commit", "-qam", "the demo, in a window that opens soon"],
+    );
+    let agent = start_agent(dir.path(), &repo);
+    let waiting = agent.wait_for("the policy waits for its window", |v| {
+        v["agent"]["idleBecause"]
+            .as_str()
+            .is_some_and(|why| why.contains("waiting for its maintenance window, which opens at"))
+    });
+    assert!(waiting["agent"]["running"].is_null(), "{waiting}");
+    assert!(
+        !agent.state.join("sessions").exists()
+            || std::fs::read_dir(agent.state.join("sessions"))
+                .unwrap()
+                .count()
+                == 0,
+        "a session started before the window opened"
+    );
+    let done = agent.wait_for("the policy is achieved once its window opens", |v| {
+        !v["agent"]["achieved"].is_null()
+    });
+    assert!(
+        jiff::Timestamp::now() >= opens,
+        "achieved before the window opened: {done}"
+    );
+    let ended = done["status"]["session"]["session"]["ended"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(ended.eq_ignore_ascii_case("committed"), "{done}");
+    assert!(
+        agent.log().contains("waits for its maintenance window"),
+        "{}",
+        agent.log()
+    );
+}
+
 fn waiting_for(v: &serde_json::Value) -> Option<String> {
     v["status"]["session"]["waitingFor"]["point"]
         .as_str()

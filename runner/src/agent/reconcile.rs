@@ -502,6 +502,12 @@ impl Loop {
                 .await;
         }
         agent.update(|v| v.drift = None);
+        // A maintenance window not open yet: the session starts when it
+        // opens (the loop wakes then), not refused for good.
+        let window_opens_in = policy.policy.spec.window.as_ref().and_then(|w| {
+            let ms = w.start.unix_millis() - agent.now_ms() as i64;
+            (ms > 0).then(|| (w.start, Duration::from_millis(ms as u64)))
+        });
         let idle_because = if self
             .record
             .achieved
@@ -520,6 +526,17 @@ impl Loop {
             )
         } else if policy.policy.spec.action == PolicyAction::Abort {
             Some("the policy declares `action: abort` and no session is in flight".into())
+        } else if let Some((start, wait)) = window_opens_in {
+            self.retry = Some(wait);
+            if self.reported.insert(format!("window/{attempt}")) {
+                super::log(&format!(
+                    "policy {} waits for its maintenance window, which opens at {start}",
+                    policy.policy.metadata.name
+                ));
+            }
+            Some(format!(
+                "waiting for its maintenance window, which opens at {start}"
+            ))
         } else {
             None
         };
@@ -728,12 +745,7 @@ impl Loop {
             Ok(Ok(report)) => report,
             Ok(Err(e)) => {
                 super::log(&format!("the session could not run: {e}"));
-                if matches!(
-                    e,
-                    AppError::Policy(_)
-                        | AppError::WindowNotOpen { .. }
-                        | AppError::WindowClosed { .. }
-                ) {
+                if matches!(e, AppError::Policy(_) | AppError::WindowClosed { .. }) {
                     self.rejected.insert(attempt.unwrap_or(digest));
                 }
                 return;
