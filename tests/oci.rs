@@ -267,6 +267,53 @@ fn wrong_bytes_from_the_registry_are_refused_and_nothing_is_cached() {
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
+/// `plugin inspect` and `plugin verify` take a pinned reference: the
+/// component is pulled into the plugin cache (verified), then shown or
+/// checked as a file would be; a tag alone is refused before any pull.
+#[test]
+fn inspect_and_verify_take_a_pinned_reference() {
+    let registry = Registry::start();
+    let c = push(
+        &dist("sim-checks"),
+        &format!("oci://{}/duplex/sim-checks:0.1.0", registry.address()),
+    );
+    let place = Place::new();
+    let out = place.duplex(&["--output", "json", "plugin", "inspect", &c.reference]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["file"], c.reference.as_str());
+    assert_eq!(v["sha256"], c.sha256.as_str());
+    assert_eq!(v["plugin"]["name"], "sim-checks");
+    assert!(
+        place
+            .cached()
+            .contains(&format!("blobs/sha256/{}", c.sha256)),
+        "{:?}",
+        place.cached()
+    );
+
+    let ok = place.duplex(&["plugin", "verify", &c.reference, "--sha256", &c.sha256]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(
+        ok.stdout,
+        format!("ok: {} has sha256 {}\n", c.reference, c.sha256)
+    );
+    let wrong = place.duplex(&[
+        "plugin",
+        "verify",
+        &c.reference,
+        "--sha256",
+        &"a".repeat(64),
+    ]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(wrong.stderr.starts_with("mismatch: "), "{}", wrong.stderr);
+
+    let tag = format!("oci://{}/duplex/sim-checks:0.1.0", registry.address());
+    let refused = place.duplex(&["plugin", "inspect", &tag]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("sha256"), "{}", refused.stderr);
+}
+
 #[test]
 fn an_unknown_digest_is_a_clear_error() {
     let registry = Registry::start();

@@ -32,14 +32,20 @@ pub struct Args {
 pub enum Command {
     /// Show what a plugin provides (checks, operations, installers, each
     /// parameter schema) and its sha256. Exit 0, 1 if it is not a valid
-    /// plugin, 2 if the file cannot be read.
+    /// plugin (or cannot be pulled), 2 if the file cannot be read or the
+    /// reference is not pinned.
     Inspect {
+        /// A component file, or a pinned
+        /// `oci://REGISTRY/REPOSITORY[:TAG]@sha256:…` (pulled into the plugin
+        /// cache and verified, as `validate` does).
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Check a plugin file against a sha256 digest. Exit 0 if it matches, 1 if
-    /// not, 2 if the file cannot be read or the digest is malformed.
+    /// not (or it cannot be pulled), 2 if the file cannot be read or the
+    /// digest or reference is malformed.
     Verify {
+        /// A component file, or a pinned `oci://…@sha256:…` reference.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The expected digest: 64 hex digits (as a policy pins it, in
@@ -76,8 +82,14 @@ pub enum Command {
 
 pub fn run(args: &Args, output: Output) -> u8 {
     match &args.command {
-        Command::Inspect { file } => inspect(file, output),
-        Command::Verify { file, sha256 } => verify(file, sha256, output),
+        Command::Inspect { file } => match component_file(file, output) {
+            Ok(path) => inspect(file, &path, output),
+            Err(code) => code,
+        },
+        Command::Verify { file, sha256 } => match component_file(file, output) {
+            Ok(path) => verify(file, &path, sha256, output),
+            Err(code) => code,
+        },
         Command::New(args) => new::run(args, output),
         Command::Build(args) => build::run(args, output),
         Command::Push(args) => push::run(args, output),
@@ -227,13 +239,35 @@ fn load_for_inspection(file: &Path, sha256: &str) -> Result<LoadedPlugin, Plugin
     })
 }
 
-fn inspect(file: &Path, output: Output) -> u8 {
-    let bytes = match read(file, output) {
+/// The file to read for `FILE`: itself, or for a pinned
+/// `oci://REGISTRY/REPOSITORY[:TAG]@sha256:…` the component it names, from
+/// the plugin cache's OCI store or pulled into it (verified, as `validate`
+/// pulls it), or the exit code after reporting why not.
+fn component_file(file: &Path, output: Output) -> Result<PathBuf, u8> {
+    let Some(reference) = file.to_str().filter(|s| duplex_oci::is_oci(s)) else {
+        return Ok(file.to_path_buf());
+    };
+    if let Err(e) = duplex_oci::Reference::parse_pinned(reference) {
+        return Err(fail(file, None, e.to_string(), exit::USAGE, output));
+    }
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(super::dirs::default_cache_dir()),
+        ..HostConfig::default()
+    });
+    match host.and_then(|host| host.pull_oci("plugin", reference)) {
+        Ok(pulled) => Ok(pulled.path),
+        Err(e) => Err(fail(file, None, e.to_string(), exit::INVALID, output)),
+    }
+}
+
+/// `file` is what the operator named (shown), `path` what is read.
+fn inspect(file: &Path, path: &Path, output: Output) -> u8 {
+    let bytes = match read(path, output) {
         Ok(b) => b,
         Err(code) => return code,
     };
     let sha256 = plugins::sha256_hex(&bytes);
-    let plugin = match load_for_inspection(file, &sha256) {
+    let plugin = match load_for_inspection(path, &sha256) {
         Ok(p) => p,
         Err(e) => return fail(file, Some(sha256), e.to_string(), exit::INVALID, output),
     };
@@ -334,7 +368,7 @@ struct Verification {
     matches: bool,
 }
 
-fn verify(file: &Path, expected: &str, output: Output) -> u8 {
+fn verify(file: &Path, path: &Path, expected: &str, output: Output) -> u8 {
     // Typed on a command line (or pasted from a tool that prints upper
     // case): compared as the policy would pin it.
     let expected = expected.to_ascii_lowercase();
@@ -347,7 +381,7 @@ fn verify(file: &Path, expected: &str, output: Output) -> u8 {
             output,
         );
     }
-    let bytes = match read(file, output) {
+    let bytes = match read(path, output) {
         Ok(b) => b,
         Err(code) => return code,
     };
