@@ -468,7 +468,8 @@ fn python_toolchain() -> (PathBuf, PathBuf) {
 }
 
 /// The SDK's own logic (tests/python_sdk/test_sdk.py), natively, over the
-/// bindings componentize-py generates for py-http-health's world.
+/// bindings componentize-py generates for the contract's world (every
+/// capability imported, so the storage and files helpers are there).
 #[test]
 fn the_python_sdks_unit_tests_pass() {
     let (componentize_py, python) = python_toolchain();
@@ -476,7 +477,7 @@ fn the_python_sdks_unit_tests_pass() {
     let bindings = tempfile::tempdir().unwrap();
     let out = run(std::process::Command::new(&componentize_py)
         .arg("-d")
-        .arg(root.join("plugins/py-http-health/wit"))
+        .arg(root.join("plugin-sdk/wit"))
         .args(["-w", "plugin", "bindings"])
         .arg(bindings.path()));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -494,6 +495,6 @@ fn the_python_sdks_unit_tests_pass() {
         .env("PYTHONPATH", path)
         .env("PYTHONDONTWRITEBYTECODE", "1"));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("Ran 7 tests"), "{}", out.stderr);
+    assert!(out.stderr.contains("Ran 13 tests"), "{}", out.stderr);
     assert!(out.stderr.ends_with("OK\n"), "{}", out.stderr);
 }

@@ -4,10 +4,12 @@
 // `install` and `partner` (the exports of the WIT world `plugin`);
 // plugin-sdk/js/build.mjs turns it into a WebAssembly component with
 // componentize-js. This module holds what every plugin needs: parameters
-// (JSON), check results, logging, progress and results of operations, and a
-// thin layer over the `files` capability. Imports of an interface only exist
-// in the component when the plugin's WIT world imports it (see README.md):
-// this module imports `host` only; `files` helpers take the imported module.
+// (JSON), check results, logging, progress and results of operations, and
+// thin layers over the `files`, `storage` and `http` capabilities. Imports of
+// an interface only exist in the component when the plugin's WIT world
+// imports it (see README.md): this module imports `host` only; the
+// capability helpers (`filesIn`, `storageOf`, `httpOf`) take the imported
+// module.
 import { log as hostLog, progress as hostProgress } from 'duplex:plugin/host@0.1.0';
 
 /// The contract this SDK speaks.
@@ -145,8 +147,114 @@ export function filesIn(files, root) {
       return files.stat(root, path);
     },
     /// Entries of a directory.
-    list(path) {
+    list(path = '.') {
       return files.list(root, path);
     },
+    /// Whether something is at `path`.
+    exists(path) {
+      return files.stat(root, path) !== undefined;
+    },
+    /// Replaces the file atomically (the grant must be writable).
+    write(path, data) {
+      files.write(root, path, typeof data === 'string' ? encoder.encode(data) : data);
+    },
+    /// Free bytes on the grant's filesystem (a BigInt).
+    freeSpace() {
+      return files.freeSpace(root);
+    },
+  };
+}
+
+const encoder = new TextEncoder();
+
+// --- storage -------------------------------------------------------------------
+
+/// Helpers over the `storage` capability (the plugin's key-value store, kept
+/// across calls and sessions). `storage` is the imported interface:
+///   import * as storage from 'duplex:plugin/storage@0.1.0';
+///   const kv = storageOf(storage);
+///   const seen = kv.getJson('seen', 0);
+/// The host's refusals are thrown as they come (see `hostError`).
+export function storageOf(storage) {
+  return {
+    /// The bytes under `key` (a Uint8Array), or undefined.
+    get(key) {
+      return storage.get(key);
+    },
+    /// Stores bytes, or a string as UTF-8.
+    set(key, value) {
+      storage.set(key, typeof value === 'string' ? encoder.encode(value) : value);
+    },
+    delete(key) {
+      storage.delete(key);
+    },
+    keys() {
+      return storage.listKeys();
+    },
+    /// The JSON value under `key`, `fallback` when there is none; throws a
+    /// message naming the key when the value is not JSON.
+    getJson(key, fallback = undefined) {
+      const raw = storage.get(key);
+      if (raw === undefined) return fallback;
+      try {
+        return JSON.parse(decoder.decode(raw));
+      } catch (e) {
+        throw `the value of \`${key}\` in storage is not JSON: ${e.message}`;
+      }
+    },
+    setJson(key, value) {
+      storage.set(key, encoder.encode(JSON.stringify(value)));
+    },
+  };
+}
+
+// --- http ----------------------------------------------------------------------
+
+/// Helpers over the `http` capability (requests to the origins the policy
+/// grants). `http` is the imported interface:
+///   import * as http from 'duplex:plugin/http@0.1.0';
+///   const r = httpOf(http).get('http://127.0.0.1:8080/health', { timeoutMs: 2000 });
+///   if (r.status === 200 && r.json().status === 'ok') ...
+/// A refusal of the grant or no answer (connection refused, timeout) is
+/// thrown as it comes (see `hostError`).
+export function httpOf(http) {
+  const request = (method, url, { headers = {}, body, timeoutMs } = {}) => {
+    const r = http.send({
+      method,
+      url,
+      headers: Object.entries(headers).map(([k, v]) => [String(k), String(v)]),
+      body: body === undefined ? new Uint8Array() : typeof body === 'string' ? encoder.encode(body) : body,
+      timeoutMs,
+    });
+    return {
+      status: r.status,
+      headers: r.headers,
+      body: r.body,
+      truncated: r.truncated,
+      url: r.url,
+      /// The first header called `name` (case-insensitive), or undefined.
+      header(name) {
+        const lower = String(name).toLowerCase();
+        const found = r.headers.find(([k]) => k.toLowerCase() === lower);
+        return found ? found[1] : undefined;
+      },
+      text() {
+        return decoder.decode(r.body);
+      },
+      /// The body as JSON; throws a message naming the URL when it is not.
+      json() {
+        try {
+          return JSON.parse(decoder.decode(r.body));
+        } catch (e) {
+          throw `the answer of ${r.url} is not JSON: ${e.message}`;
+        }
+      },
+    };
+  };
+  return {
+    request,
+    get: (url, options) => request('get', url, options),
+    head: (url, options) => request('head', url, options),
+    post: (url, options) => request('post', url, options),
   };
 }

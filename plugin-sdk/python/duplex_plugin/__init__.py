@@ -29,6 +29,14 @@ It returns `passed(...)`, `failed(...)` or `inconclusive(...)`; raising
 `ParamError` (or any other exception) makes the call an error (`err` in the
 WIT contract: the call itself was wrong), with the message.
 
+The capabilities the policy grants have helpers too: `http` (requests to
+granted origins), `storage` (the plugin's key-value store: `get_json`,
+`set_json`, ...) and `files` (`files.In("releases").read_text(...)`,
+`stat`, `list`, `write_text`, `free_space`). Each needs the interface in the
+plugin's world (`import duplex:plugin/storage@0.1.0;` ...) and the grant in
+the policy; the other interfaces (`exec`, `artifacts`) are the generated
+bindings, `wit_world.imports.exec` and `.artifacts`.
+
 Plugins get no clock (WASI clocks read 0 unless granted): count attempts
 (`ctx.attempt`) instead of measuring time, and bound waits with request
 timeouts.
@@ -37,6 +45,8 @@ timeouts.
 from .plugin import Plugin, Params, ParamError, passed, failed, inconclusive
 from . import log
 from . import http
+from . import storage
+from . import files
 
 __all__ = [
     "Plugin",
@@ -47,4 +57,6 @@ __all__ = [
     "inconclusive",
     "log",
     "http",
+    "storage",
+    "files",
 ]

@@ -32,6 +32,14 @@ pub const SDK_FILES: &[(&str, &str)] = &[
         "http.py",
         include_str!("../../../../plugin-sdk/python/duplex_plugin/http.py"),
     ),
+    (
+        "storage.py",
+        include_str!("../../../../plugin-sdk/python/duplex_plugin/storage.py"),
+    ),
+    (
+        "files.py",
+        include_str!("../../../../plugin-sdk/python/duplex_plugin/files.py"),
+    ),
 ];
 
 const CONTRACT: &str = include_str!("../../../../plugin-sdk/wit/plugin.wit");
