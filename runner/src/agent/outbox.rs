@@ -896,7 +896,13 @@ mod tests {
                 }
                 let left = deadline
                     .checked_duration_since(Instant::now())
-                    .unwrap_or_else(|| panic!("{ok} of {n} delivered in 30 s"));
+                    .unwrap_or_else(|| {
+                        let seen: Vec<String> = got
+                            .iter()
+                            .map(|r| format!("{} {}", r.event().id, r.answered))
+                            .collect();
+                        panic!("{ok} of {n} delivered in 30 s; received: {seen:?}")
+                    });
                 got = self.shared.arrived.wait_timeout(got, left).unwrap().0;
             }
         }
