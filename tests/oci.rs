@@ -312,6 +312,21 @@ fn inspect_and_verify_take_a_pinned_reference() {
     let refused = place.duplex(&["plugin", "inspect", &tag]);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("sha256"), "{}", refused.stderr);
+
+    // A digest the registry does not have: exit 1, naming the plugin by
+    // its repository.
+    let unknown = format!(
+        "oci://{}/duplex/sim-checks@sha256:{}",
+        registry.address(),
+        "0".repeat(64)
+    );
+    let missing = place.duplex(&["plugin", "inspect", &unknown]);
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing.stderr.starts_with("error: plugin `sim-checks`: "),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]

@@ -247,14 +247,17 @@ fn component_file(file: &Path, output: Output) -> Result<PathBuf, u8> {
     let Some(reference) = file.to_str().filter(|s| duplex_oci::is_oci(s)) else {
         return Ok(file.to_path_buf());
     };
-    if let Err(e) = duplex_oci::Reference::parse_pinned(reference) {
-        return Err(fail(file, None, e.to_string(), exit::USAGE, output));
-    }
+    let pinned = match duplex_oci::Reference::parse_pinned(reference) {
+        Ok(pinned) => pinned,
+        Err(e) => return Err(fail(file, None, e.to_string(), exit::USAGE, output)),
+    };
+    // Errors name the plugin by its repository's last segment.
+    let name = pinned.repository.rsplit('/').next().unwrap_or("plugin");
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(super::dirs::default_cache_dir()),
         ..HostConfig::default()
     });
-    match host.and_then(|host| host.pull_oci("plugin", reference)) {
+    match host.and_then(|host| host.pull_oci(name, reference)) {
         Ok(pulled) => Ok(pulled.path),
         Err(e) => Err(fail(file, None, e.to_string(), exit::INVALID, output)),
     }
