@@ -510,14 +510,7 @@ fn no_session_starts_after_its_maintenance_window_closed() {
 fn the_demo_policy_upgrades_the_simulated_system() {
     let site = Site::new();
     let out = site.duplex(&["apply", "policies/demo.yaml"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(site.states(), FORWARD);
+    assert_committed(&site, &out);
     // Its gate before the merge looks at the Upgrade Side, which is about
     // to take over production, not at the side running production now.
     assert!(

@@ -56,14 +56,7 @@ fn the_js_plugin_policy_gates_the_upgrade_and_commits() {
     warm_cache();
     let site = Site::new();
     let out = site.duplex(&["apply", "policies/js-plugin.yaml"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(site.states(), FORWARD);
+    assert_committed(&site, &out);
     let log = site.log_text();
     for needle in [
         "check `release-version`: pass: release/current/VERSION says 2.4.1",

@@ -124,14 +124,7 @@ fn a_healthy_service_passes_the_python_gate_and_the_upgrade_commits() {
     let site = Site::new();
     let policy = render_policy(&site, &health.origin);
     let out = apply(&site, &policy);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(site.states(), FORWARD);
+    assert_committed(&site, &out);
     let log = site.log_text();
     let url = format!("{}/health", health.origin);
     assert!(

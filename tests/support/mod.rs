@@ -56,6 +56,20 @@ pub fn duplex() -> Command {
     cmd
 }
 
+/// `duplex apply` of the simulated system committed: exit 0, the closing
+/// line, and every state of the forward path in order.
+#[track_caller]
+pub fn assert_committed(site: &Site, out: &Run) {
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Upgrade committed and finished: sim-ft-01 runs acme-app 2.4.1."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(site.states(), FORWARD);
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
