@@ -19,6 +19,10 @@ fn a_committed_policy_runs_to_the_end_and_an_invalid_one_starts_nothing() {
     let done = agent.wait_for("the committed policy is achieved", |v| {
         !v["agent"]["achieved"].is_null()
     });
+    // `duplex` handed the agent to `duplex-full` in the same process: the
+    // pid the operator started (and signals) is the agent's.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", agent.child.id())).unwrap();
+    assert_eq!(exe.file_name().unwrap(), "duplex-full", "{}", exe.display());
     let desired = &done["agent"]["desired"];
     assert_eq!(done["agent"]["achieved"]["digest"], desired["digest"]);
     let ended = done["status"]["session"]["session"]["ended"]

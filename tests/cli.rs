@@ -1,6 +1,7 @@
 //! The CLI surface: help, the schema, and `plan`.
 
 mod support;
+use std::process::Command;
 use support::*;
 
 #[test]
@@ -176,4 +177,84 @@ fn the_readme_policy_reference_is_not_stale() {
         readme[a..b] == generated,
         "README.md's policy reference is stale: run `UPDATE_GOLDEN=1 cargo test -p duplex --test cli`"
     );
+}
+
+/// `duplex` copied alone, without `duplex-full` beside it: the read-only
+/// views still answer (they run in `duplex` itself); any other verb is
+/// refused with exit 2 and a message naming the file that is missing.
+#[test]
+fn duplex_without_duplex_full_runs_the_views_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = dir.path().join("duplex");
+    std::fs::copy(env!("CARGO_BIN_EXE_duplex"), &front).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    for view in ["status", "history"] {
+        let out = run(Command::new(&front)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(view));
+        assert_eq!(out.code, 0, "{view}: {}", out.stderr);
+    }
+    let plan = run(Command::new(&front)
+        .current_dir(repo_root())
+        .args(["plan", "policies/demo.yaml"]));
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert_eq!(plan.stdout, "");
+    let dir_text = dir.path().to_str().unwrap();
+    assert_golden(
+        &repo_root().join("tests/data/cli/duplex-without-full.expected"),
+        &plan.stderr.replace(dir_text, "<dir>"),
+    );
+}
+
+/// The views `duplex` runs itself (status, log, history) answer help,
+/// `--version` and usage errors exactly as `duplex-full` does: both parse
+/// them with the same definitions.
+#[test]
+fn the_views_help_and_usage_errors_are_the_same_in_both_executables() {
+    let full = std::path::Path::new(env!("CARGO_BIN_EXE_duplex")).with_file_name("duplex-full");
+    let cases: [&[&str]; 8] = [
+        &["status", "--help"],
+        &["log", "--help"],
+        &["history", "-h"],
+        &["status", "-V"],
+        &["log", "--bogus"],
+        &["history", "extra"],
+        &["--output", "xml", "status"],
+        &["log", "--session"],
+    ];
+    for args in cases {
+        let front = duplex_run(args);
+        let whole = run(Command::new(&full).current_dir(repo_root()).args(args));
+        assert_eq!(
+            (front.code, &front.stdout, &front.stderr),
+            (whole.code, &whole.stdout, &whole.stderr),
+            "duplex {args:?}"
+        );
+    }
+}
+
+/// `duplex` hands a verb it does not run itself to `duplex-full` with the
+/// same arguments, and what comes back is that verb's own answer: a usage
+/// error of `plan`'s is the same whichever executable parses it, and `plan`
+/// through `duplex` prints what `duplex-full plan` prints.
+#[test]
+fn duplex_hands_other_verbs_to_duplex_full_unchanged() {
+    let full = std::path::Path::new(env!("CARGO_BIN_EXE_duplex")).with_file_name("duplex-full");
+    let through_front = duplex_run(&["plan", "policies/approvals.yaml"]);
+    let direct = run(Command::new(&full)
+        .current_dir(repo_root())
+        .args(["plan", "policies/approvals.yaml"]));
+    assert_eq!(through_front.code, 0, "{}", through_front.stderr);
+    assert_eq!(through_front.stdout, direct.stdout);
+    let bad_front = duplex_run(&["plan", "--no-such-flag"]);
+    let bad_full = run(Command::new(&full)
+        .current_dir(repo_root())
+        .args(["plan", "--no-such-flag"]));
+    assert_eq!(
+        (bad_front.code, &bad_front.stderr),
+        (bad_full.code, &bad_full.stderr)
+    );
+    assert_eq!(bad_front.code, 2);
 }

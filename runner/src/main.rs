@@ -1,14 +1,15 @@
-//! The `duplex` binary: argument parsing, rendering and exit codes over
-//! `duplex-core`, which knows nothing of any of them.
+//! `duplex`: runs the read-only views of the state dir itself and hands
+//! every other command to `duplex-full`, installed beside it
+//! (`cli/front.rs` says why, and why std's runtime start-up is skipped).
 
-// Every byte of output goes through `cli::output` (closed pipes, escaping).
-#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![no_main]
 
-mod agent;
-mod api;
-mod cli;
-mod watch;
-
-fn main() -> std::process::ExitCode {
-    cli::main()
+/// The C entry point; std's `env::args` still works (on glibc it is filled
+/// from `.init_array`, not by the runtime start-up this skips).
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    duplex_cli::front()
 }

@@ -58,12 +58,24 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(
     name = "duplex",
+    // Usage lines say `duplex` also when `duplex-full` is run by its own name.
+    bin_name = "duplex",
     version,
     about = "Run active upgrades of two-sided systems from a declared policy",
     after_help = AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+/// The options every verb takes (`front::verb_of` skips them by name).
+#[derive(Debug, clap::Args)]
+pub struct Globals {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -72,9 +84,6 @@ pub struct Cli {
     /// for root, else $XDG_STATE_HOME/duplex]
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
-
-    #[command(subcommand)]
-    pub command: Verb,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,10 +124,9 @@ pub enum Verb {
     Plugin(plugin::Args),
     /// Run an upgrade session for a policy (or carry on the one in flight).
     Apply(run::ApplyArgs),
-    /// Show the session: state, status, partner, request, drift, what you can do next.
-    Status,
-    /// Show the activity log of the current (or a past) session.
-    Log(status::LogArgs),
+    // status, log, history: run by `duplex` itself (`front`).
+    #[command(flatten)]
+    View(front::View),
     /// Approve the session to go on past its approval point (as $DUPLEX_OPERATOR or the OS user).
     Approve(run::CommandArgs),
     /// Retry the failed request of a Broken session.
@@ -131,8 +139,6 @@ pub enum Verb {
     Release(run::CommandArgs),
     /// Carry on the session in flight after a stop, a crash or a reboot.
     Resume(run::ResumeArgs),
-    /// List past sessions with their outcome and duration.
-    History,
     /// Break the state dir's lock when its holder is known to be dead.
     Unlock(run::UnlockArgs),
     /// Run unattended: reconcile a policy source (a directory or a git repository), serve the API.
@@ -146,7 +152,9 @@ pub enum Verb {
 pub(crate) mod dirs;
 pub(crate) mod errors;
 mod fleet;
+pub(crate) mod front;
 mod grants;
+mod handoff;
 mod lock;
 pub(crate) mod operator;
 pub(crate) mod output;
@@ -186,20 +194,28 @@ pub(crate) fn validation_app() -> duplex_core::app::App {
     })
 }
 
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+/// The arguments, or the exit code of `--help`, `--version` or a usage
+/// error (already printed).
+fn parse() -> Result<Cli, u8> {
+    Cli::try_parse().map_err(|err| {
+        let _ = err.print();
+        if err.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
         }
+    })
+}
+
+/// `duplex-full`: every verb.
+pub fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
     };
+    let Globals { output, state_dir } = cli.globals;
     let code = match cli.command {
-        Verb::Validate(args) => validate::run(&args, cli.output),
+        Verb::Validate(args) => validate::run(&args, output),
         Verb::Schema(args) => {
             let schema = match args.kind {
                 SchemaKind::Policy => duplex_core::policy::schema_json(),
@@ -208,33 +224,22 @@ pub fn main() -> ExitCode {
             output::json_line(schema.trim_end());
             exit::OK
         }
-        Verb::Rollout(args) => rollout::run(&args, cli.output),
-        Verb::Plan(args) => plan::run(&args, cli.output, cli.state_dir),
-        Verb::Lock(args) => lock::run(&args, cli.output),
-        Verb::Apply(args) => run::drive(run::Verb::Apply(args), cli.output, cli.state_dir),
-        Verb::Status => status::status(cli.output, cli.state_dir),
-        Verb::Log(args) => status::log(&args, cli.output, cli.state_dir),
-        Verb::Approve(a) => {
-            operator_verb(OperatorVerb::Approve, a.reason, cli.output, cli.state_dir)
-        }
-        Verb::Retry(a) => operator_verb(OperatorVerb::Retry, a.reason, cli.output, cli.state_dir),
-        Verb::Abort(a) => operator_verb(OperatorVerb::Abort, a.reason, cli.output, cli.state_dir),
-        Verb::Hold(a) => operator_verb(
-            OperatorVerb::Hold,
-            Some(a.reason),
-            cli.output,
-            cli.state_dir,
-        ),
-        Verb::Release(a) => {
-            operator_verb(OperatorVerb::Release, a.reason, cli.output, cli.state_dir)
-        }
-        Verb::Resume(args) => run::drive(run::Verb::Resume(args), cli.output, cli.state_dir),
-        Verb::History => status::history(cli.output, cli.state_dir),
-        Verb::Unlock(args) => run::unlock(&args, cli.output, cli.state_dir),
-        Verb::Plugin(args) => plugin::run(&args, cli.output),
-        Verb::Agent(args) => crate::agent::run(*args, cli.state_dir),
-        Verb::Watch(args) => crate::watch::run(args, cli.state_dir),
-        Verb::Fleet(args) => fleet::run(&args, cli.output),
+        Verb::Rollout(args) => rollout::run(&args, output),
+        Verb::Plan(args) => plan::run(&args, output, state_dir),
+        Verb::Lock(args) => lock::run(&args, output),
+        Verb::Apply(args) => run::drive(run::Verb::Apply(args), output, state_dir),
+        Verb::View(view) => front::run_view(view, output, state_dir),
+        Verb::Approve(a) => operator_verb(OperatorVerb::Approve, a.reason, output, state_dir),
+        Verb::Retry(a) => operator_verb(OperatorVerb::Retry, a.reason, output, state_dir),
+        Verb::Abort(a) => operator_verb(OperatorVerb::Abort, a.reason, output, state_dir),
+        Verb::Hold(a) => operator_verb(OperatorVerb::Hold, Some(a.reason), output, state_dir),
+        Verb::Release(a) => operator_verb(OperatorVerb::Release, a.reason, output, state_dir),
+        Verb::Resume(args) => run::drive(run::Verb::Resume(args), output, state_dir),
+        Verb::Unlock(args) => run::unlock(&args, output, state_dir),
+        Verb::Plugin(args) => plugin::run(&args, output),
+        Verb::Agent(args) => crate::agent::run(*args, state_dir),
+        Verb::Watch(args) => crate::watch::run(args, state_dir),
+        Verb::Fleet(args) => fleet::run(&args, output),
     };
     ExitCode::from(code)
 }
