@@ -111,7 +111,7 @@ pub fn front() -> i32 {
 fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
     if !verb_of(args.get(1..).unwrap_or_default()).is_some_and(|v| VIEWS.contains(&v)) {
-        return handoff::exec_full().into();
+        return handoff::exec_full(&args).into();
     }
     let cli = match ViewCli::try_parse_from(&args) {
         Ok(cli) => cli,

@@ -19,16 +19,17 @@ fn full_path() -> std::io::Result<PathBuf> {
 /// Replace this process with `duplex-full` and the same arguments. Returns
 /// only when that cannot be done, with the exit code of the error it
 /// reported.
-pub fn exec_full() -> u8 {
+pub fn exec_full(args: &[std::ffi::OsString]) -> u8 {
     // The arguments are not parsed here; an error is reported as JSON when
     // they ask for it.
-    let output = if json_output() {
+    let output = if json_output(args) {
         Output::Json
     } else {
         Output::Human
     };
-    let mut args = std::env::args_os();
-    let argv0 = args.next().unwrap_or_else(|| "duplex".into());
+    let (argv0, rest) = args
+        .split_first()
+        .map_or(("duplex".into(), &[][..]), |(a, r)| (a.clone(), r));
     let path = match full_path() {
         Ok(path) => path,
         Err(e) => {
@@ -42,7 +43,7 @@ pub fn exec_full() -> u8 {
     // `ps` keeps showing what the user typed.
     let err = std::process::Command::new(&path)
         .arg0(argv0)
-        .args(args)
+        .args(rest)
         .exec();
     errors::fail(
         output,
@@ -56,8 +57,8 @@ pub fn exec_full() -> u8 {
 
 /// Whether the arguments ask for `--output json` (as a global option may,
 /// anywhere among them).
-fn json_output() -> bool {
-    let mut args = std::env::args_os().skip(1);
+fn json_output(args: &[std::ffi::OsString]) -> bool {
+    let mut args = args.iter().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--output=json" || (arg == "--output" && args.next().is_some_and(|v| v == "json"))
         {
